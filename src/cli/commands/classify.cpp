@@ -1,0 +1,56 @@
+// sieve classify: labels and probabilities from a checkpoint with a sequence-classification head.
+#include <cmath>
+#include <cstdio>
+
+#include "cli/commands/common.h"
+#include "util/error.h"
+
+namespace sieve::cli {
+
+namespace {
+
+struct ClassifyOptions {
+  ModelOptions model;
+  std::vector<std::string> texts;
+  std::string file;
+};
+
+void run(const ClassifyOptions& o) {
+  const auto texts = collect_texts(o.texts, o.file);
+  const TextModel model = load_model(o.model);
+  const BertEncoder& enc = model.encoder();
+  if (!enc.has_classifier())
+    throw Error("this model has no sequence-classification head (classifier.weight); use `sieve embed`, "
+                "or fine-tune one with tools/finetune_classifier.py");
+  const auto& names = enc.config().id2label;
+  std::vector<TextPair> inputs;
+  for (const auto& t : texts) inputs.push_back({t, ""});
+  run_batched(model, inputs, o.model, nullptr, [&](size_t i, const SequenceOutput& out) {
+    std::vector<float> p = enc.classify(out);
+    const float mx = *std::max_element(p.begin(), p.end());
+    float sum = 0;
+    for (float& v : p) sum += (v = std::exp(v - mx));
+    size_t best = 0;
+    for (size_t c = 0; c < p.size(); ++c) {
+      p[c] /= sum;
+      if (p[c] > p[best]) best = c;
+    }
+    auto label = [&](size_t c) { return c < names.size() ? names[c] : "LABEL_" + std::to_string(c); };
+    std::printf("{\"text\": %s, \"label\": %s, \"probabilities\": {", json_escape(texts[i]).c_str(), json_escape(label(best)).c_str());
+    for (size_t c = 0; c < p.size(); ++c) std::printf("%s%s: %.6f", c ? ", " : "", json_escape(label(c)).c_str(), static_cast<double>(p[c]));
+    std::printf("}}\n");
+  });
+}
+
+}  // namespace
+
+void register_classify(CLI::App& app) {
+  auto options = std::make_shared<ClassifyOptions>();
+  CLI::App* cmd = app.add_subcommand("classify", "Classify texts with the model's sequence-classification head (JSON lines)");
+  add_model_options(*cmd, options->model);
+  cmd->add_option("texts", options->texts, "Texts to classify");
+  cmd->add_option("--file,-f", options->file, "Read texts from FILE, one per line ('-' = stdin)");
+  cmd->callback([options] { run(*options); });
+}
+
+}  // namespace sieve::cli

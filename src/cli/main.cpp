@@ -1,0 +1,37 @@
+// sieve: the command-line front end. Each subcommand lives in cli/commands/ and registers itself;
+// this file only parses and turns errors into a message and a non-zero exit code.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands/common.h"
+#include "util/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Sieve: a transformer inference engine that skips what does not matter"};
+  app.require_subcommand(1);
+  sieve::cli::register_embed(app);
+  sieve::cli::register_classify(app);
+  sieve::cli::register_tokenize(app);
+  sieve::cli::register_bench(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  } catch (const sieve::Error& e) {
+    std::fprintf(stderr, "sieve: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "sieve: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sieve: internal error: %s\n", e.what());
+    return 3;
+  }
+  return 0;
+}

@@ -1,0 +1,30 @@
+#pragma once
+// Row-level kernels in two builds: `portable` (plain C++, any x86-64 or other CPU) and `avx512`.
+// elementwise.cpp picks one set at run time; tests compare the two sets against each other.
+#include <cstdint>
+
+namespace sieve {
+
+struct RowKernels {
+  // x[i] = gelu(x[i] + bias[i]), exact (erf) GELU as in BERT's "gelu".
+  void (*bias_gelu)(float* x, const float* bias, int64_t n);
+  // x[i] = x[i] + bias[i]
+  void (*bias_add)(float* x, const float* bias, int64_t n);
+  // x = LayerNorm(x + bias + residual) * gamma + beta; bias or residual may be null.
+  void (*bias_residual_layernorm)(float* x, const float* bias, const float* residual, const float* gamma,
+                                  const float* beta, float eps, int64_t n);
+  // Numerically stable softmax in place; returns nothing, sums to 1.
+  void (*softmax)(float* x, int64_t n);
+};
+
+namespace portable {
+extern const RowKernels kRowKernels;
+}
+namespace avx512 {
+extern const RowKernels kRowKernels;
+}
+
+// The set this CPU runs (AVX-512 when available and not disabled).
+const RowKernels& row_kernels();
+
+}  // namespace sieve

@@ -1,0 +1,54 @@
+#include <cmath>
+
+#include "kernels/row_kernels.h"
+
+namespace sieve::portable {
+
+namespace {
+
+void bias_gelu(float* x, const float* bias, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i] + bias[i];
+    x[i] = 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+  }
+}
+
+void bias_add(float* x, const float* bias, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += bias[i];
+}
+
+void bias_residual_layernorm(float* x, const float* bias, const float* residual, const float* gamma,
+                             const float* beta, float eps, int64_t n) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i];
+    if (bias) v += bias[i];
+    if (residual) v += residual[i];
+    x[i] = v;
+    sum += v;
+  }
+  const float mean = sum / static_cast<float>(n);
+  float sq = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sq += (x[i] - mean) * (x[i] - mean);
+  const float inv_std = 1.0f / std::sqrt(sq / static_cast<float>(n) + eps);
+  for (int64_t i = 0; i < n; ++i) x[i] = (x[i] - mean) * inv_std * gamma[i] + beta[i];
+}
+
+void softmax(float* x, int64_t n) {
+  if (n <= 0) return;
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace
+
+const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax};
+
+}  // namespace sieve::portable

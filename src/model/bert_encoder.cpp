@@ -1,0 +1,433 @@
+#include "model/bert_encoder.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "attention/fused_attention.h"
+#include "kernels/gemm.h"
+#include "kernels/row_kernels.h"
+#include "model/safetensors.h"
+#include "util/error.h"
+
+namespace sieve {
+
+namespace {
+
+// Row loops are only worth threading when there is enough work per row batch.
+constexpr int64_t kParallelMinElements = 1 << 14;
+
+template <typename RowFn>
+void for_each_row(int64_t rows, int64_t cols, RowFn&& fn) {
+#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMinElements)
+  for (int64_t r = 0; r < rows; ++r) fn(r);
+}
+
+// Maximal runs of consecutive head indices: one GEMM per run instead of one per head, because the
+// rows (QKV) or columns (output projection) of consecutive heads are contiguous in the weights.
+std::vector<std::pair<int32_t, int32_t>> head_runs(const std::vector<int32_t>& heads) {
+  std::vector<std::pair<int32_t, int32_t>> runs;
+  for (int32_t h : heads) {
+    if (!runs.empty() && runs.back().second == h) {
+      ++runs.back().second;
+    } else {
+      runs.emplace_back(h, h + 1);
+    }
+  }
+  return runs;
+}
+
+// Sequences next to each other that compute the same heads share one GEMM over their rows.
+template <typename GroupFn>
+void for_each_head_group(const std::vector<PackedSequence>& seqs, GroupFn&& fn) {
+  size_t begin = 0;
+  while (begin < seqs.size()) {
+    size_t end = begin + 1;
+    while (end < seqs.size() && seqs[end].heads == seqs[begin].heads) ++end;
+    const int64_t row0 = seqs[begin].offset;
+    const int64_t rows = seqs[end - 1].offset + seqs[end - 1].length() - row0;
+    fn(seqs[begin].heads, row0, rows);
+    begin = end;
+  }
+}
+
+class WeightReader {
+ public:
+  WeightReader(const SafetensorsFile& file, std::string prefix) : file_(file), prefix_(std::move(prefix)) {}
+
+  Tensor get(const std::string& name, const std::vector<int64_t>& shape) const {
+    return file_.load_f32(prefix_ + name, shape);
+  }
+  // LayerNorm parameters are "weight"/"bias" in current checkpoints, "gamma"/"beta" in old ones.
+  std::pair<Tensor, Tensor> layer_norm(const std::string& name, int64_t hidden) const {
+    if (file_.contains(prefix_ + name + ".gamma"))
+      return {get(name + ".gamma", {hidden}), get(name + ".beta", {hidden})};
+    return {get(name + ".weight", {hidden}), get(name + ".bias", {hidden})};
+  }
+  bool contains(const std::string& name) const { return file_.contains(prefix_ + name); }
+
+ private:
+  const SafetensorsFile& file_;
+  std::string prefix_;
+};
+
+}  // namespace
+
+void ForwardStats::add(const ForwardStats& other) {
+  flops += other.flops;
+  if (tokens_per_layer.size() < other.tokens_per_layer.size()) {
+    tokens_per_layer.resize(other.tokens_per_layer.size());
+    heads_per_layer.resize(other.heads_per_layer.size());
+  }
+  for (size_t i = 0; i < other.tokens_per_layer.size(); ++i) {
+    tokens_per_layer[i] += other.tokens_per_layer[i];
+    heads_per_layer[i] += other.heads_per_layer[i];
+  }
+}
+
+BertEncoder BertEncoder::load(const std::filesystem::path& model_dir) {
+  if (!std::filesystem::is_directory(model_dir))
+    throw Error("model directory not found: " + model_dir.string());
+  BertEncoder enc;
+  enc.config_ = ModelConfig::load(model_dir / "config.json");
+  const ModelConfig& c = enc.config_;
+  if (c.model_type != "bert")
+    throw Error("unsupported model_type '" + c.model_type + "' in " + (model_dir / "config.json").string() +
+                " (supported: bert)");
+  const auto weights_path = model_dir / "model.safetensors";
+  if (!std::filesystem::exists(weights_path))
+    throw Error("model.safetensors not found in " + model_dir.string() +
+                " (convert a pytorch_model.bin with transformers' save_pretrained(safe_serialization=True))");
+  const SafetensorsFile file = SafetensorsFile::open(weights_path);
+
+  // Bare encoders (BertModel) have no prefix; task models (BertForSequenceClassification) use "bert.".
+  std::string prefix;
+  if (file.contains("bert.embeddings.word_embeddings.weight")) prefix = "bert.";
+  else if (!file.contains("embeddings.word_embeddings.weight"))
+    throw Error("missing tensor embeddings.word_embeddings.weight in " + weights_path.string() +
+                " (is this a BERT checkpoint?)");
+  const WeightReader w(file, prefix);
+
+  const int64_t H = c.hidden_size, I = c.intermediate_size, heads = c.num_attention_heads;
+  enc.head_dim_ = H / heads;
+  enc.word_emb_ = w.get("embeddings.word_embeddings.weight", {c.vocab_size, H});
+  enc.pos_emb_ = w.get("embeddings.position_embeddings.weight", {c.max_position_embeddings, H});
+  enc.type_emb_ = w.get("embeddings.token_type_embeddings.weight", {c.type_vocab_size, H});
+  std::tie(enc.emb_ln_g_, enc.emb_ln_b_) = w.layer_norm("embeddings.LayerNorm", H);
+
+  const int64_t d = enc.head_dim_;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "encoder.layer." + std::to_string(l) + ".";
+    Layer layer;
+    layer.qkv_w = Tensor({3 * H, H});
+    layer.qkv_b = Tensor({3 * H});
+    const char* parts[3] = {"query", "key", "value"};
+    for (int part = 0; part < 3; ++part) {
+      const Tensor pw = w.get(p + "attention.self." + parts[part] + ".weight", {H, H});
+      const Tensor pb = w.get(p + "attention.self." + parts[part] + ".bias", {H});
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t dst = (h * 3 + part) * d;
+        std::memcpy(layer.qkv_w.row(dst), pw.row(h * d), sizeof(float) * d * H);
+        std::memcpy(layer.qkv_b.data() + dst, pb.data() + h * d, sizeof(float) * d);
+      }
+    }
+    layer.attn_out_w = w.get(p + "attention.output.dense.weight", {H, H});
+    layer.attn_out_b = w.get(p + "attention.output.dense.bias", {H});
+    std::tie(layer.attn_ln_g, layer.attn_ln_b) = w.layer_norm(p + "attention.output.LayerNorm", H);
+    layer.ffn_in_w = w.get(p + "intermediate.dense.weight", {I, H});
+    layer.ffn_in_b = w.get(p + "intermediate.dense.bias", {I});
+    layer.ffn_out_w = w.get(p + "output.dense.weight", {H, I});
+    layer.ffn_out_b = w.get(p + "output.dense.bias", {H});
+    std::tie(layer.ffn_ln_g, layer.ffn_ln_b) = w.layer_norm(p + "output.LayerNorm", H);
+    enc.layers_.push_back(std::move(layer));
+  }
+  if (w.contains("pooler.dense.weight")) {
+    enc.pooler_w_ = w.get("pooler.dense.weight", {H, H});
+    enc.pooler_b_ = w.get("pooler.dense.bias", {H});
+  }
+  // The classification head sits outside the "bert." prefix.
+  if (file.contains("classifier.weight")) {
+    const int64_t labels = file.info("classifier.weight").shape.at(0);
+    enc.classifier_w_ = file.load_f32("classifier.weight", {labels, H});
+    enc.classifier_b_ = file.load_f32("classifier.bias", {labels});
+    if (!enc.has_pooler()) throw Error("checkpoint has a classifier but no pooler: " + weights_path.string());
+  }
+  if (c.hidden_act != Activation::GeluErf)
+    throw Error("unsupported hidden_act in " + (model_dir / "config.json").string() + " (supported for BERT: gelu)");
+  return enc;
+}
+
+void BertEncoder::embed(std::span<const EncoderInput> inputs, const std::vector<PackedSequence>& seqs,
+                        Tensor& x) const {
+  const int64_t H = config_.hidden_size;
+  const RowKernels& k = row_kernels();
+  for (const PackedSequence& s : seqs) {
+    const EncoderInput& in = inputs[static_cast<size_t>(s.input_index)];
+    for_each_row(s.length(), H, [&](int64_t i) {
+      const int32_t type = in.type_ids.empty() ? 0 : in.type_ids[static_cast<size_t>(i)];
+      float* row = x.row(s.offset + i);
+      const float* word = word_emb_.row(in.ids[static_cast<size_t>(i)]);
+      const float* pos = pos_emb_.row(i);
+      const float* typ = type_emb_.row(type);
+      for (int64_t c = 0; c < H; ++c) row[c] = word[c] + pos[c] + typ[c];
+      k.bias_residual_layernorm(row, nullptr, nullptr, emb_ln_g_.data(), emb_ln_b_.data(),
+                                static_cast<float>(config_.layer_norm_eps), H);
+    });
+  }
+}
+
+void BertEncoder::attention_block(const Layer& layer, const std::vector<PackedSequence>& seqs, const Tensor& x,
+                                  Tensor& qkv, Tensor& context, Tensor& out,
+                                  std::vector<std::vector<float>>* received,
+                                  std::vector<std::vector<float>>* head_magnitude, ForwardStats& stats) const {
+  const int64_t H = config_.hidden_size, d = head_dim_, rows = x.dim(0);
+  const int heads = static_cast<int>(config_.num_attention_heads);
+  const RowKernels& k = row_kernels();
+
+  // Q, K, V for the heads each sequence still computes; qkv columns of pruned heads stay unwritten.
+  qkv.reshape({rows, 3 * H});
+  for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
+    for (auto [h0, h1] : head_runs(hs)) {
+      const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
+      gemm_a_bt(n, width, H, {x.row(row0), H}, {layer.qkv_w.row(col0), H}, qkv.row(row0) + col0, 3 * H);
+      for_each_row(n, width, [&](int64_t r) { k.bias_add(qkv.row(row0 + r) + col0, layer.qkv_b.data() + col0, width); });
+      stats.flops += 2.0 * n * width * H;
+    }
+  });
+
+  // One work item per (sequence, live head); each writes its own context columns and statistics.
+  struct Item { size_t seq; int32_t head; };
+  std::vector<Item> items;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    for (int32_t h : seqs[s].heads) items.push_back({s, h});
+    const size_t n = static_cast<size_t>(seqs[s].length());
+    if (received) (*received)[s].assign(static_cast<size_t>(heads) * n, 0.0f);
+    if (head_magnitude) (*head_magnitude)[s].assign(static_cast<size_t>(heads), 0.0f);
+    stats.flops += 4.0 * static_cast<double>(n) * n * d * seqs[s].heads.size();
+  }
+  context.reshape({rows, H});
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t it = 0; it < items.size(); ++it) {
+    const PackedSequence& s = seqs[items[it].seq];
+    const int32_t h = items[it].head;
+    const float* base = qkv.row(s.offset) + h * 3 * d;
+    HeadView view{base, base + d, base + 2 * d, 3 * H, context.row(s.offset) + h * d, H};
+    HeadStatistics hs;
+    if (received) hs.received = (*received)[items[it].seq].data() + h * s.length();
+    if (head_magnitude) hs.output_magnitude = &(*head_magnitude)[items[it].seq][static_cast<size_t>(h)];
+    fused_attention(view, s.length(), d, scale, hs);
+  }
+
+  // Output projection over the live heads' columns only, then bias + residual + LayerNorm.
+  out.reshape({rows, H});
+  for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
+    const auto runs = head_runs(hs);
+    if (runs.empty()) std::memset(out.row(row0), 0, sizeof(float) * n * H);
+    float beta = 0.0f;
+    for (auto [h0, h1] : runs) {
+      const int64_t col0 = h0 * d, width = (h1 - h0) * d;
+      gemm_a_bt(n, H, width, {context.row(row0) + col0, H}, {layer.attn_out_w.data() + col0, H}, out.row(row0), H, beta);
+      beta = 1.0f;
+      stats.flops += 2.0 * n * H * width;
+    }
+  });
+  for_each_row(rows, H, [&](int64_t r) {
+    k.bias_residual_layernorm(out.row(r), layer.attn_out_b.data(), x.row(r), layer.attn_ln_g.data(),
+                              layer.attn_ln_b.data(), static_cast<float>(config_.layer_norm_eps), H);
+  });
+}
+
+void BertEncoder::ffn_block(const Layer& layer, const Tensor& x, Tensor& intermediate, Tensor& out,
+                            ForwardStats& stats) const {
+  const int64_t H = config_.hidden_size, I = config_.intermediate_size, rows = x.dim(0);
+  const RowKernels& k = row_kernels();
+  intermediate.reshape({rows, I});
+  gemm_a_bt(rows, I, H, {x.data(), H}, {layer.ffn_in_w.data(), H}, intermediate.data(), I);
+  for_each_row(rows, I, [&](int64_t r) { k.bias_gelu(intermediate.row(r), layer.ffn_in_b.data(), I); });
+  out.reshape({rows, H});
+  gemm_a_bt(rows, H, I, {intermediate.data(), I}, {layer.ffn_out_w.data(), I}, out.data(), H);
+  for_each_row(rows, H, [&](int64_t r) {
+    k.bias_residual_layernorm(out.row(r), layer.ffn_out_b.data(), x.row(r), layer.ffn_ln_g.data(),
+                              layer.ffn_ln_b.data(), static_cast<float>(config_.layer_norm_eps), H);
+  });
+  stats.flops += 4.0 * static_cast<double>(rows) * H * I;
+}
+
+namespace {
+
+// Moves the kept rows of each sequence to the front of its new slot. Rows only move towards lower
+// indices, so compaction in place is safe when done in order.
+void compact_rows(Tensor& x, std::vector<PackedSequence>& seqs, const std::vector<std::vector<uint8_t>>& keep) {
+  const int64_t H = x.dim(1);
+  int64_t dst = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    PackedSequence& seq = seqs[s];
+    size_t kept = 0;
+    for (int64_t i = 0; i < seq.length(); ++i) {
+      if (!keep[s][static_cast<size_t>(i)]) continue;
+      if (dst != seq.offset + i) std::memmove(x.row(dst), x.row(seq.offset + i), sizeof(float) * H);
+      seq.positions[kept] = seq.positions[static_cast<size_t>(i)];
+      seq.is_special[kept] = seq.is_special[static_cast<size_t>(i)];
+      ++kept;
+      ++dst;
+    }
+    seq.positions.resize(kept);
+    seq.is_special.resize(kept);
+  }
+  assign_offsets(seqs);
+  x.reshape({dst, H});
+}
+
+}  // namespace
+
+std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> inputs, const ForwardOptions& options,
+                                                 ForwardStats* stats_out) const {
+  const ModelConfig& c = config_;
+  const int num_layers = static_cast<int>(c.num_hidden_layers), heads = static_cast<int>(c.num_attention_heads);
+  const int64_t H = c.hidden_size;
+
+  std::vector<PackedSequence> seqs;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const EncoderInput& in = inputs[i];
+    const int64_t n = static_cast<int64_t>(in.ids.size());
+    if (n == 0) throw Error("input " + std::to_string(i) + " has no tokens");
+    if (n > c.max_position_embeddings)
+      throw Error("input " + std::to_string(i) + " has " + std::to_string(n) + " tokens; the model takes at most " +
+                  std::to_string(c.max_position_embeddings));
+    if (!in.type_ids.empty() && in.type_ids.size() != in.ids.size())
+      throw Error("input " + std::to_string(i) + ": type_ids length differs from ids length");
+    if (!in.is_special.empty() && in.is_special.size() != in.ids.size())
+      throw Error("input " + std::to_string(i) + ": is_special length differs from ids length");
+    for (int32_t id : in.ids)
+      if (id < 0 || id >= c.vocab_size) throw Error("input " + std::to_string(i) + ": token id " + std::to_string(id) + " outside the vocabulary");
+    for (int32_t t : in.type_ids)
+      if (t < 0 || t >= c.type_vocab_size) throw Error("input " + std::to_string(i) + ": token type " + std::to_string(t) + " out of range");
+    PackedSequence s;
+    s.input_index = static_cast<int>(i);
+    s.positions.resize(static_cast<size_t>(n));
+    for (int64_t p = 0; p < n; ++p) s.positions[static_cast<size_t>(p)] = static_cast<int32_t>(p);
+    if (in.is_special.empty()) {
+      s.is_special.assign(static_cast<size_t>(n), 0);
+      s.is_special.front() = s.is_special.back() = 1;
+    } else {
+      s.is_special = in.is_special;
+    }
+    s.heads.resize(static_cast<size_t>(heads));
+    for (int h = 0; h < heads; ++h) s.heads[static_cast<size_t>(h)] = h;
+    seqs.push_back(std::move(s));
+  }
+  const int64_t rows = assign_offsets(seqs);
+
+  ForwardStats stats;
+  stats.tokens_per_layer.assign(static_cast<size_t>(num_layers), 0);
+  stats.heads_per_layer.assign(static_cast<size_t>(num_layers), 0);
+  std::vector<SequenceOutput> outputs(inputs.size());
+
+  Tensor x({rows, H}), qkv, context, attn, intermediate;
+  embed(inputs, seqs, x);
+
+  LayerPolicy* policy = options.policy;
+  const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
+  if (policy) policy->begin(seqs, num_layers, heads);
+  std::vector<std::vector<float>> received, head_magnitude;
+
+  for (int l = 0; l < num_layers && !seqs.empty(); ++l) {
+    const Layer& layer = layers_[static_cast<size_t>(l)];
+    received.resize(needs.attention_received ? seqs.size() : 0);
+    head_magnitude.resize(needs.head_magnitude ? seqs.size() : 0);
+    for (const auto& s : seqs) stats.heads_per_layer[static_cast<size_t>(l)] += static_cast<int64_t>(s.heads.size());
+    attention_block(layer, seqs, x, qkv, context, attn, needs.attention_received ? &received : nullptr,
+                    needs.head_magnitude ? &head_magnitude : nullptr, stats);
+
+    if (policy) {
+      PruneDecision decision;
+      for (const auto& s : seqs) {
+        decision.keep_token.emplace_back(static_cast<size_t>(s.length()), 1);
+        decision.keep_head.emplace_back(static_cast<size_t>(heads), 1);
+      }
+      AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, &attn};
+      policy->after_attention(view, decision);
+      bool any_dropped = false;
+      for (size_t s = 0; s < seqs.size(); ++s) {
+        decision.keep_token[s].resize(static_cast<size_t>(seqs[s].length()), 1);
+        for (int64_t i = 0; i < seqs[s].length(); ++i) {
+          // Special tokens are never pruned, whatever a policy says, and a sequence keeps >= 1 row.
+          if (seqs[s].is_special[static_cast<size_t>(i)]) decision.keep_token[s][static_cast<size_t>(i)] = 1;
+          any_dropped |= !decision.keep_token[s][static_cast<size_t>(i)];
+        }
+        if (std::none_of(decision.keep_token[s].begin(), decision.keep_token[s].end(), [](uint8_t v) { return v; }))
+          decision.keep_token[s][0] = 1;
+        std::erase_if(seqs[s].heads, [&](int32_t h) { return !decision.keep_head[s][static_cast<size_t>(h)]; });
+      }
+      if (any_dropped) compact_rows(attn, seqs, decision.keep_token);
+    }
+    for (const auto& s : seqs) stats.tokens_per_layer[static_cast<size_t>(l)] += s.length();
+
+    ffn_block(layer, attn, intermediate, x, stats);
+
+    const bool last = l + 1 == num_layers;
+    ExitDecision exits;
+    exits.exit_now.assign(seqs.size(), last ? 1 : 0);
+    if (policy && !last) policy->after_layer(LayerOutputView{l, num_layers, seqs, &x}, exits);
+    if (std::any_of(exits.exit_now.begin(), exits.exit_now.end(), [](uint8_t v) { return v; })) {
+      std::vector<PackedSequence> staying;
+      std::vector<std::vector<uint8_t>> keep_rows;
+      for (size_t s = 0; s < seqs.size(); ++s) {
+        PackedSequence& seq = seqs[s];
+        if (exits.exit_now[s]) {
+          SequenceOutput& out = outputs[static_cast<size_t>(seq.input_index)];
+          out.hidden = Tensor({seq.length(), H});
+          std::memcpy(out.hidden.data(), x.row(seq.offset), sizeof(float) * seq.length() * H);
+          out.positions = seq.positions;
+          out.exit_layer = l + 1;
+        }
+        keep_rows.emplace_back(static_cast<size_t>(seq.length()), exits.exit_now[s] ? 0 : 1);
+      }
+      compact_rows(x, seqs, keep_rows);
+      std::erase_if(seqs, [](const PackedSequence& s) { return s.positions.empty(); });
+      assign_offsets(seqs);
+    }
+  }
+  if (policy) stats.flops += policy->own_flops();
+  if (stats_out) *stats_out = std::move(stats);
+  return outputs;
+}
+
+std::vector<float> BertEncoder::mean_pool(const SequenceOutput& out) {
+  const int64_t n = out.hidden.dim(0), H = out.hidden.dim(1);
+  std::vector<float> v(static_cast<size_t>(H), 0.0f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < H; ++c) v[static_cast<size_t>(c)] += out.hidden.row(i)[c];
+  for (float& x : v) x /= static_cast<float>(n);
+  return v;
+}
+
+std::vector<float> BertEncoder::cls_vector(const SequenceOutput& out) {
+  // Position 0 is [CLS]; it is special and never pruned, so it is always row 0.
+  return {out.hidden.row(0), out.hidden.row(0) + out.hidden.dim(1)};
+}
+
+std::vector<float> BertEncoder::pooler_output(const SequenceOutput& out) const {
+  if (!has_pooler()) throw Error("this checkpoint has no pooler");
+  const int64_t H = config_.hidden_size;
+  std::vector<float> cls = cls_vector(out), pooled(static_cast<size_t>(H));
+  gemm_a_bt(1, H, H, {cls.data(), H}, {pooler_w_.data(), H}, pooled.data(), H);
+  for (int64_t c = 0; c < H; ++c) pooled[static_cast<size_t>(c)] = std::tanh(pooled[static_cast<size_t>(c)] + pooler_b_.data()[c]);
+  return pooled;
+}
+
+std::vector<float> BertEncoder::classify(const SequenceOutput& out) const {
+  if (!has_classifier()) throw Error("this checkpoint has no sequence-classification head");
+  const int64_t H = config_.hidden_size, labels = num_labels();
+  const std::vector<float> pooled = pooler_output(out);
+  std::vector<float> logits(static_cast<size_t>(labels));
+  gemm_a_bt(1, labels, H, {pooled.data(), H}, {classifier_w_.data(), H}, logits.data(), labels);
+  for (int64_t i = 0; i < labels; ++i) logits[static_cast<size_t>(i)] += classifier_b_.data()[i];
+  return logits;
+}
+
+}  // namespace sieve

@@ -1,0 +1,85 @@
+#pragma once
+// BERT-family encoder (BERT, MiniLM) loaded from a Hugging Face directory, fp32, with a packed
+// variable-length batch and one policy hook per layer (see policies/layer_policy.h).
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/model_config.h"
+#include "policies/layer_policy.h"
+#include "tensor/tensor.h"
+
+namespace sieve {
+
+struct EncoderInput {
+  std::vector<int32_t> ids;
+  std::vector<int32_t> type_ids;    // empty = all zeros
+  std::vector<uint8_t> is_special;  // empty = first and last token ([CLS] ... [SEP])
+};
+
+struct SequenceOutput {
+  Tensor hidden;                   // [kept tokens, hidden]: the last layer's output rows
+  std::vector<int32_t> positions;  // original position of each row
+  int exit_layer = 0;              // number of layers run (num_layers unless a policy exited early)
+};
+
+// Counted from the shapes actually computed: FLOPs = 2 x multiply-adds of every matrix product
+// (embeddings and element-wise work are not counted; they are < 1% of the total).
+struct ForwardStats {
+  double flops = 0.0;
+  std::vector<int64_t> tokens_per_layer;  // rows entering each layer's FFN, summed over the batch
+  std::vector<int64_t> heads_per_layer;   // heads computed in each layer, summed over the batch
+  void add(const ForwardStats& other);
+};
+
+struct ForwardOptions {
+  LayerPolicy* policy = nullptr;  // null = dense
+};
+
+class BertEncoder {
+ public:
+  // Loads config.json and model.safetensors, validating names and shapes; throws sieve::Error.
+  static BertEncoder load(const std::filesystem::path& model_dir);
+
+  const ModelConfig& config() const { return config_; }
+  bool has_pooler() const { return !pooler_w_.empty(); }
+  bool has_classifier() const { return !classifier_w_.empty(); }
+  int num_labels() const { return has_classifier() ? static_cast<int>(classifier_w_.dim(0)) : 0; }
+
+  std::vector<SequenceOutput> forward(std::span<const EncoderInput> inputs, const ForwardOptions& options = {},
+                                      ForwardStats* stats = nullptr) const;
+
+  // Pooling over what forward() returned. mean: average of the rows (all tokens when nothing was
+  // pruned, as sentence-transformers does); cls: row of position 0.
+  static std::vector<float> mean_pool(const SequenceOutput& out);
+  static std::vector<float> cls_vector(const SequenceOutput& out);
+  // BERT pooler: tanh(W * h_cls + b). Requires has_pooler().
+  std::vector<float> pooler_output(const SequenceOutput& out) const;
+  // Sequence-classification logits: classifier(pooler_output). Requires has_classifier().
+  std::vector<float> classify(const SequenceOutput& out) const;
+
+ private:
+  struct Layer {
+    Tensor qkv_w;  // [3H, H], rows grouped per head: (q_h, k_h, v_h) for h = 0..heads-1
+    Tensor qkv_b;  // [3H], same grouping
+    Tensor attn_out_w, attn_out_b, attn_ln_g, attn_ln_b;
+    Tensor ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b, ffn_ln_g, ffn_ln_b;
+  };
+
+  void embed(std::span<const EncoderInput> inputs, const std::vector<PackedSequence>& seqs, Tensor& x) const;
+  void attention_block(const Layer& layer, const std::vector<PackedSequence>& seqs, const Tensor& x,
+                       Tensor& qkv, Tensor& context, Tensor& out, std::vector<std::vector<float>>* received,
+                       std::vector<std::vector<float>>* head_magnitude, ForwardStats& stats) const;
+  void ffn_block(const Layer& layer, const Tensor& x, Tensor& intermediate, Tensor& out, ForwardStats& stats) const;
+
+  ModelConfig config_;
+  int64_t head_dim_ = 0;
+  Tensor word_emb_, pos_emb_, type_emb_, emb_ln_g_, emb_ln_b_;
+  std::vector<Layer> layers_;
+  Tensor pooler_w_, pooler_b_;
+  Tensor classifier_w_, classifier_b_;
+};
+
+}  // namespace sieve

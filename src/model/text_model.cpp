@@ -1,0 +1,90 @@
+#include "model/text_model.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+
+#ifndef SIEVE_DEFAULT_MODEL_DIR
+#define SIEVE_DEFAULT_MODEL_DIR "models/all-MiniLM-L6-v2"
+#endif
+
+namespace sieve {
+
+namespace {
+
+nlohmann::json read_json_if_exists(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) return nullptr;
+  std::ifstream in(path);
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("cannot parse " + path.string() + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+std::filesystem::path default_model_dir() {
+  if (const char* env = std::getenv("SIEVE_MODEL"); env && *env) return env;
+  return SIEVE_DEFAULT_MODEL_DIR;
+}
+
+TextModel TextModel::load(const std::filesystem::path& model_dir) {
+  if (!std::filesystem::is_directory(model_dir))
+    throw Error("model directory not found: " + model_dir.string() +
+                (model_dir == default_model_dir() ? " (run scripts/setup.sh, or pass --model DIR)" : ""));
+  TextModel model(BertEncoder::load(model_dir), WordPieceTokenizer::from_model_dir(model_dir));
+  model.max_length_ = static_cast<size_t>(model.encoder_.config().max_position_embeddings);
+
+  // sentence-transformers directories say how they pool and cut; plain HF ones use [CLS].
+  const auto st = read_json_if_exists(model_dir / "sentence_bert_config.json");
+  if (st.is_object() && st.contains("max_seq_length") && st["max_seq_length"].is_number_integer())
+    model.max_length_ = std::min(model.max_length_, st["max_seq_length"].get<size_t>());
+  const auto pooling = read_json_if_exists(model_dir / "1_Pooling" / "config.json");
+  if (pooling.is_object()) {
+    model.pooling_ = pooling.value("pooling_mode_mean_tokens", false) ? Pooling::Mean : Pooling::Cls;
+  }
+  const auto modules = read_json_if_exists(model_dir / "modules.json");
+  if (modules.is_array())
+    for (const auto& m : modules)
+      if (m.is_object() && m.value("type", "") == "sentence_transformers.models.Normalize") model.normalize_ = true;
+  return model;
+}
+
+EncodedBatch TextModel::encode(const std::vector<TextPair>& texts, size_t max_length) const {
+  if (max_length == 0) max_length = max_length_;
+  if (max_length < 3) throw Error("max length must be at least 3 tokens");
+  if (max_length > static_cast<size_t>(encoder_.config().max_position_embeddings))
+    throw Error("max length " + std::to_string(max_length) + " exceeds the model's limit of " +
+                std::to_string(encoder_.config().max_position_embeddings) + " tokens");
+  EncodedBatch batch;
+  for (const TextPair& t : texts) {
+    Encoding e = t.second.empty() ? tokenizer_.encode(t.first, max_length)
+                                  : tokenizer_.encode_pair(t.first, t.second, max_length);
+    EncoderInput in;
+    in.is_special.resize(e.ids.size());
+    for (size_t i = 0; i < e.ids.size(); ++i)
+      in.is_special[i] = e.ids[i] == tokenizer_.cls_id() || e.ids[i] == tokenizer_.sep_id();
+    in.ids = std::move(e.ids);
+    in.type_ids = std::move(e.type_ids);
+    batch.inputs.push_back(std::move(in));
+    batch.truncated.push_back(e.truncated);
+  }
+  return batch;
+}
+
+std::vector<float> TextModel::embedding(const SequenceOutput& out) const {
+  std::vector<float> v = pooling_ == Pooling::Mean ? BertEncoder::mean_pool(out) : BertEncoder::cls_vector(out);
+  if (normalize_) {
+    double norm = 0;
+    for (float x : v) norm += static_cast<double>(x) * x;
+    const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
+    for (float& x : v) x *= inv;
+  }
+  return v;
+}
+
+}  // namespace sieve

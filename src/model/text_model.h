@@ -1,0 +1,55 @@
+#pragma once
+// A model as a user has it on disk: tokenizer + encoder + (for sentence-transformers directories)
+// the pooling and normalization they declare. The CLI, the evaluator and the bindings all go
+// through this class, so "what an embedding is" is decided in one place.
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/bert_encoder.h"
+#include "tokenizers/wordpiece.h"
+
+namespace sieve {
+
+enum class Pooling { Mean, Cls };
+
+struct TextPair {
+  std::string first;
+  std::string second;  // empty = single sentence
+};
+
+struct EncodedBatch {
+  std::vector<EncoderInput> inputs;
+  std::vector<bool> truncated;  // per input: the text was cut to max_length tokens
+};
+
+class TextModel {
+ public:
+  static TextModel load(const std::filesystem::path& model_dir);
+
+  const BertEncoder& encoder() const { return encoder_; }
+  const WordPieceTokenizer& tokenizer() const { return tokenizer_; }
+  // sentence_bert_config.json's max_seq_length, else the model's position limit.
+  size_t max_length() const { return max_length_; }
+  Pooling pooling() const { return pooling_; }
+  bool normalize() const { return normalize_; }
+
+  // Tokenizes; texts longer than max_length are truncated and flagged. Throws Error on invalid UTF-8.
+  EncodedBatch encode(const std::vector<TextPair>& texts, size_t max_length = 0) const;
+  // The sentence embedding the model's directory declares (pooling, then L2 normalization if any).
+  std::vector<float> embedding(const SequenceOutput& out) const;
+
+ private:
+  TextModel(BertEncoder encoder, WordPieceTokenizer tokenizer) : encoder_(std::move(encoder)), tokenizer_(std::move(tokenizer)) {}
+  BertEncoder encoder_;
+  WordPieceTokenizer tokenizer_;
+  size_t max_length_ = 512;
+  Pooling pooling_ = Pooling::Cls;
+  bool normalize_ = false;
+};
+
+// Directory used when --model is not given: $SIEVE_MODEL, else the one setup.sh installs.
+std::filesystem::path default_model_dir();
+
+}  // namespace sieve

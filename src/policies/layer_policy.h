@@ -1,0 +1,85 @@
+#pragma once
+// The one extension point of the forward pass. A pruning policy (SpAtten cascade, LTP thresholds,
+// early exit, ...) is a small class that reads what a layer exposes and marks what to drop; the
+// encoder does the dropping (compacting rows, skipping head slices), so no policy owns a copy of the
+// forward pass and policies compose by chaining (PolicyChain).
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "model/packed_batch.h"
+#include "tensor/tensor.h"
+
+namespace sieve {
+
+// What the forward pass should compute for the policies (each costs a little).
+struct PolicyNeeds {
+  bool attention_received = false;  // per sequence, head and token: sum over queries of P[q, token]
+  bool head_magnitude = false;      // per sequence and head: sum of |head output|
+};
+
+// What a layer exposes after its attention block (Add & LayerNorm done, FFN not yet run).
+struct AttentionLayerView {
+  int layer = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  std::span<const PackedSequence> sequences;
+  // received[s][h * length(s) + j]: attention token j of sequence s received from all queries of
+  // head h in this layer (0 for heads no longer computed). Empty unless a policy asked for it.
+  std::span<const std::vector<float>> received;
+  // head_magnitude[s][h]: sum of |output| of head h of sequence s in this layer (0 if not computed).
+  std::span<const std::vector<float>> head_magnitude;
+  const Tensor* hidden = nullptr;  // [rows, hidden], the attention block's output
+};
+
+// What the policies decide; the forward pass starts it at "keep everything" and policies clear bits.
+struct PruneDecision {
+  std::vector<std::vector<uint8_t>> keep_token;  // [sequence][row]
+  std::vector<std::vector<uint8_t>> keep_head;   // [sequence][head], applies to all later layers
+};
+
+// What a layer exposes after its FFN (the layer's final output).
+struct LayerOutputView {
+  int layer = 0;
+  int num_layers = 0;
+  std::span<const PackedSequence> sequences;
+  const Tensor* hidden = nullptr;  // [rows, hidden]
+};
+
+struct ExitDecision {
+  std::vector<uint8_t> exit_now;  // [sequence]: this sequence's output is final after this layer
+};
+
+class LayerPolicy {
+ public:
+  virtual ~LayerPolicy() = default;
+  virtual std::string describe() const = 0;
+  virtual PolicyNeeds needs() const { return {}; }
+  // Called once per forward call, before layer 0, with the sequences as they enter.
+  virtual void begin(std::span<const PackedSequence> /*sequences*/, int /*num_layers*/, int /*num_heads*/) {}
+  virtual void after_attention(const AttentionLayerView& /*view*/, PruneDecision& /*decision*/) {}
+  virtual void after_layer(const LayerOutputView& /*view*/, ExitDecision& /*decision*/) {}
+  // Extra FLOPs the policy itself spent in the last forward call (exit classifiers, say).
+  virtual double own_flops() const { return 0.0; }
+};
+
+// Runs several policies in order on the same views; their decisions combine (a token survives only
+// if every policy keeps it).
+class PolicyChain : public LayerPolicy {
+ public:
+  void add(std::unique_ptr<LayerPolicy> policy) { policies_.push_back(std::move(policy)); }
+  bool empty() const { return policies_.empty(); }
+  std::string describe() const override;
+  PolicyNeeds needs() const override;
+  void begin(std::span<const PackedSequence> sequences, int num_layers, int num_heads) override;
+  void after_attention(const AttentionLayerView& view, PruneDecision& decision) override;
+  void after_layer(const LayerOutputView& view, ExitDecision& decision) override;
+  double own_flops() const override;
+
+ private:
+  std::vector<std::unique_ptr<LayerPolicy>> policies_;
+};
+
+}  // namespace sieve

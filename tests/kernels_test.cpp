@@ -1,0 +1,138 @@
+// Kernels: the AVX-512 row kernels and fused attention against plain references.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "attention/fused_attention.h"
+#include "kernels/cpu_features.h"
+#include "kernels/gemm.h"
+#include "kernels/row_kernels.h"
+
+namespace sieve {
+namespace {
+
+std::vector<float> random_vector(size_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  float m = 0.0f;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+// Plain reference for the row kernels, written independently of row_kernels_portable.cpp.
+double reference_gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+
+class RowKernelsTest : public ::testing::TestWithParam<int64_t> {
+ protected:
+  void SetUp() override {
+    if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU: only the portable path runs";
+  }
+};
+
+TEST_P(RowKernelsTest, GeluMatchesErfDefinition) {
+  const int64_t n = GetParam();
+  auto x = random_vector(static_cast<size_t>(n), 1, 3.0f), bias = random_vector(static_cast<size_t>(n), 2);
+  std::vector<float> expected(x.size());
+  for (size_t i = 0; i < x.size(); ++i) expected[i] = static_cast<float>(reference_gelu(static_cast<double>(x[i]) + bias[i]));
+  auto fast = x, portable_out = x;
+  avx512::kRowKernels.bias_gelu(fast.data(), bias.data(), n);
+  portable::kRowKernels.bias_gelu(portable_out.data(), bias.data(), n);
+  EXPECT_LT(max_abs_diff(fast, expected), 2e-6f);
+  EXPECT_LT(max_abs_diff(portable_out, expected), 2e-6f);
+}
+
+TEST_P(RowKernelsTest, LayerNormAndSoftmaxAgreeAcrossPaths) {
+  const int64_t n = GetParam();
+  auto x = random_vector(static_cast<size_t>(n), 3, 2.0f), bias = random_vector(static_cast<size_t>(n), 4);
+  auto res = random_vector(static_cast<size_t>(n), 5), g = random_vector(static_cast<size_t>(n), 6);
+  auto b = random_vector(static_cast<size_t>(n), 7);
+  auto fast = x, slow = x;
+  avx512::kRowKernels.bias_residual_layernorm(fast.data(), bias.data(), res.data(), g.data(), b.data(), 1e-12f, n);
+  portable::kRowKernels.bias_residual_layernorm(slow.data(), bias.data(), res.data(), g.data(), b.data(), 1e-12f, n);
+  EXPECT_LT(max_abs_diff(fast, slow), 1e-5f);
+
+  auto s1 = random_vector(static_cast<size_t>(n), 8, 5.0f), s2 = s1;
+  avx512::kRowKernels.softmax(s1.data(), n);
+  portable::kRowKernels.softmax(s2.data(), n);
+  EXPECT_LT(max_abs_diff(s1, s2), 1e-6f);
+  double sum = 0;
+  for (float v : s1) sum += v;
+  EXPECT_NEAR(sum, 1.0, 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Widths, RowKernelsTest, ::testing::Values(1, 15, 16, 17, 384, 1000));
+
+TEST(Gemm, MatchesNaiveProductWithStridesAndBeta) {
+  const int64_t m = 7, n = 5, k = 9, lda = 11, ldb = 13;
+  auto a = random_vector(static_cast<size_t>(m * lda), 9), b = random_vector(static_cast<size_t>(n * ldb), 10);
+  std::vector<float> c(static_cast<size_t>(m * n), 1.0f);
+  gemm_a_bt(m, n, k, {a.data(), lda}, {b.data(), ldb}, c.data(), n, 0.5f);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double dot = 0.5;
+      for (int64_t t = 0; t < k; ++t) dot += static_cast<double>(a[i * lda + t]) * b[j * ldb + t];
+      EXPECT_NEAR(c[i * n + j], dot, 1e-4);
+    }
+}
+
+// Naive attention with the full probability matrix, the definition the fused kernel must meet.
+struct NaiveAttention {
+  std::vector<float> out, received;
+  float magnitude = 0.0f;
+};
+NaiveAttention naive_attention(const std::vector<float>& qkv, int64_t n, int64_t d, int64_t stride) {
+  NaiveAttention r{std::vector<float>(static_cast<size_t>(n * d), 0.0f), std::vector<float>(static_cast<size_t>(n), 0.0f)};
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<double> p(static_cast<size_t>(n));
+    double mx = -1e30, sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      double dot = 0;
+      for (int64_t c = 0; c < d; ++c) dot += static_cast<double>(qkv[i * stride + c]) * qkv[j * stride + d + c];
+      p[j] = dot / std::sqrt(static_cast<double>(d));
+      mx = std::max(mx, p[j]);
+    }
+    for (auto& v : p) sum += (v = std::exp(v - mx));
+    for (int64_t j = 0; j < n; ++j) {
+      p[j] /= sum;
+      r.received[j] += static_cast<float>(p[j]);
+      for (int64_t c = 0; c < d; ++c) r.out[i * d + c] += static_cast<float>(p[j] * qkv[j * stride + 2 * d + c]);
+    }
+  }
+  for (float v : r.out) r.magnitude += std::fabs(v);
+  return r;
+}
+
+class FusedAttentionTest : public ::testing::TestWithParam<std::tuple<int64_t, int64_t>> {};
+
+TEST_P(FusedAttentionTest, MatchesNaiveAttentionAndStatistics) {
+  const auto [n, d] = GetParam();
+  const int64_t stride = 3 * d + 5;  // q | k | v | unrelated columns, as in the packed QKV buffer
+  const auto qkv = random_vector(static_cast<size_t>(n * stride), 11);
+  const NaiveAttention expected = naive_attention(qkv, n, d, stride);
+  for (bool use_portable : {true, false}) {
+    if (!use_portable && !cpu_has_avx512()) continue;
+    std::vector<float> out(static_cast<size_t>(n * d)), received(static_cast<size_t>(n), 0.0f);
+    float magnitude = 0.0f;
+    HeadView view{qkv.data(), qkv.data() + d, qkv.data() + 2 * d, stride, out.data(), d};
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    if (use_portable) portable::fused_attention(view, n, d, scale, {received.data(), &magnitude});
+    else ASSERT_TRUE(avx512::fused_attention(view, n, d, scale, {received.data(), &magnitude}));
+    EXPECT_LT(max_abs_diff(out, expected.out), 1e-5f) << (use_portable ? "portable" : "avx512");
+    EXPECT_LT(max_abs_diff(received, expected.received), 1e-4f);
+    EXPECT_NEAR(magnitude, expected.magnitude, 1e-3f * expected.magnitude);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, FusedAttentionTest,
+                         ::testing::Combine(::testing::Values(1, 3, 4, 5, 17, 64, 129), ::testing::Values(16, 32, 64)));
+
+}  // namespace
+}  // namespace sieve
