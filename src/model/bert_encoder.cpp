@@ -343,6 +343,7 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
     attention_block(layer, seqs, x, qkv, context, attn, needs.attention_received ? &received : nullptr,
                     needs.head_magnitude ? &head_magnitude : nullptr, stats);
 
+    std::vector<std::vector<uint8_t>> drop_after_ffn;  // keep masks applied after the FFN, if deferred
     if (policy) {
       PruneDecision decision;
       for (const auto& s : seqs) {
@@ -363,11 +364,16 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
           decision.keep_token[s][0] = 1;
         std::erase_if(seqs[s].heads, [&](int32_t h) { return !decision.keep_head[s][static_cast<size_t>(h)]; });
       }
-      if (any_dropped) compact_rows(attn, seqs, decision.keep_token);
+      if (any_dropped && decision.drop_before_ffn) compact_rows(attn, seqs, decision.keep_token);
+      else if (any_dropped) drop_after_ffn = std::move(decision.keep_token);
     }
     for (const auto& s : seqs) stats.tokens_per_layer[static_cast<size_t>(l)] += s.length();
 
     ffn_block(layer, attn, intermediate, x, stats);
+    if (!drop_after_ffn.empty()) {
+      compact_rows(x, seqs, drop_after_ffn);
+      drop_after_ffn.clear();
+    }
 
     const bool last = l + 1 == num_layers;
     ExitDecision exits;

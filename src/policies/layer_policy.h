@@ -38,7 +38,13 @@ struct AttentionLayerView {
 struct PruneDecision {
   std::vector<std::vector<uint8_t>> keep_token;  // [sequence][row]
   std::vector<std::vector<uint8_t>> keep_head;   // [sequence][head], applies to all later layers
+  // Where dropped tokens leave: before this layer's FFN (saves the FFN on them), or after it, i.e.
+  // from the next layer on, as SpAtten and LTP describe it. Any policy asking for "before" wins.
+  bool drop_before_ffn = false;
 };
+
+// The two places a token decision can take effect (see PruneDecision::drop_before_ffn).
+enum class PrunePoint { NextLayer, BeforeFfn };
 
 // What a layer exposes after its FFN (the layer's final output).
 struct LayerOutputView {

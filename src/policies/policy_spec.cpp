@@ -1,0 +1,109 @@
+#include "policies/policy_spec.h"
+
+#include <charconv>
+#include <map>
+#include <set>
+
+#include "policies/cascade_pruner.h"
+#include "policies/threshold_pruner.h"
+#include "util/error.h"
+
+namespace sieve {
+
+const char* const kPolicySpecHelp =
+    "dense | spatten:tokens=R[,heads=R][,start=L][,at=ffn|next] | spatten:token_ratios=r/r/..[,head_ratios=r/r/..] | "
+    "ltp:final=T[,at=ffn|next] | ltp:thresholds=t/t/..; compose with '+'";
+
+namespace {
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  size_t begin = 0;
+  while (true) {
+    const size_t end = s.find(sep, begin);
+    parts.push_back(s.substr(begin, end == std::string::npos ? std::string::npos : end - begin));
+    if (end == std::string::npos) return parts;
+    begin = end + 1;
+  }
+}
+
+double parse_number(const std::string& text, const std::string& what) {
+  double v = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty())
+    throw Error("policy: " + what + " '" + text + "' is not a number");
+  return v;
+}
+
+std::vector<double> parse_list(const std::string& text, const std::string& what, int expected) {
+  std::vector<double> values;
+  for (const auto& part : split(text, '/')) values.push_back(parse_number(part, what));
+  if (static_cast<int>(values.size()) != expected)
+    throw Error("policy: " + what + " has " + std::to_string(values.size()) + " values but the model has " +
+                std::to_string(expected) + " layers");
+  return values;
+}
+
+// "name:key=value,key=value" -> name and the key/value map; keys outside `allowed` are errors.
+std::pair<std::string, std::map<std::string, std::string>> parse_one(const std::string& text, const std::map<std::string, std::set<std::string>>& allowed) {
+  const size_t colon = text.find(':');
+  const std::string name = text.substr(0, colon);
+  const auto known = allowed.find(name);
+  if (known == allowed.end()) throw Error("policy: unknown policy '" + name + "' (known: " + kPolicySpecHelp + ")");
+  std::map<std::string, std::string> params;
+  if (colon != std::string::npos) {
+    for (const auto& kv : split(text.substr(colon + 1), ',')) {
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos) throw Error("policy: expected key=value in '" + kv + "' of '" + text + "'");
+      const std::string key = kv.substr(0, eq);
+      if (!known->second.count(key)) throw Error("policy: unknown option '" + key + "' for " + name);
+      if (!params.emplace(key, kv.substr(eq + 1)).second) throw Error("policy: option '" + key + "' given twice");
+    }
+  }
+  return {name, params};
+}
+
+PrunePoint parse_point(const std::map<std::string, std::string>& p) {
+  const auto it = p.find("at");
+  if (it == p.end() || it->second == "ffn") return PrunePoint::BeforeFfn;
+  if (it->second == "next") return PrunePoint::NextLayer;
+  throw Error("policy: at=" + it->second + " (expected ffn or next)");
+}
+
+}  // namespace
+
+std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const ModelConfig& config) {
+  const int layers = static_cast<int>(config.num_hidden_layers);
+  const std::map<std::string, std::set<std::string>> allowed{
+      {"dense", {}},
+      {"spatten", {"tokens", "heads", "start", "at", "token_ratios", "head_ratios"}},
+      {"ltp", {"final", "thresholds", "at"}},
+  };
+  auto chain = std::make_unique<PolicyChain>();
+  if (spec.empty()) throw Error("policy: empty spec (use 'dense' for no pruning)");
+  for (const auto& part : split(spec, '+')) {
+    const auto [name, p] = parse_one(part, allowed);
+    if (name == "dense") continue;
+    if (name == "spatten") {
+      const int start = p.count("start") ? static_cast<int>(parse_number(p.at("start"), "start")) : 1;
+      if (p.count("tokens") && p.count("token_ratios")) throw Error("policy: give tokens or token_ratios, not both");
+      if (p.count("heads") && p.count("head_ratios")) throw Error("policy: give heads or head_ratios, not both");
+      auto schedule = [&](const char* ratio_key, const char* list_key) {
+        if (p.count(list_key)) return KeepSchedule::explicit_ratios(parse_list(p.at(list_key), list_key, layers));
+        if (p.count(ratio_key)) return KeepSchedule::progressive(parse_number(p.at(ratio_key), ratio_key), std::min(start, layers - 1), layers);
+        return KeepSchedule();
+      };
+      if (start < 0 || start >= layers) throw Error("policy: start=" + std::to_string(start) + " is outside [0, " + std::to_string(layers - 1) + "]");
+      CascadePruner::Options o{schedule("tokens", "token_ratios"), schedule("heads", "head_ratios"), parse_point(p)};
+      chain->add(std::make_unique<CascadePruner>(std::move(o)));
+    } else if (name == "ltp") {
+      if (p.count("final") == p.count("thresholds")) throw Error("policy: ltp needs exactly one of final=T or thresholds=t/t/...");
+      std::vector<double> t = p.count("final") ? ThresholdPruner::linear_thresholds(parse_number(p.at("final"), "final"), layers)
+                                               : parse_list(p.at("thresholds"), "thresholds", layers);
+      chain->add(std::make_unique<ThresholdPruner>(std::move(t), parse_point(p)));
+    }
+  }
+  return chain;
+}
+
+}  // namespace sieve
