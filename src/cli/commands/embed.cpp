@@ -34,11 +34,11 @@ void print_similarity(const std::vector<std::string>& texts, const std::vector<s
     std::printf("[%zu] %s\n", i + 1, texts[i].c_str());
   }
   std::printf("%6s", "");
-  for (size_t j = 0; j < texts.size(); ++j) std::printf(" [%3zu]", j + 1);
+  for (size_t j = 0; j < texts.size(); ++j) std::printf(" [%4zu]", j + 1);
   std::printf("\n");
   for (size_t i = 0; i < texts.size(); ++i) {
     std::printf("[%3zu] ", i + 1);
-    for (size_t j = 0; j < texts.size(); ++j) std::printf(" %5.3f", cosine(vectors[i], vectors[j]));
+    for (size_t j = 0; j < texts.size(); ++j) std::printf(" %6.3f", cosine(vectors[i], vectors[j]));
     std::printf("\n");
   }
 }

@@ -1,0 +1,204 @@
+// The forward pass and its policy hook: dense against a naive reference, compacted pruning against a
+// masked reference, "nothing pruned" bit-identical to dense, batched equal to one-by-one.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "model/bert_encoder.h"
+#include "policies/cascade_pruner.h"
+#include "policies/policy_spec.h"
+#include "policies/threshold_pruner.h"
+#include "tiny_bert.h"
+#include "util/error.h"
+
+namespace sieve {
+namespace {
+
+using testing::MaskedReference;
+using testing::TinyBertShape;
+
+// Delegates to a policy and records, per input and layer, which tokens and heads entered attention.
+class RecordingPolicy : public LayerPolicy {
+ public:
+  explicit RecordingPolicy(LayerPolicy* inner) : inner_(inner) {}
+  std::string describe() const override { return "recording"; }
+  PolicyNeeds needs() const override { return inner_ ? inner_->needs() : PolicyNeeds{}; }
+  void begin(std::span<const PackedSequence> seqs, int layers, int heads) override {
+    alive.assign(seqs.size(), std::vector<std::set<int>>(static_cast<size_t>(layers)));
+    live_heads.assign(seqs.size(), std::vector<std::set<int>>(static_cast<size_t>(layers)));
+    if (inner_) inner_->begin(seqs, layers, heads);
+  }
+  void after_attention(const AttentionLayerView& view, PruneDecision& d) override {
+    for (const auto& s : view.sequences) {
+      alive[s.input_index][view.layer] = {s.positions.begin(), s.positions.end()};
+      live_heads[s.input_index][view.layer] = {s.heads.begin(), s.heads.end()};
+    }
+    if (inner_) inner_->after_attention(view, d);
+  }
+  std::vector<std::vector<std::set<int>>> alive, live_heads;  // [input][layer]
+
+ private:
+  LayerPolicy* inner_;
+};
+
+std::vector<EncoderInput> sample_inputs(int vocab) {
+  std::vector<EncoderInput> inputs;
+  for (int len : {2, 5, 9, 16, 31, 40}) {
+    EncoderInput in;
+    in.ids.push_back(2);
+    for (int i = 1; i + 1 < len; ++i) in.ids.push_back(5 + (i * 37 + len * 11) % (vocab - 5));
+    in.ids.push_back(3);
+    inputs.push_back(in);
+  }
+  return inputs;
+}
+
+class EncoderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::make_tiny_bert("encoder", shape_);
+    encoder_ = std::make_unique<BertEncoder>(BertEncoder::load(dir_));
+    reference_ = std::make_unique<MaskedReference>(dir_, shape_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Runs the engine with `policy`, then the masked reference with the masks the engine used, and
+  // compares every row the engine returned.
+  void expect_matches_masked_reference(LayerPolicy* policy, bool expect_pruning) {
+    const auto inputs = sample_inputs(shape_.vocab);
+    RecordingPolicy recorder(policy);
+    const auto outputs = encoder_->forward(inputs, {&recorder});
+    bool pruned = false;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const auto expected = reference_->forward(inputs[i].ids, recorder.alive[i], recorder.live_heads[i]);
+      const SequenceOutput& out = outputs[i];
+      pruned |= out.positions.size() < inputs[i].ids.size();
+      for (const auto& heads : recorder.live_heads[i]) pruned |= heads.size() < static_cast<size_t>(shape_.heads);
+      for (int64_t r = 0; r < out.hidden.dim(0); ++r)
+        for (int64_t c = 0; c < out.hidden.dim(1); ++c)
+          ASSERT_NEAR(out.hidden.row(r)[c], expected[static_cast<size_t>(out.positions[static_cast<size_t>(r)])][static_cast<size_t>(c)], 1e-4)
+              << "input " << i << " row " << r;
+    }
+    EXPECT_EQ(pruned, expect_pruning);
+  }
+
+  TinyBertShape shape_{3, 64, 4, 128, 120, 64, 0};
+  std::filesystem::path dir_;
+  std::unique_ptr<BertEncoder> encoder_;
+  std::unique_ptr<MaskedReference> reference_;
+};
+
+TEST_F(EncoderTest, DenseMatchesNaiveReference) { expect_matches_masked_reference(nullptr, false); }
+
+TEST_F(EncoderTest, CascadePruningBeforeFfnMatchesMaskedReference) {
+  auto chain = parse_policy_spec("spatten:tokens=0.4,heads=0.5,at=ffn", encoder_->config());
+  expect_matches_masked_reference(chain.get(), true);
+}
+
+TEST_F(EncoderTest, CascadePruningNextLayerMatchesMaskedReference) {
+  auto chain = parse_policy_spec("spatten:tokens=0.3,heads=0.75,start=0,at=next", encoder_->config());
+  expect_matches_masked_reference(chain.get(), true);
+}
+
+TEST_F(EncoderTest, ThresholdPruningMatchesMaskedReference) {
+  auto chain = parse_policy_spec("ltp:final=0.05+spatten:heads=0.5", encoder_->config());
+  expect_matches_masked_reference(chain.get(), true);
+}
+
+TEST_F(EncoderTest, NothingPrunedIsBitIdenticalToDense) {
+  const auto inputs = sample_inputs(shape_.vocab);
+  const auto dense = encoder_->forward(inputs);
+  for (const char* spec : {"spatten:tokens=1,heads=1", "ltp:final=0", "ltp:thresholds=0/0/0", "dense",
+                           "spatten:token_ratios=1/1/1,at=next+ltp:final=0"}) {
+    auto chain = parse_policy_spec(spec, encoder_->config());
+    const auto out = encoder_->forward(inputs, {chain.get()});
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      ASSERT_EQ(out[i].hidden.shape(), dense[i].hidden.shape()) << spec;
+      for (int64_t e = 0; e < dense[i].hidden.size(); ++e)
+        ASSERT_EQ(out[i].hidden.data()[e], dense[i].hidden.data()[e]) << spec << " input " << i;
+    }
+  }
+}
+
+TEST_F(EncoderTest, BatchedEqualsOneByOneWithAndWithoutPruning) {
+  const auto inputs = sample_inputs(shape_.vocab);
+  for (const char* spec : {"dense", "spatten:tokens=0.5,heads=0.5", "ltp:final=0.08"}) {
+    auto chain = parse_policy_spec(spec, encoder_->config());
+    const auto batched = encoder_->forward(inputs, {chain.get()});
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const auto single = encoder_->forward(std::span(inputs).subspan(i, 1), {chain.get()});
+      ASSERT_EQ(single[0].positions, batched[i].positions) << spec << " input " << i;
+      for (int64_t e = 0; e < single[0].hidden.size(); ++e)
+        ASSERT_NEAR(single[0].hidden.data()[e], batched[i].hidden.data()[e], 1e-5) << spec;
+    }
+  }
+}
+
+TEST_F(EncoderTest, CascadeKeepsScheduledCountAndSpecialTokens) {
+  const auto inputs = sample_inputs(shape_.vocab);
+  auto chain = parse_policy_spec("spatten:tokens=0.25,start=0", encoder_->config());
+  ForwardStats stats;
+  const auto out = encoder_->forward(inputs, {chain.get()}, &stats);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const int64_t prunable = static_cast<int64_t>(inputs[i].ids.size()) - 2;
+    const int64_t expected = 2 + static_cast<int64_t>(std::ceil(0.25 * static_cast<double>(prunable) - 1e-9));
+    EXPECT_EQ(static_cast<int64_t>(out[i].positions.size()), expected) << "input " << i;
+    EXPECT_EQ(out[i].positions.front(), 0);                                               // [CLS]
+    EXPECT_EQ(out[i].positions.back(), static_cast<int32_t>(inputs[i].ids.size()) - 1);  // [SEP]
+  }
+  // Fewer tokens in every later layer than in the first, and FLOPs below dense.
+  ForwardStats dense_stats;
+  encoder_->forward(inputs, {}, &dense_stats);
+  EXPECT_LT(stats.flops, dense_stats.flops);
+  EXPECT_LT(stats.tokens_per_layer.back(), dense_stats.tokens_per_layer.back());
+}
+
+TEST_F(EncoderTest, FlopsCountMatchesShapes) {
+  EncoderInput in;
+  in.ids = {2, 7, 8, 9, 3};
+  ForwardStats stats;
+  encoder_->forward(std::span(&in, 1), {}, &stats);
+  const double n = 5, H = shape_.hidden, I = shape_.intermediate, L = shape_.layers;
+  const double per_layer = 2 * n * 3 * H * H + 4 * n * n * H + 2 * n * H * H + 4 * n * H * I;
+  EXPECT_DOUBLE_EQ(stats.flops, L * per_layer);
+}
+
+TEST_F(EncoderTest, BadInputsGiveClearErrors) {
+  EncoderInput empty;
+  EXPECT_THROW(encoder_->forward(std::span(&empty, 1)), Error);
+  EncoderInput out_of_vocab;
+  out_of_vocab.ids = {2, 100000, 3};
+  EXPECT_THROW(encoder_->forward(std::span(&out_of_vocab, 1)), Error);
+  EncoderInput too_long;
+  too_long.ids.assign(static_cast<size_t>(shape_.positions) + 1, 7);
+  EXPECT_THROW(encoder_->forward(std::span(&too_long, 1)), Error);
+}
+
+TEST(PolicySpec, BadSpecsAreRejectedClearly) {
+  ModelConfig c;
+  c.num_hidden_layers = 6;
+  c.num_attention_heads = 12;
+  c.hidden_size = 384;
+  auto message = [&](const std::string& spec) {
+    try {
+      parse_policy_spec(spec, c);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("magic:x=1").find("unknown policy"), std::string::npos);
+  EXPECT_NE(message("spatten:tokens=1.5").find("outside [0, 1]"), std::string::npos);
+  EXPECT_NE(message("spatten:tokens=-0.1").find("outside [0, 1]"), std::string::npos);
+  EXPECT_NE(message("spatten:heads=abc").find("not a number"), std::string::npos);
+  EXPECT_NE(message("ltp:thresholds=0.1/0.2").find("has 2 values but the model has 6 layers"), std::string::npos);
+  EXPECT_NE(message("ltp:final=0.1,bogus=1").find("unknown option"), std::string::npos);
+  EXPECT_NE(message("ltp").find("exactly one of"), std::string::npos);
+  EXPECT_NE(message("spatten:tokens=0.5,at=later").find("expected ffn or next"), std::string::npos);
+  EXPECT_NE(message("").find("empty spec"), std::string::npos);
+  EXPECT_NE(message("spatten:start=9,tokens=0.5").find("outside"), std::string::npos);
+  EXPECT_EQ(message("spatten:tokens=0.5,heads=0.75+ltp:final=0.02"), "no error");
+}
+
+}  // namespace
+}  // namespace sieve
