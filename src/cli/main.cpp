@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   sieve::cli::register_classify(app);
   sieve::cli::register_tokenize(app);
   sieve::cli::register_bench(app);
+  sieve::cli::register_eval(app);
+  sieve::cli::register_explain(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

