@@ -19,7 +19,7 @@ CONSTRAINTS="$ROOT/python/constraints.txt"
 
 APT_PACKAGES=(
   build-essential cmake pkg-config ca-certificates
-  libopenblas-dev libgtest-dev nlohmann-json3-dev libutf8proc-dev libre2-dev libcli11-dev
+  libdnnl-dev libgtest-dev nlohmann-json3-dev libutf8proc-dev libre2-dev libcli11-dev
   python3-venv python3-torch
 )
 

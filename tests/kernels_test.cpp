@@ -70,15 +70,25 @@ TEST_P(RowKernelsTest, LayerNormAndSoftmaxAgreeAcrossPaths) {
 
 INSTANTIATE_TEST_SUITE_P(Widths, RowKernelsTest, ::testing::Values(1, 15, 16, 17, 384, 1000));
 
+TEST(Gemm, TransposedSwapsRowsAndColumns) {
+  Tensor w({2, 3});
+  for (int i = 0; i < 6; ++i) w.data()[i] = static_cast<float>(i);
+  const Tensor t = transposed(w);
+  ASSERT_EQ(t.dim(0), 3);
+  ASSERT_EQ(t.dim(1), 2);
+  EXPECT_EQ(t.data()[0 * 2 + 1], 3.0f);  // t[0][1] = w[1][0]
+  EXPECT_EQ(t.data()[2 * 2 + 0], 2.0f);  // t[2][0] = w[0][2]
+}
+
 TEST(Gemm, MatchesNaiveProductWithStridesAndBeta) {
   const int64_t m = 7, n = 5, k = 9, lda = 11, ldb = 13;
-  auto a = random_vector(static_cast<size_t>(m * lda), 9), b = random_vector(static_cast<size_t>(n * ldb), 10);
+  auto a = random_vector(static_cast<size_t>(m * lda), 9), b = random_vector(static_cast<size_t>(k * ldb), 10);
   std::vector<float> c(static_cast<size_t>(m * n), 1.0f);
-  gemm_a_bt(m, n, k, {a.data(), lda}, {b.data(), ldb}, c.data(), n, 0.5f);
+  gemm(m, n, k, {a.data(), lda}, {b.data(), ldb}, c.data(), n, 0.5f);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       double dot = 0.5;
-      for (int64_t t = 0; t < k; ++t) dot += static_cast<double>(a[i * lda + t]) * b[j * ldb + t];
+      for (int64_t t = 0; t < k; ++t) dot += static_cast<double>(a[i * lda + t]) * b[t * ldb + j];
       EXPECT_NEAR(c[i * n + j], dot, 1e-4);
     }
 }

@@ -13,6 +13,7 @@
 
 #include "tokenizers/wordpiece.h"
 #include "util/error.h"
+#include "reference_data.h"
 
 namespace sieve {
 namespace {
@@ -84,11 +85,8 @@ class ParityTally {
 };
 
 TEST(TokenizerParity, MatchesHuggingFaceOnEveryCase) {
-  const fs::path cases_path = fs::path(SIEVE_REFERENCE_DIR) / "tokenizer_cases.jsonl";
-  if (!fs::exists(cases_path)) {
-    GTEST_SKIP() << cases_path << " is missing; generate it with tools/make_reference.py, or "
-                 << "/tmp/venvtest/bin/python tools/make_tokenizer_cases.py --model <model dir> --out " << cases_path;
-  }
+  const fs::path cases_path = sieve::testing::reference_dir() / "tokenizer_cases.jsonl";
+  SIEVE_REQUIRE_FILE(cases_path);
   // Every case runs through from_vocab_file with its options; cases whose options are the
   // model's own also run through from_model_dir on the vocab's directory.
   std::map<std::tuple<fs::path, bool, std::optional<bool>>, WordPieceTokenizer> by_vocab;

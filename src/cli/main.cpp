@@ -16,6 +16,14 @@ int main(int argc, char** argv) {
   sieve::cli::register_bench(app);
   sieve::cli::register_eval(app);
   sieve::cli::register_explain(app);
+  // CLI11 only says "A subcommand is required" for a misspelt command; name it instead.
+  bool known_command = argc < 2 || argv[1][0] == '-';
+  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    known_command = known_command || sub->check_name(argv[1]);
+  if (!known_command) {
+    std::fprintf(stderr, "sieve: error: unknown command '%s' (run 'sieve --help' for the list)\n", argv[1]);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,8 +1,11 @@
 #pragma once
-// The one GEMM the engine needs: C = A * B^T (+ beta * C), row-major, where B is a weight stored the
-// way Hugging Face stores nn.Linear weights ([out, in]). Strides let callers address column blocks
-// (one attention head's slice of a weight) without copying.
+// The one GEMM the engine needs: C = A * B (+ beta * C), row-major, where B is a weight stored
+// transposed at load time (Wt [in, out], the transpose of Hugging Face's nn.Linear [out, in]).
+// oneDNN's sgemm is fastest in that NN layout on this class of machine; see bench/gemm/GEMM-CHOICE.md.
+// Strides let callers address one attention head's slice of a weight without copying.
 #include <cstdint>
+
+#include "tensor/tensor.h"
 
 namespace sieve {
 
@@ -11,11 +14,10 @@ struct MatrixRef {
   int64_t stride;  // elements between consecutive rows
 };
 
-// C[M, N] = A[M, K] * B[N, K]^T + beta * C[M, N]
-void gemm_a_bt(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc,
-               float beta = 0.0f);
+// C[M, N] = A[M, K] * B[K, N] + beta * C[M, N]. Threads follow OpenMP (omp_set_num_threads).
+void gemm(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc, float beta = 0.0f);
 
-// Threads the BLAS library may use (the engine's own kernels use OpenMP with the same count).
-void set_gemm_threads(int threads);
+// [rows, cols] -> [cols, rows]: how nn.Linear weights are stored for gemm().
+Tensor transposed(const Tensor& w);
 
 }  // namespace sieve

@@ -122,7 +122,7 @@ BertEncoder BertEncoder::load(const std::filesystem::path& model_dir) {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = "encoder.layer." + std::to_string(l) + ".";
     Layer layer;
-    layer.qkv_w = Tensor({3 * H, H});
+    Tensor qkv_w({3 * H, H});
     layer.qkv_b = Tensor({3 * H});
     const char* parts[3] = {"query", "key", "value"};
     for (int part = 0; part < 3; ++part) {
@@ -130,28 +130,29 @@ BertEncoder BertEncoder::load(const std::filesystem::path& model_dir) {
       const Tensor pb = w.get(p + "attention.self." + parts[part] + ".bias", {H});
       for (int64_t h = 0; h < heads; ++h) {
         const int64_t dst = (h * 3 + part) * d;
-        std::memcpy(layer.qkv_w.row(dst), pw.row(h * d), sizeof(float) * d * H);
+        std::memcpy(qkv_w.row(dst), pw.row(h * d), sizeof(float) * d * H);
         std::memcpy(layer.qkv_b.data() + dst, pb.data() + h * d, sizeof(float) * d);
       }
     }
-    layer.attn_out_w = w.get(p + "attention.output.dense.weight", {H, H});
+    layer.qkv_w = transposed(qkv_w);
+    layer.attn_out_w = transposed(w.get(p + "attention.output.dense.weight", {H, H}));
     layer.attn_out_b = w.get(p + "attention.output.dense.bias", {H});
     std::tie(layer.attn_ln_g, layer.attn_ln_b) = w.layer_norm(p + "attention.output.LayerNorm", H);
-    layer.ffn_in_w = w.get(p + "intermediate.dense.weight", {I, H});
+    layer.ffn_in_w = transposed(w.get(p + "intermediate.dense.weight", {I, H}));
     layer.ffn_in_b = w.get(p + "intermediate.dense.bias", {I});
-    layer.ffn_out_w = w.get(p + "output.dense.weight", {H, I});
+    layer.ffn_out_w = transposed(w.get(p + "output.dense.weight", {H, I}));
     layer.ffn_out_b = w.get(p + "output.dense.bias", {H});
     std::tie(layer.ffn_ln_g, layer.ffn_ln_b) = w.layer_norm(p + "output.LayerNorm", H);
     enc.layers_.push_back(std::move(layer));
   }
   if (w.contains("pooler.dense.weight")) {
-    enc.pooler_w_ = w.get("pooler.dense.weight", {H, H});
+    enc.pooler_w_ = transposed(w.get("pooler.dense.weight", {H, H}));
     enc.pooler_b_ = w.get("pooler.dense.bias", {H});
   }
   // The classification head sits outside the "bert." prefix.
   if (file.contains("classifier.weight")) {
     const int64_t labels = file.info("classifier.weight").shape.at(0);
-    enc.classifier_w_ = file.load_f32("classifier.weight", {labels, H});
+    enc.classifier_w_ = transposed(file.load_f32("classifier.weight", {labels, H}));
     enc.classifier_b_ = file.load_f32("classifier.bias", {labels});
     if (!enc.has_pooler()) throw Error("checkpoint has a classifier but no pooler: " + weights_path.string());
   }
@@ -192,7 +193,7 @@ void BertEncoder::attention_block(const Layer& layer, const std::vector<PackedSe
   for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
     for (auto [h0, h1] : head_runs(hs)) {
       const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
-      gemm_a_bt(n, width, H, {x.row(row0), H}, {layer.qkv_w.row(col0), H}, qkv.row(row0) + col0, 3 * H);
+      gemm(n, width, H, {x.row(row0), H}, {layer.qkv_w.data() + col0, 3 * H}, qkv.row(row0) + col0, 3 * H);
       for_each_row(n, width, [&](int64_t r) { k.bias_add(qkv.row(row0 + r) + col0, layer.qkv_b.data() + col0, width); });
       stats.flops += 2.0 * n * width * H;
     }
@@ -230,7 +231,7 @@ void BertEncoder::attention_block(const Layer& layer, const std::vector<PackedSe
     float beta = 0.0f;
     for (auto [h0, h1] : runs) {
       const int64_t col0 = h0 * d, width = (h1 - h0) * d;
-      gemm_a_bt(n, H, width, {context.row(row0) + col0, H}, {layer.attn_out_w.data() + col0, H}, out.row(row0), H, beta);
+      gemm(n, H, width, {context.row(row0) + col0, H}, {layer.attn_out_w.row(col0), H}, out.row(row0), H, beta);
       beta = 1.0f;
       stats.flops += 2.0 * n * H * width;
     }
@@ -246,10 +247,10 @@ void BertEncoder::ffn_block(const Layer& layer, const Tensor& x, Tensor& interme
   const int64_t H = config_.hidden_size, I = config_.intermediate_size, rows = x.dim(0);
   const RowKernels& k = row_kernels();
   intermediate.reshape({rows, I});
-  gemm_a_bt(rows, I, H, {x.data(), H}, {layer.ffn_in_w.data(), H}, intermediate.data(), I);
+  gemm(rows, I, H, {x.data(), H}, {layer.ffn_in_w.data(), I}, intermediate.data(), I);
   for_each_row(rows, I, [&](int64_t r) { k.bias_gelu(intermediate.row(r), layer.ffn_in_b.data(), I); });
   out.reshape({rows, H});
-  gemm_a_bt(rows, H, I, {intermediate.data(), I}, {layer.ffn_out_w.data(), I}, out.data(), H);
+  gemm(rows, H, I, {intermediate.data(), I}, {layer.ffn_out_w.data(), H}, out.data(), H);
   for_each_row(rows, H, [&](int64_t r) {
     k.bias_residual_layernorm(out.row(r), layer.ffn_out_b.data(), x.row(r), layer.ffn_ln_g.data(),
                               layer.ffn_ln_b.data(), static_cast<float>(config_.layer_norm_eps), H);
@@ -421,7 +422,7 @@ std::vector<float> BertEncoder::pooler_output(const SequenceOutput& out) const {
   if (!has_pooler()) throw Error("this checkpoint has no pooler");
   const int64_t H = config_.hidden_size;
   std::vector<float> cls = cls_vector(out), pooled(static_cast<size_t>(H));
-  gemm_a_bt(1, H, H, {cls.data(), H}, {pooler_w_.data(), H}, pooled.data(), H);
+  gemm(1, H, H, {cls.data(), H}, {pooler_w_.data(), H}, pooled.data(), H);
   for (int64_t c = 0; c < H; ++c) pooled[static_cast<size_t>(c)] = std::tanh(pooled[static_cast<size_t>(c)] + pooler_b_.data()[c]);
   return pooled;
 }
@@ -431,7 +432,7 @@ std::vector<float> BertEncoder::classify(const SequenceOutput& out) const {
   const int64_t H = config_.hidden_size, labels = num_labels();
   const std::vector<float> pooled = pooler_output(out);
   std::vector<float> logits(static_cast<size_t>(labels));
-  gemm_a_bt(1, labels, H, {pooled.data(), H}, {classifier_w_.data(), H}, logits.data(), labels);
+  gemm(1, labels, H, {pooled.data(), H}, {classifier_w_.data(), labels}, logits.data(), labels);
   for (int64_t i = 0; i < labels; ++i) logits[static_cast<size_t>(i)] += classifier_b_.data()[i];
   return logits;
 }

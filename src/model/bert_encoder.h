@@ -46,7 +46,7 @@ class BertEncoder {
   const ModelConfig& config() const { return config_; }
   bool has_pooler() const { return !pooler_w_.empty(); }
   bool has_classifier() const { return !classifier_w_.empty(); }
-  int num_labels() const { return has_classifier() ? static_cast<int>(classifier_w_.dim(0)) : 0; }
+  int num_labels() const { return has_classifier() ? static_cast<int>(classifier_w_.dim(1)) : 0; }
 
   std::vector<SequenceOutput> forward(std::span<const EncoderInput> inputs, const ForwardOptions& options = {},
                                       ForwardStats* stats = nullptr) const;
@@ -62,7 +62,9 @@ class BertEncoder {
 
  private:
   struct Layer {
-    Tensor qkv_w;  // [3H, H], rows grouped per head: (q_h, k_h, v_h) for h = 0..heads-1
+    // Weights are stored transposed ([in, out]) for gemm(). qkv_w is [H, 3H] with its columns
+    // grouped per head: (q_h, k_h, v_h) for h = 0..heads-1, so a run of live heads is one column block.
+    Tensor qkv_w;
     Tensor qkv_b;  // [3H], same grouping
     Tensor attn_out_w, attn_out_b, attn_ln_g, attn_ln_b;
     Tensor ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b, ffn_ln_g, ffn_ln_b;
@@ -78,8 +80,8 @@ class BertEncoder {
   int64_t head_dim_ = 0;
   Tensor word_emb_, pos_emb_, type_emb_, emb_ln_g_, emb_ln_b_;
   std::vector<Layer> layers_;
-  Tensor pooler_w_, pooler_b_;
-  Tensor classifier_w_, classifier_b_;
+  Tensor pooler_w_, pooler_b_;          // pooler_w_ is [H, H] transposed
+  Tensor classifier_w_, classifier_b_;  // classifier_w_ is [H, labels]
 };
 
 }  // namespace sieve

@@ -89,8 +89,16 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
       if (p.count("tokens") && p.count("token_ratios")) throw Error("policy: give tokens or token_ratios, not both");
       if (p.count("heads") && p.count("head_ratios")) throw Error("policy: give heads or head_ratios, not both");
       auto schedule = [&](const char* ratio_key, const char* list_key) {
-        if (p.count(list_key)) return KeepSchedule::explicit_ratios(parse_list(p.at(list_key), list_key, layers));
-        if (p.count(ratio_key)) return KeepSchedule::progressive(parse_number(p.at(ratio_key), ratio_key), std::min(start, layers - 1), layers);
+        // Name the option in range errors: "keep ratio 1.5 is outside [0, 1]" alone does not say which.
+        const char* key = p.count(list_key) ? list_key : ratio_key;
+        try {
+          if (p.count(list_key)) return KeepSchedule::explicit_ratios(parse_list(p.at(list_key), list_key, layers));
+          if (p.count(ratio_key)) return KeepSchedule::progressive(parse_number(p.at(ratio_key), ratio_key), std::min(start, layers - 1), layers);
+        } catch (const Error& e) {
+          const std::string what = e.what();
+          if (what.rfind("policy:", 0) == 0) throw;
+          throw Error("policy: spatten " + std::string(key) + "=" + p.at(key) + ": " + what);
+        }
         return KeepSchedule();
       };
       if (start < 0 || start >= layers) throw Error("policy: start=" + std::to_string(start) + " is outside [0, " + std::to_string(layers - 1) + "]");

@@ -22,7 +22,6 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
 void set_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   omp_set_num_threads(threads);
-  set_gemm_threads(threads);
 }
 
 TextModel load_model(const ModelOptions& o) {

@@ -1,0 +1,157 @@
+// The `sieve` binary on bad input: every case must end with a clear message and a non-zero exit
+// code, never a signal (crash) or a hang. Runs on a tiny random checkpoint, so no download needed.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "tiny_bert.h"
+
+namespace sieve {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliResult {
+  bool exited = false;  // false: killed by a signal
+  int code = -1;
+  std::string output;   // stdout and stderr together
+};
+
+CliResult run_cli(const std::string& args) {
+  // `timeout` turns a hang into exit code 124 instead of a stuck test.
+  const std::string command = "timeout 60 " + std::string(SIEVE_CLI_PATH) + " " + args + " 2>&1";
+  CliResult r;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return r;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) r.output.append(buffer, n);
+  const int status = pclose(pipe);
+  r.exited = WIFEXITED(status);
+  if (r.exited) r.code = WEXITSTATUS(status);
+  return r;
+}
+
+std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = testing::make_tiny_bert("cli", testing::TinyBertShape{.labels = 2});
+    scratch_ = fs::temp_directory_path() / ("sieve-cli-" + std::to_string(::getpid()));
+    fs::create_directories(scratch_);
+  }
+  void TearDown() override {
+    fs::remove_all(model_);
+    fs::remove_all(scratch_);
+  }
+  // A copy of the tiny model directory that a test may damage.
+  fs::path copy_model(const std::string& name) {
+    const fs::path dir = scratch_ / name;
+    fs::copy(model_, dir, fs::copy_options::recursive);
+    return dir;
+  }
+  void expect_clean_failure(const CliResult& r, const std::string& message_part) {
+    ASSERT_TRUE(r.exited) << "killed by a signal:\n" << r.output;
+    EXPECT_NE(r.code, 0) << r.output;
+    EXPECT_NE(r.code, 124) << "timed out:\n" << r.output;
+    EXPECT_NE(r.code, 3) << "unexpected exception type:\n" << r.output;
+    EXPECT_NE(r.output.find(message_part), std::string::npos) << "expected '" << message_part << "' in:\n" << r.output;
+  }
+  fs::path model_, scratch_;
+};
+
+TEST_F(CliTest, HelpWorksForEveryCommand) {
+  for (const char* cmd : {"", "embed", "classify", "tokenize", "bench", "eval", "explain"}) {
+    const CliResult r = run_cli(std::string(cmd) + " --help");
+    EXPECT_TRUE(r.exited && r.code == 0) << cmd << ":\n" << r.output;
+    EXPECT_NE(r.output.find("--"), std::string::npos) << cmd;
+  }
+}
+
+TEST_F(CliTest, EmbedWorksOnTheTinyModel) {
+  const CliResult r = run_cli("embed --model " + quoted(model_) + " w5 'w6 w7'");
+  ASSERT_TRUE(r.exited && r.code == 0) << r.output;
+  EXPECT_NE(r.output.find('['), std::string::npos);
+}
+
+TEST_F(CliTest, UnknownOptionIsRejected) {
+  const CliResult r = run_cli("embed --model " + quoted(model_) + " --frobnicate hello");
+  expect_clean_failure(r, "frobnicate");
+  EXPECT_EQ(r.code, 2);
+  expect_clean_failure(run_cli("no-such-command"), "no-such-command");
+}
+
+TEST_F(CliTest, MissingModelDirectoryOrFiles) {
+  expect_clean_failure(run_cli("embed --model " + quoted(scratch_ / "nowhere") + " hi"), "not found");
+  const fs::path no_weights = copy_model("no-weights");
+  fs::remove(no_weights / "model.safetensors");
+  expect_clean_failure(run_cli("embed --model " + quoted(no_weights) + " hi"), "model.safetensors");
+  const fs::path no_config = copy_model("no-config");
+  fs::remove(no_config / "config.json");
+  expect_clean_failure(run_cli("embed --model " + quoted(no_config) + " hi"), "config.json");
+  const fs::path no_vocab = copy_model("no-vocab");
+  fs::remove(no_vocab / "vocab.txt");
+  expect_clean_failure(run_cli("embed --model " + quoted(no_vocab) + " hi"), "vocab");
+}
+
+TEST_F(CliTest, TruncatedAndCorruptWeightsAreRejected) {
+  const fs::path truncated = copy_model("truncated");
+  const auto file = truncated / "model.safetensors";
+  fs::resize_file(file, fs::file_size(file) / 2);
+  expect_clean_failure(run_cli("embed --model " + quoted(truncated) + " hi"), "safetensors");
+
+  const fs::path garbage = copy_model("garbage");
+  std::ofstream(garbage / "model.safetensors", std::ios::binary | std::ios::trunc) << "\xff\xff\xff\xff\xff\xff\xff\x7fnot a header";
+  expect_clean_failure(run_cli("embed --model " + quoted(garbage) + " hi"), "safetensors");
+
+  const fs::path bad_config = copy_model("bad-config");
+  std::ofstream(bad_config / "config.json", std::ios::trunc) << "{\"model_type\": \"bert\", \"hidden_size\": ";
+  expect_clean_failure(run_cli("embed --model " + quoted(bad_config) + " hi"), "config.json");
+
+  const fs::path gpt = copy_model("unsupported");
+  std::ofstream(gpt / "config.json", std::ios::trunc) << "{\"model_type\": \"t5\"}";
+  expect_clean_failure(run_cli("embed --model " + quoted(gpt) + " hi"), "t5");
+}
+
+TEST_F(CliTest, InvalidUtf8InputIsRejected) {
+  const fs::path input = scratch_ / "bad.txt";
+  std::ofstream(input, std::ios::binary) << "fine line\nbad \xc3\x28 byte\n";
+  expect_clean_failure(run_cli("embed --model " + quoted(model_) + " --file " + quoted(input)), "UTF-8");
+}
+
+TEST_F(CliTest, LongTextIsTruncatedAndSaysSo) {
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "w" + std::to_string(5 + i % 100) + " ";  // > 64 positions
+  const CliResult r = run_cli("embed --model " + quoted(model_) + " '" + text + "'");
+  ASSERT_TRUE(r.exited && r.code == 0) << r.output;
+  EXPECT_NE(r.output.find("truncated"), std::string::npos) << r.output;
+}
+
+TEST_F(CliTest, EmptyTextAndMissingInput) {
+  const CliResult empty = run_cli("embed --model " + quoted(model_) + " ''");
+  EXPECT_TRUE(empty.exited && empty.code == 0) << "an empty text is [CLS] [SEP], a valid input:\n" << empty.output;
+  expect_clean_failure(run_cli("embed --model " + quoted(model_)), "no input");
+  expect_clean_failure(run_cli("embed --model " + quoted(model_) + " --file " + quoted(scratch_ / "missing.txt")), "missing.txt");
+}
+
+TEST_F(CliTest, BadPolicySpecsAreRejected) {
+  const std::string base = "explain --model " + quoted(model_) + " -o " + quoted(scratch_ / "x.html") + " w5 --policy ";
+  expect_clean_failure(run_cli(base + "magic"), "magic");
+  expect_clean_failure(run_cli(base + "spatten:tokens=1.5"), "tokens");
+  expect_clean_failure(run_cli(base + "ltp:thresholds=0.1/0.2/0.3"), "threshold");
+  EXPECT_FALSE(fs::exists(scratch_ / "x.html")) << "a failed command must not leave output behind";
+}
+
+TEST_F(CliTest, EvalRejectsBadDataFiles) {
+  const fs::path no_label = scratch_ / "bad.tsv";
+  std::ofstream(no_label) << "sentence\tlabel\nw5 w6\tnot-a-number\n";
+  expect_clean_failure(run_cli("eval --model " + quoted(model_) + " --data " + quoted(no_label)), "label");
+  expect_clean_failure(run_cli("eval --model " + quoted(model_) + " --data " + quoted(scratch_ / "none.tsv")), "none.tsv");
+}
+
+}  // namespace
+}  // namespace sieve
