@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   sieve::cli::register_bench(app);
   sieve::cli::register_eval(app);
   sieve::cli::register_explain(app);
+  sieve::cli::register_calibrate(app);
   // CLI11 only says "A subcommand is required" for a misspelt command; name it instead.
   bool known_command = argc < 2 || argv[1][0] == '-';
   for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))

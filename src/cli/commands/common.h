@@ -40,6 +40,7 @@ void register_tokenize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_explain(CLI::App& app);
+void register_calibrate(CLI::App& app);
 
 }  // namespace sieve::cli
 
