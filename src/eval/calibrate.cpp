@@ -37,7 +37,7 @@ class Calibrator {
 
   Measurement measure(const std::string& spec) const {
     const BertEncoder& enc = model_.encoder();
-    const auto policy = parse_policy_spec(spec, enc.config());
+    const auto policy = parse_policy_spec(spec, enc.config(), model_.exits());
     ForwardStats stats;
     size_t correct = 0;
     const size_t batch = static_cast<size_t>(options_.batch_size);

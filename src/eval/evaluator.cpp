@@ -31,7 +31,7 @@ std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vec
   std::vector<std::string> settings{"dense"};
   settings.insert(settings.end(), specs.begin(), specs.end());
   std::vector<std::unique_ptr<PolicyChain>> policies;
-  for (const auto& s : settings) policies.push_back(parse_policy_spec(s, enc.config()));
+  for (const auto& s : settings) policies.push_back(parse_policy_spec(s, enc.config(), model.exits()));
 
   std::vector<TextPair> texts;
   for (size_t i = 0; i < n; ++i) texts.push_back(all[i].text);

@@ -391,6 +391,7 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
           std::memcpy(out.hidden.data(), x.row(seq.offset), sizeof(float) * seq.length() * H);
           out.positions = seq.positions;
           out.exit_layer = l + 1;
+          if (s < exits.logits.size()) out.exit_logits = std::move(exits.logits[s]);
         }
         keep_rows.emplace_back(static_cast<size_t>(seq.length()), exits.exit_now[s] ? 0 : 1);
       }
@@ -429,6 +430,7 @@ std::vector<float> BertEncoder::pooler_output(const SequenceOutput& out) const {
 
 std::vector<float> BertEncoder::classify(const SequenceOutput& out) const {
   if (!has_classifier()) throw Error("this checkpoint has no sequence-classification head");
+  if (!out.exit_logits.empty()) return out.exit_logits;
   const int64_t H = config_.hidden_size, labels = num_labels();
   const std::vector<float> pooled = pooler_output(out);
   std::vector<float> logits(static_cast<size_t>(labels));

@@ -23,6 +23,7 @@ struct SequenceOutput {
   Tensor hidden;                   // [kept tokens, hidden]: the last layer's output rows
   std::vector<int32_t> positions;  // original position of each row
   int exit_layer = 0;              // number of layers run (num_layers unless a policy exited early)
+  std::vector<float> exit_logits;  // the exit classifier's logits when a policy exited early
 };
 
 // Counted from the shapes actually computed: FLOPs = 2 x multiply-adds of every matrix product
@@ -57,7 +58,8 @@ class BertEncoder {
   static std::vector<float> cls_vector(const SequenceOutput& out);
   // BERT pooler: tanh(W * h_cls + b). Requires has_pooler().
   std::vector<float> pooler_output(const SequenceOutput& out) const;
-  // Sequence-classification logits: classifier(pooler_output). Requires has_classifier().
+  // Sequence-classification logits: the early exit's if the sequence exited, else
+  // classifier(pooler_output). Requires has_classifier().
   std::vector<float> classify(const SequenceOutput& out) const;
 
  private:

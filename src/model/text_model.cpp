@@ -47,6 +47,8 @@ TextModel TextModel::load(const std::filesystem::path& model_dir) {
   if (pooling.is_object()) {
     model.pooling_ = pooling.value("pooling_mode_mean_tokens", false) ? Pooling::Mean : Pooling::Cls;
   }
+  if (std::filesystem::exists(model_dir / "exits" / "exits.json"))
+    model.exits_ = ExitHeads::load(model_dir / "exits", model.encoder_.config());
   const auto modules = read_json_if_exists(model_dir / "modules.json");
   if (modules.is_array())
     for (const auto& m : modules)

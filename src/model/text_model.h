@@ -3,11 +3,13 @@
 // the pooling and normalization they declare. The CLI, the evaluator and the bindings all go
 // through this class, so "what an embedding is" is decided in one place.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "model/bert_encoder.h"
+#include "model/exit_heads.h"
 #include "tokenizers/wordpiece.h"
 
 namespace sieve {
@@ -33,6 +35,8 @@ class TextModel {
   // sentence_bert_config.json's max_seq_length, else the model's position limit.
   size_t max_length() const { return max_length_; }
   Pooling pooling() const { return pooling_; }
+  // Early-exit classifiers from <model>/exits/ (tools/train_exits.py), or null when there are none.
+  const ExitHeads* exits() const { return exits_ ? &*exits_ : nullptr; }
   bool normalize() const { return normalize_; }
 
   // Tokenizes; texts longer than max_length are truncated and flagged. Throws Error on invalid UTF-8.
@@ -47,6 +51,7 @@ class TextModel {
   size_t max_length_ = 512;
   Pooling pooling_ = Pooling::Cls;
   bool normalize_ = false;
+  std::optional<ExitHeads> exits_;
 };
 
 // Directory used when --model is not given: $SIEVE_MODEL, else the one setup.sh installs.

@@ -55,7 +55,8 @@ struct LayerOutputView {
 };
 
 struct ExitDecision {
-  std::vector<uint8_t> exit_now;  // [sequence]: this sequence's output is final after this layer
+  std::vector<uint8_t> exit_now;            // [sequence]: this sequence's output is final after this layer
+  std::vector<std::vector<float>> logits;   // [sequence]: the exit classifier's logits (may be empty)
 };
 
 class LayerPolicy {

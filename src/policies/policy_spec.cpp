@@ -5,6 +5,7 @@
 #include <set>
 
 #include "policies/cascade_pruner.h"
+#include "policies/early_exit.h"
 #include "policies/threshold_pruner.h"
 #include "util/error.h"
 
@@ -12,7 +13,7 @@ namespace sieve {
 
 const char* const kPolicySpecHelp =
     "dense | spatten:tokens=R[,heads=R][,start=L][,at=ffn|next] | spatten:token_ratios=r/r/..[,head_ratios=r/r/..] | "
-    "ltp:final=T[,at=ffn|next] | ltp:thresholds=t/t/..; compose with '+'";
+    "ltp:final=T[,at=ffn|next] | ltp:thresholds=t/t/.. | exit:tau=U; compose with '+'";
 
 namespace {
 
@@ -72,12 +73,13 @@ PrunePoint parse_point(const std::map<std::string, std::string>& p) {
 
 }  // namespace
 
-std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const ModelConfig& config) {
+std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const ModelConfig& config, const ExitHeads* exits) {
   const int layers = static_cast<int>(config.num_hidden_layers);
   const std::map<std::string, std::set<std::string>> allowed{
       {"dense", {}},
       {"spatten", {"tokens", "heads", "start", "at", "token_ratios", "head_ratios"}},
       {"ltp", {"final", "thresholds", "at"}},
+      {"exit", {"tau"}},
   };
   auto chain = std::make_unique<PolicyChain>();
   if (spec.empty()) throw Error("policy: empty spec (use 'dense' for no pruning)");
@@ -104,6 +106,12 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
       if (start < 0 || start >= layers) throw Error("policy: start=" + std::to_string(start) + " is outside [0, " + std::to_string(layers - 1) + "]");
       CascadePruner::Options o{schedule("tokens", "token_ratios"), schedule("heads", "head_ratios"), parse_point(p)};
       chain->add(std::make_unique<CascadePruner>(std::move(o)));
+    } else if (name == "exit") {
+      if (!exits) throw Error("policy: exit needs exit classifiers in <model>/exits/ (make them with tools/train_exits.py)");
+      if (!p.count("tau")) throw Error("policy: exit needs tau=T");
+      const double tau = parse_number(p.at("tau"), "tau");
+      if (!(tau >= 0.0 && tau <= 1.0)) throw Error("policy: exit tau=" + p.at("tau") + " is outside [0, 1]");
+      chain->add(std::make_unique<EarlyExitPolicy>(*exits, tau));
     } else if (name == "ltp") {
       if (p.count("final") == p.count("thresholds")) throw Error("policy: ltp needs exactly one of final=T or thresholds=t/t/...");
       std::vector<double> t = p.count("final") ? ThresholdPruner::linear_thresholds(parse_number(p.at("final"), "final"), layers)

@@ -5,6 +5,7 @@
 //   spatten:token_ratios=1/1/0.8/0.6/0.5/0.4[,head_ratios=...]
 //   ltp:final=0.02[,at=ffn|next]        thresholds final*(l+1)/L, as in LTP / Magic Pyramid
 //   ltp:thresholds=0.001/0.002/.../0.02  one per layer
+//   exit:tau=0.3                         early exit when an exit's normalized entropy <= tau
 // joined with '+' to compose, e.g. "ltp:final=0.02+spatten:heads=0.75".
 // tokens/heads: keep ratio reached at the last layer, linearly from layer `start` (default 1).
 // at=ffn drops tokens before the current layer's FFN (default; saves that FFN); at=next drops them
@@ -12,13 +13,16 @@
 #include <memory>
 #include <string>
 
+#include "model/exit_heads.h"
 #include "model/model_config.h"
 #include "policies/layer_policy.h"
 
 namespace sieve {
 
 // Throws sieve::Error on an unknown policy or key, a ratio outside [0, 1], a list of the wrong length.
-std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const ModelConfig& config);
+// `exits` is needed only by "exit" (the model's exit classifiers); it must outlive the policy.
+std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const ModelConfig& config,
+                                               const ExitHeads* exits = nullptr);
 
 extern const char* const kPolicySpecHelp;
 
