@@ -14,7 +14,9 @@
 #include "util/error.h"
 #include "policies/early_exit.h"
 #include "policies/policy_spec.h"
+#include "reference_data.h"
 #include "tiny_bert.h"
+#include <nlohmann/json.hpp>
 
 namespace sieve {
 namespace {
@@ -226,6 +228,54 @@ TEST_F(EarlyExitTest, BadSpecsAndFilesAreRejected) {
   std::ofstream(bad / "exits.json", std::ios::trunc)
       << R"({"format": "sieve-exits", "variant": "light", "num_labels": 3, "hidden_size": 32, "layers": [0, 2]})";
   EXPECT_THROW(ExitHeads::load(bad, encoder_->config()), Error);  // no exit after the last layer
+}
+
+// Exits exported by tools/train_exits.py (the fixture: MiniLM with a random head, perturbed exits)
+// give the logits PyTorch computed, after every layer, for both variants.
+TEST(ExitParity, MatchesPyTorchForLightAndBlockExits) {
+  const auto fixture = testing::reference_dir() / "exit-fixture";
+  SIEVE_REQUIRE_FILE(fixture / "exits-block" / "reference.jsonl");
+  const BertEncoder encoder = BertEncoder::load(fixture / "model");
+  // Captures each layer's output rows of the (single) sequence.
+  struct Capture : LayerPolicy {
+    std::vector<std::vector<float>> rows;
+    std::string describe() const override { return "capture"; }
+    void after_layer(const LayerOutputView& view, ExitDecision&) override {
+      const float* p = view.hidden->data();
+      rows.emplace_back(p, p + view.hidden->size());
+    }
+  };
+  for (const std::string variant : {"light", "block"}) {
+    const auto dir = fixture / ("exits-" + variant);
+    const ExitHeads heads = ExitHeads::load(dir, encoder.config());
+    EXPECT_EQ(heads.variant(), variant);
+    std::ifstream in(dir / "reference.jsonl");
+    std::string line;
+    int sentences = 0;
+    while (std::getline(in, line)) {
+      const auto ref = nlohmann::json::parse(line);
+      EncoderInput input;
+      input.ids = ref["ids"].get<std::vector<int32_t>>();
+      Capture capture;
+      const auto out = encoder.forward(std::span(&input, 1), {&capture});
+      const auto final_logits = encoder.classify(out[0]);
+      const auto want_final = ref["final_logits"].get<std::vector<float>>();
+      for (size_t c = 0; c < want_final.size(); ++c) EXPECT_NEAR(final_logits[c], want_final[c], 1e-4);
+      const auto want = ref["exit_logits"].get<std::vector<std::vector<float>>>();
+      ASSERT_LE(want.size(), capture.rows.size());  // (no hook after the last layer)
+      for (size_t l = 0; l < want.size(); ++l) {
+        double flops = 0;
+        const auto got = heads.logits(static_cast<int>(l), capture.rows[l].data(),
+                                      static_cast<int64_t>(input.ids.size()), &flops);
+        ASSERT_EQ(got.size(), want[l].size());
+        for (size_t c = 0; c < got.size(); ++c)
+          EXPECT_NEAR(got[c], want[l][c], 1e-4) << variant << " exit after layer " << l << ": " << ref["text"];
+        EXPECT_GT(flops, 0.0);
+      }
+      ++sentences;
+    }
+    EXPECT_GE(sentences, 5) << variant;
+  }
 }
 
 }  // namespace

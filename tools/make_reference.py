@@ -212,6 +212,16 @@ def main():
     else:
         print(f"{hidden_states}: up to date")
 
+    exit_fixture = args.out / "exit-fixture"
+    exit_tool = TOOLS_DIR / "train_exits.py"
+    if args.force or not is_up_to_date(exit_fixture / "exits-block" / "reference.jsonl",
+                                       [args.model, exit_tool, TOOLS_DIR / "common.py"]):
+        from train_exits import write_fixture  # imports torch: only when the fixture is stale
+
+        write_fixture(args.model, exit_fixture)
+    else:
+        print(f"{exit_fixture}: up to date")
+
     if TOKENIZER_CASES_TOOL.is_file():
         cases = args.out / "tokenizer_cases.jsonl"
         if args.force or not is_up_to_date(cases, [args.model, TOKENIZER_CASES_TOOL, TOOLS_DIR / "common.py"]):

@@ -165,10 +165,47 @@ def export(out, model, exits, args, train_rows, accuracies, tokenizer, dev):
     write_atomically(out / "reference.jsonl", lambda f: f.write("\n".join(lines) + "\n"))
 
 
+FIXTURE_SENTENCES = [
+    "As a visual treat, the film is almost perfect.",
+    "The plot is thin, the dialogue worse, and the ending drags on for what feels like an hour.",
+    "Un film étonnant, Ça marche!",
+    "short",
+    "Nothing in this movie, not the acting, not the score, not even the popcorn, could save the evening "
+    "from the relentless tedium of its second half, which seems to exist only to pad the running time.",
+    "日本語の文も入れておく。",
+]
+
+
+def write_fixture(base_model, out):
+    """Test fixture for the C++ parity test (no training, seconds on a CPU): OUT/model = base_model with a
+    seeded random 2-label classification head, OUT/exits-light and OUT/exits-block = exits perturbed by
+    seeded noise (so no exit equals the model's own head), each with its reference.jsonl."""
+    from transformers import BertConfig
+
+    torch.manual_seed(0)
+    config = BertConfig.from_pretrained(base_model, num_labels=2, architectures=["BertForSequenceClassification"])
+    model = AutoModelForSequenceClassification.from_pretrained(base_model, config=config, attn_implementation="eager")
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    (out / "model").mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out / "model", safe_serialization=True)
+    tokenizer.save_pretrained(out / "model")
+    dev = [(t, 0) for t in FIXTURE_SENTENCES]
+    for variant in ("light", "block"):
+        exits = torch.nn.ModuleList(Exit(model, variant) for _ in range(model.config.num_hidden_layers - 1))
+        with torch.no_grad():
+            for p in exits.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        args = argparse.Namespace(variant=variant, data="(fixture)", epochs=0, lr=0.0, ltp_final=0.0, max_length=128)
+        export(out / f"exits-{variant}", model, exits, args, 0, [0.0] * len(exits) + [0.0], tokenizer, dev)
+    print(f"wrote test fixture {out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="fine-tuned BertForSequenceClassification HF directory")
-    ap.add_argument("--data", required=True, help="GLUE task directory with train and validation files")
+    ap.add_argument("--data", help="GLUE task directory with train and validation files")
+    ap.add_argument("--fixture", help="instead of training: write the C++ test fixture (see write_fixture) here")
     ap.add_argument("--variant", choices=["light", "block"], default="block")
     ap.add_argument("--train-limit", type=int, default=20000, help="first N shuffled training rows (0 = all)")
     ap.add_argument("--epochs", type=int, default=2)
@@ -180,6 +217,12 @@ def main():
     ap.add_argument("--ltp-final", type=float, default=0.0, help="train on LTP-pruned activations (0 = dense)")
     ap.add_argument("--out", help="output directory (default: MODEL/exits)")
     args = ap.parse_args()
+    if args.fixture:
+        quiet_libraries()
+        write_fixture(args.model, Path(args.fixture))
+        return
+    if not args.data:
+        ap.error("--data is required for training")
     if args.lr is None:
         args.lr = DEFAULT_LR[args.variant]
     out = Path(args.out) if args.out else Path(args.model) / "exits"
