@@ -232,7 +232,7 @@ TEST_F(EarlyExitTest, BadSpecsAndFilesAreRejected) {
 
 // Exits exported by tools/train_exits.py (the fixture: MiniLM with a random head, perturbed exits)
 // give the logits PyTorch computed, after every layer, for both variants.
-TEST(ExitParity, MatchesPyTorchForLightAndBlockExits) {
+TEST(ExitParity, MatchesPyTorchForEveryExitVariant) {
   const auto fixture = testing::reference_dir() / "exit-fixture";
   SIEVE_REQUIRE_FILE(fixture / "exits-block" / "reference.jsonl");
   const BertEncoder encoder = BertEncoder::load(fixture / "model");
@@ -245,7 +245,7 @@ TEST(ExitParity, MatchesPyTorchForLightAndBlockExits) {
       rows.emplace_back(p, p + view.hidden->size());
     }
   };
-  for (const std::string variant : {"light", "block"}) {
+  for (const std::string variant : {"light", "block", "fastbert"}) {
     const auto dir = fixture / ("exits-" + variant);
     const ExitHeads heads = ExitHeads::load(dir, encoder.config());
     EXPECT_EQ(heads.variant(), variant);

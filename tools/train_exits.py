@@ -11,12 +11,14 @@ sum over exits of KL(p_final || p_exit), p_final being the model's own softmax o
   light  exit = pooler (Linear H->H, tanh) on the [CLS] row + classifier, from the model's own head
   block  exit = one BertLayer (a copy of the model's last layer) on layer l's hidden states, then
          pooler + classifier on the block's [CLS] row
+  fastbert  exit = FastBERT's student classifier (see Exit), new weights
 With --ltp-final T > 0 the backbone runs with LTP threshold pruning (threshold T*(l+1)/L on the mean
 attention probability a token receives; [CLS] and [SEP] kept): pruned tokens are masked as keys in
 all later layers and exits, which equals removing them (Magic Pyramid step 4).
 
 Writes OUT/exits.json, OUT/exits.safetensors (exit.{l}.pooler.*, exit.{l}.classifier.*, and for block
-exit.{l}.block.<BertLayer parameter names>) and OUT/reference.jsonl (20 dev sentences, one per pass,
+exit.{l}.block.<BertLayer parameter names>, for fastbert exit.{l}.{reduce,query,key,value,output}.*) and
+OUT/reference.jsonl (20 dev sentences, one per pass,
 no pruning: ids, exit_logits per exit layer, final_logits) for the C++ parity test.
 """
 import argparse
@@ -40,24 +42,47 @@ from common import quiet_libraries, write_atomically  # noqa: E402
 from finetune_classifier import batches  # noqa: E402
 from glue_data import load_split  # noqa: E402
 
-DEFAULT_LR = {"light": 1e-3, "block": 2e-4}
+DEFAULT_LR = {"light": 1e-3, "block": 2e-4, "fastbert": 1e-3}
+FASTBERT_HIDDEN, FASTBERT_HEADS = 128, 2
 REFERENCE_SENTENCES = 20
 NEG = torch.finfo(torch.float32).min  # what transformers puts in its additive masks
 
 
 class Exit(torch.nn.Module):
     """One exit head. The block variant computes only the [CLS] query row of its BertLayer (keys and
-    values over all live rows): every other output row is discarded, so this is exact and ~5x cheaper."""
+    values over all live rows): every other output row is discarded, so this is exact and ~5x cheaper.
+    The fastbert variant is FastBERT's student classifier: Linear H->128 + tanh, 2-head self-attention
+    in 128 dimensions (again only the [CLS] query row is needed), [CLS] pooling, Linear 128->128 + tanh,
+    Linear 128->N; its weights are ~15x fewer bytes than a BertLayer's, which is what batch-1 latency
+    pays for."""
 
     def __init__(self, model, variant):
         super().__init__()
+        self.variant = variant
         self.block = copy.deepcopy(model.bert.encoder.layer[-1]) if variant == "block" else None
-        self.pooler = copy.deepcopy(model.bert.pooler.dense)
-        self.classifier = copy.deepcopy(model.classifier)
+        if variant == "fastbert":
+            H, D = model.config.hidden_size, FASTBERT_HIDDEN
+            self.reduce = torch.nn.Linear(H, D)
+            self.query, self.key, self.value, self.output = (torch.nn.Linear(D, D) for _ in range(4))
+            self.pooler = torch.nn.Linear(D, D)
+            self.classifier = torch.nn.Linear(D, model.config.num_labels)
+        else:
+            self.pooler = copy.deepcopy(model.bert.pooler.dense)
+            self.classifier = copy.deepcopy(model.classifier)
         for p in self.parameters():
             p.requires_grad_(True)
 
     def forward(self, hidden, key_mask):
+        if self.variant == "fastbert":
+            r = torch.tanh(self.reduce(hidden))  # [B, S, D]
+            B, S, D = r.shape
+            d = D // FASTBERT_HEADS
+            q = self.query(r[:, 0]).view(B, FASTBERT_HEADS, 1, d)
+            k = self.key(r).view(B, S, FASTBERT_HEADS, d).transpose(1, 2)
+            v = self.value(r).view(B, S, FASTBERT_HEADS, d).transpose(1, 2)
+            scores = q @ k.transpose(-1, -2) / d ** 0.5 + key_mask  # [B, heads, 1, S]
+            context = (torch.softmax(scores, -1) @ v).reshape(B, D)
+            return self.classifier(torch.tanh(self.pooler(self.output(context))))
         cls = hidden[:, :1]
         if self.block is not None:
             # Cross-attention form of BertSelfAttention: query from the [CLS] row, keys/values from all rows.
@@ -147,6 +172,8 @@ def export(out, model, exits, args, train_rows, accuracies, tokenizer, dev):
     if args.variant == "block":
         meta["block"] = {"num_attention_heads": cfg.num_attention_heads, "intermediate_size": cfg.intermediate_size,
                          "layer_norm_eps": cfg.layer_norm_eps}
+    if args.variant == "fastbert":
+        meta["fastbert"] = {"hidden_size": FASTBERT_HIDDEN, "num_attention_heads": FASTBERT_HEADS}
     meta["trained"] = {"data": str(args.data), "train_rows": train_rows, "epochs": args.epochs, "lr": args.lr,
                        "ltp_final": args.ltp_final, "dev_accuracy_per_exit": accuracies[:-1],
                        "final_dev_accuracy": accuracies[-1]}
@@ -191,7 +218,7 @@ def write_fixture(base_model, out):
     model.save_pretrained(out / "model", safe_serialization=True)
     tokenizer.save_pretrained(out / "model")
     dev = [(t, 0) for t in FIXTURE_SENTENCES]
-    for variant in ("light", "block"):
+    for variant in ("light", "block", "fastbert"):
         exits = torch.nn.ModuleList(Exit(model, variant) for _ in range(model.config.num_hidden_layers - 1))
         with torch.no_grad():
             for p in exits.parameters():
@@ -206,7 +233,7 @@ def main():
     ap.add_argument("--model", required=True, help="fine-tuned BertForSequenceClassification HF directory")
     ap.add_argument("--data", help="GLUE task directory with train and validation files")
     ap.add_argument("--fixture", help="instead of training: write the C++ test fixture (see write_fixture) here")
-    ap.add_argument("--variant", choices=["light", "block"], default="block")
+    ap.add_argument("--variant", choices=["light", "block", "fastbert"], default="block")
     ap.add_argument("--train-limit", type=int, default=20000, help="first N shuffled training rows (0 = all)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=None, help="default 1e-3 for light, 2e-4 for block")

@@ -11,6 +11,44 @@
 
 namespace sieve {
 
+namespace {
+
+// [a; b]: b's rows after a's (both [r, c], or vectors), for one fused key+value projection.
+Tensor stack_rows(const Tensor& a, const Tensor& b) {
+  std::vector<int64_t> shape = a.shape();
+  shape[0] += b.dim(0);
+  Tensor t(shape);
+  std::copy(a.data(), a.data() + a.size(), t.data());
+  std::copy(b.data(), b.data() + b.size(), t.data() + a.size());
+  return t;
+}
+
+// Attention of one query row q [heads * d] over n key/value rows (kv row j = key then value, each
+// [heads * d], at kv + j * 2 * heads * d); writes context [heads * d].
+void cls_attention(const float* q, const float* kv, int64_t n, int heads, int64_t d, float* context) {
+  const int64_t width = heads * d;
+  const RowKernels& k = row_kernels();
+  std::vector<float> scores(static_cast<size_t>(n));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  std::fill(context, context + width, 0.0f);
+  for (int h = 0; h < heads; ++h) {
+    for (int64_t j = 0; j < n; ++j) {
+      const float* key = kv + j * 2 * width + h * d;
+      float dot = 0.0f;
+      for (int64_t c = 0; c < d; ++c) dot += q[h * d + c] * key[c];
+      scores[static_cast<size_t>(j)] = dot * scale;
+    }
+    k.softmax(scores.data(), n);
+    for (int64_t j = 0; j < n; ++j) {
+      const float* value = kv + j * 2 * width + width + h * d;
+      const float p = scores[static_cast<size_t>(j)];
+      for (int64_t c = 0; c < d; ++c) context[h * d + c] += p * value[c];
+    }
+  }
+}
+
+}  // namespace
+
 ExitHeads ExitHeads::load(const std::filesystem::path& dir, const ModelConfig& config) {
   const auto json_path = dir / "exits.json";
   std::ifstream in(json_path);
@@ -28,7 +66,8 @@ ExitHeads ExitHeads::load(const std::filesystem::path& dir, const ModelConfig& c
     e.variant_ = j.at("variant").get<std::string>();
     e.num_labels_ = j.at("num_labels").get<int>();
     if (j.at("hidden_size").get<int64_t>() != H) throw Error("hidden_size differs from the model's");
-    if (e.variant_ != "light" && e.variant_ != "block") throw Error("variant must be light or block");
+    if (e.variant_ != "light" && e.variant_ != "block" && e.variant_ != "fastbert")
+      throw Error("variant must be light, block or fastbert");
     if (e.num_labels_ < 2) throw Error("num_labels must be at least 2");
   } catch (const nlohmann::json::exception& ex) {
     throw Error("bad " + json_path.string() + ": " + ex.what());
@@ -45,9 +84,32 @@ ExitHeads ExitHeads::load(const std::filesystem::path& dir, const ModelConfig& c
       throw Error("bad " + json_path.string() + ": exit layer " + std::to_string(l) + " out of range");
     const std::string p = "exit." + std::to_string(l) + ".";
     Head h;
-    h.pooler_w = transposed(file.load_f32(p + "pooler.weight", {H, H}));
-    h.pooler_b = file.load_f32(p + "pooler.bias", {H});
-    h.classifier_w = transposed(file.load_f32(p + "classifier.weight", {N, H}));
+    int64_t C = H;  // width of the row the pooler reads
+    if (e.variant_ == "fastbert") {
+      Fastbert f;
+      int64_t D = 0;
+      try {
+        D = j.at("fastbert").at("hidden_size").get<int64_t>();
+        f.heads = j.at("fastbert").at("num_attention_heads").get<int>();
+      } catch (const nlohmann::json::exception& ex) {
+        throw Error("bad " + json_path.string() + ": " + ex.what());
+      }
+      if (D <= 0 || f.heads <= 0 || D % f.heads != 0)
+        throw Error("bad " + json_path.string() + ": fastbert heads must divide a positive hidden_size");
+      f.reduce_w = transposed(file.load_f32(p + "reduce.weight", {D, H}));
+      f.reduce_b = file.load_f32(p + "reduce.bias", {D});
+      f.wq = transposed(file.load_f32(p + "query.weight", {D, D}));
+      f.bq = file.load_f32(p + "query.bias", {D});
+      f.wkv = transposed(stack_rows(file.load_f32(p + "key.weight", {D, D}), file.load_f32(p + "value.weight", {D, D})));
+      f.bkv = stack_rows(file.load_f32(p + "key.bias", {D}), file.load_f32(p + "value.bias", {D}));
+      f.wo = transposed(file.load_f32(p + "output.weight", {D, D}));
+      f.bo = file.load_f32(p + "output.bias", {D});
+      h.fastbert = std::move(f);
+      C = D;
+    }
+    h.pooler_w = transposed(file.load_f32(p + "pooler.weight", {C, C}));
+    h.pooler_b = file.load_f32(p + "pooler.bias", {C});
+    h.classifier_w = transposed(file.load_f32(p + "classifier.weight", {N, C}));
     h.classifier_b = file.load_f32(p + "classifier.bias", {N});
     if (e.variant_ == "block") {
       const auto& bj = j.at("block");
@@ -59,17 +121,9 @@ ExitHeads ExitHeads::load(const std::filesystem::path& dir, const ModelConfig& c
       const std::string q = p + "block.";
       b.wq = transposed(file.load_f32(q + "attention.self.query.weight", {H, H}));
       b.bq = file.load_f32(q + "attention.self.query.bias", {H});
-      const Tensor wk = file.load_f32(q + "attention.self.key.weight", {H, H});
-      const Tensor wv = file.load_f32(q + "attention.self.value.weight", {H, H});
-      Tensor wkv({2 * H, H}), bkv({2 * H});
-      std::copy(wk.data(), wk.data() + H * H, wkv.data());
-      std::copy(wv.data(), wv.data() + H * H, wkv.data() + H * H);
-      const Tensor bk = file.load_f32(q + "attention.self.key.bias", {H});
-      const Tensor bv = file.load_f32(q + "attention.self.value.bias", {H});
-      std::copy(bk.data(), bk.data() + H, bkv.data());
-      std::copy(bv.data(), bv.data() + H, bkv.data() + H);
-      b.wkv = transposed(wkv);
-      b.bkv = std::move(bkv);
+      b.wkv = transposed(stack_rows(file.load_f32(q + "attention.self.key.weight", {H, H}),
+                                    file.load_f32(q + "attention.self.value.weight", {H, H})));
+      b.bkv = stack_rows(file.load_f32(q + "attention.self.key.bias", {H}), file.load_f32(q + "attention.self.value.bias", {H}));
       b.wo = transposed(file.load_f32(q + "attention.output.dense.weight", {H, H}));
       b.bo = file.load_f32(q + "attention.output.dense.bias", {H});
       b.ln1_g = file.load_f32(q + "attention.output.LayerNorm.weight", {H});
@@ -98,20 +152,10 @@ std::vector<float> ExitHeads::block_cls_row(const Block& b, const float* rows, i
   Tensor kv({n, 2 * H});
   gemm(n, 2 * H, H, {rows, H}, {b.wkv.data(), 2 * H}, kv.data(), 2 * H);
   for (int64_t r = 0; r < n; ++r) k.bias_add(kv.row(r), b.bkv.data(), 2 * H);
-  std::vector<float> q(static_cast<size_t>(H)), context(static_cast<size_t>(H), 0.0f), scores(static_cast<size_t>(n));
+  std::vector<float> q(static_cast<size_t>(H)), context(static_cast<size_t>(H));
   gemm(1, H, H, {rows, H}, {b.wq.data(), H}, q.data(), H);
   k.bias_add(q.data(), b.bq.data(), H);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  for (int h = 0; h < b.heads; ++h) {
-    for (int64_t j = 0; j < n; ++j) {
-      float dot = 0.0f;
-      for (int64_t c = 0; c < d; ++c) dot += q[static_cast<size_t>(h * d + c)] * kv.row(j)[h * d + c];
-      scores[static_cast<size_t>(j)] = dot * scale;
-    }
-    k.softmax(scores.data(), n);
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t c = 0; c < d; ++c) context[static_cast<size_t>(h * d + c)] += scores[static_cast<size_t>(j)] * kv.row(j)[H + h * d + c];
-  }
+  cls_attention(q.data(), kv.data(), n, b.heads, d, context.data());
   std::vector<float> attn(static_cast<size_t>(H)), inter(static_cast<size_t>(I)), out(static_cast<size_t>(H));
   gemm(1, H, H, {context.data(), H}, {b.wo.data(), H}, attn.data(), H);
   k.bias_residual_layernorm(attn.data(), b.bo.data(), rows, b.ln1_g.data(), b.ln1_b.data(), b.eps, H);
@@ -123,18 +167,42 @@ std::vector<float> ExitHeads::block_cls_row(const Block& b, const float* rows, i
   return out;
 }
 
+std::vector<float> ExitHeads::fastbert_cls_row(const Fastbert& f, const float* rows, int64_t n, double* flops) const {
+  const int64_t H = hidden_, D = f.bq.dim(0), d = D / f.heads;
+  const RowKernels& k = row_kernels();
+  // tanh(reduce(x)) on every row, K and V of every reduced row, Q of the [CLS] row only.
+  Tensor reduced({n, D}), kv({n, 2 * D});
+  gemm(n, D, H, {rows, H}, {f.reduce_w.data(), D}, reduced.data(), D);
+  for (int64_t r = 0; r < n; ++r) {
+    float* row = reduced.row(r);
+    for (int64_t c = 0; c < D; ++c) row[c] = std::tanh(row[c] + f.reduce_b.data()[c]);
+  }
+  gemm(n, 2 * D, D, {reduced.data(), D}, {f.wkv.data(), 2 * D}, kv.data(), 2 * D);
+  for (int64_t r = 0; r < n; ++r) k.bias_add(kv.row(r), f.bkv.data(), 2 * D);
+  std::vector<float> q(static_cast<size_t>(D)), context(static_cast<size_t>(D)), out(static_cast<size_t>(D));
+  gemm(1, D, D, {reduced.data(), D}, {f.wq.data(), D}, q.data(), D);
+  k.bias_add(q.data(), f.bq.data(), D);
+  cls_attention(q.data(), kv.data(), n, f.heads, d, context.data());
+  gemm(1, D, D, {context.data(), D}, {f.wo.data(), D}, out.data(), D);
+  k.bias_add(out.data(), f.bo.data(), D);
+  *flops += 2.0 * n * H * D + 2.0 * n * D * 2 * D + 2.0 * D * D + 4.0 * n * D + 2.0 * D * D;
+  return out;
+}
+
 std::vector<float> ExitHeads::logits(int layer, const float* rows, int64_t n, double* flops) const {
   if (!has_exit_after(layer)) throw Error("no exit classifier after layer " + std::to_string(layer));
   const Head& head = *heads_[static_cast<size_t>(layer)];
-  const int64_t H = hidden_, N = num_labels_;
-  std::vector<float> cls(rows, rows + H);
+  const int64_t N = num_labels_;
+  std::vector<float> cls(rows, rows + hidden_);
   if (head.block) cls = block_cls_row(*head.block, rows, n, flops);
-  std::vector<float> pooled(static_cast<size_t>(H)), out(static_cast<size_t>(N));
-  gemm(1, H, H, {cls.data(), H}, {head.pooler_w.data(), H}, pooled.data(), H);
-  for (int64_t c = 0; c < H; ++c) pooled[static_cast<size_t>(c)] = std::tanh(pooled[static_cast<size_t>(c)] + head.pooler_b.data()[c]);
-  gemm(1, N, H, {pooled.data(), H}, {head.classifier_w.data(), N}, out.data(), N);
+  if (head.fastbert) cls = fastbert_cls_row(*head.fastbert, rows, n, flops);
+  const int64_t C = static_cast<int64_t>(cls.size());
+  std::vector<float> pooled(static_cast<size_t>(C)), out(static_cast<size_t>(N));
+  gemm(1, C, C, {cls.data(), C}, {head.pooler_w.data(), C}, pooled.data(), C);
+  for (int64_t c = 0; c < C; ++c) pooled[static_cast<size_t>(c)] = std::tanh(pooled[static_cast<size_t>(c)] + head.pooler_b.data()[c]);
+  gemm(1, N, C, {pooled.data(), C}, {head.classifier_w.data(), N}, out.data(), N);
   for (int64_t c = 0; c < N; ++c) out[static_cast<size_t>(c)] += head.classifier_b.data()[c];
-  *flops += 2.0 * H * H + 2.0 * H * N;
+  *flops += 2.0 * C * C + 2.0 * C * N;
   return out;
 }
 

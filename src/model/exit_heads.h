@@ -6,7 +6,11 @@
 //                       "layer_norm_eps"}}
 //   exits.safetensors  exit.{l}.pooler.{weight,bias}, exit.{l}.classifier.{weight,bias}
 //                      and for "block" exit.{l}.block.<BertLayer parameter names>
-// light = pooler + classifier on the [CLS] row; block = one Transformer layer, then pooler + classifier.
+//                      and for "fastbert" exit.{l}.{reduce,query,key,value,output}.{weight,bias}, with
+//                      "fastbert": {"hidden_size": D, "num_attention_heads": h} in exits.json
+// light = pooler + classifier on the [CLS] row; block = one Transformer layer, then pooler + classifier;
+// fastbert = FastBERT's student classifier: tanh(Linear H->D) on every row, h-head self-attention in D
+// dimensions (output projection, no residual or LayerNorm), [CLS] row, tanh(Linear D->D), Linear D->N.
 // Only the [CLS] row of the block's output is used, so the block computes K and V for every row but
 // Q, attention, and the FFN for the [CLS] row alone: the same result at a fraction of the cost.
 #include <filesystem>
@@ -40,12 +44,21 @@ class ExitHeads {
     int heads = 0;
     float eps = 1e-12f;
   };
+  struct Fastbert {
+    Tensor reduce_w, reduce_b;  // reduce_w [H, D] transposed
+    Tensor wq, bq;              // [D, D] transposed
+    Tensor wkv, bkv;            // [D, 2D] transposed: key columns, then value columns
+    Tensor wo, bo;              // [D, D] transposed
+    int heads = 0;
+  };
   struct Head {
     std::optional<Block> block;
-    Tensor pooler_w, pooler_b;          // pooler_w [H, H] transposed
-    Tensor classifier_w, classifier_b;  // classifier_w [H, N] transposed
+    std::optional<Fastbert> fastbert;
+    Tensor pooler_w, pooler_b;          // pooler_w [C, C] transposed; C = H, or D for fastbert
+    Tensor classifier_w, classifier_b;  // classifier_w [C, N] transposed
   };
   std::vector<float> block_cls_row(const Block& b, const float* rows, int64_t n, double* flops) const;
+  std::vector<float> fastbert_cls_row(const Fastbert& f, const float* rows, int64_t n, double* flops) const;
 
   std::string variant_;
   int num_labels_ = 0;

@@ -32,7 +32,7 @@ std::filesystem::path default_model_dir() {
   return SIEVE_DEFAULT_MODEL_DIR;
 }
 
-TextModel TextModel::load(const std::filesystem::path& model_dir) {
+TextModel TextModel::load(const std::filesystem::path& model_dir, const std::filesystem::path& exits_dir) {
   if (!std::filesystem::is_directory(model_dir))
     throw Error("model directory not found: " + model_dir.string() +
                 (model_dir == default_model_dir() ? " (run scripts/setup.sh, or pass --model DIR)" : ""));
@@ -47,7 +47,9 @@ TextModel TextModel::load(const std::filesystem::path& model_dir) {
   if (pooling.is_object()) {
     model.pooling_ = pooling.value("pooling_mode_mean_tokens", false) ? Pooling::Mean : Pooling::Cls;
   }
-  if (std::filesystem::exists(model_dir / "exits" / "exits.json"))
+  if (!exits_dir.empty())
+    model.exits_ = ExitHeads::load(exits_dir, model.encoder_.config());
+  else if (std::filesystem::exists(model_dir / "exits" / "exits.json"))
     model.exits_ = ExitHeads::load(model_dir / "exits", model.encoder_.config());
   const auto modules = read_json_if_exists(model_dir / "modules.json");
   if (modules.is_array())

@@ -28,7 +28,8 @@ struct EncodedBatch {
 
 class TextModel {
  public:
-  static TextModel load(const std::filesystem::path& model_dir);
+  // exits_dir: where the early-exit classifiers are (empty = <model>/exits if it exists).
+  static TextModel load(const std::filesystem::path& model_dir, const std::filesystem::path& exits_dir = {});
 
   const BertEncoder& encoder() const { return encoder_; }
   const WordPieceTokenizer& tokenizer() const { return tokenizer_; }

@@ -17,6 +17,7 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--threads", o.threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd.add_option("--batch-size", o.batch_size, "Sequences per forward call")->check(CLI::Range(1, 4096));
   cmd.add_option("--max-length", o.max_length, "Truncate inputs to this many tokens (default: the model's)");
+  cmd.add_option("--exits", o.exits_dir, "Early-exit classifiers directory (default: MODEL/exits when present)");
 }
 
 void set_threads(int threads) {
@@ -26,7 +27,7 @@ void set_threads(int threads) {
 
 TextModel load_model(const ModelOptions& o) {
   set_threads(o.threads);
-  return TextModel::load(o.model_dir.empty() ? default_model_dir() : std::filesystem::path(o.model_dir));
+  return TextModel::load(o.model_dir.empty() ? default_model_dir() : std::filesystem::path(o.model_dir), o.exits_dir);
 }
 
 std::vector<std::string> collect_texts(const std::vector<std::string>& args, const std::string& file) {

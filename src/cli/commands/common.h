@@ -17,6 +17,7 @@ struct ModelOptions {
   int threads = 0;        // 0 = all cores
   int batch_size = 32;
   size_t max_length = 0;  // 0 = the model's own
+  std::string exits_dir;  // empty = <model>/exits when present
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& options);

@@ -44,6 +44,16 @@ void run(EvalCommandOptions o) {
   for (const auto& r : results)
     std::printf("  %-42s tokens [%s]  heads [%s]\n", r.spec.c_str(), join_fractions(r.tokens_kept, "%.2f").c_str(),
                 join_fractions(r.heads_kept, "%.1f").c_str());
+  bool any_exit = false;
+  for (const auto& r : results) any_exit |= r.exit_layers.back() != static_cast<int64_t>(r.examples);
+  if (any_exit) {
+    std::printf("exit layer histogram (examples whose output came from layer 1..L):\n");
+    for (const auto& r : results) {
+      std::string h;
+      for (int64_t c : r.exit_layers) h += (h.empty() ? "" : " ") + std::to_string(c);
+      std::printf("  %-42s [%s]\n", r.spec.c_str(), h.c_str());
+    }
+  }
 
   if (o.json_out.empty()) return;
   nlohmann::json j{{"model", o.model.model_dir.empty() ? default_model_dir().string() : o.model.model_dir},
