@@ -87,6 +87,27 @@ std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vec
     r.total_seconds = seconds[s];
     r.latency_ms_per_example = seconds[s] * 1e3 / static_cast<double>(n);
     r.speedup = seconds[0] / seconds[s];
+    r.attention_seconds = stats[s].attention_seconds;
+    r.attention_speedup = stats[0].attention_seconds / stats[s].attention_seconds;
+    const CtaStats& cta = stats[s].cta;
+    if (!cta.empty()) {
+      r.cta = true;
+      double rl = 0, ra = 0, overhead = 0, dense = 0;
+      for (const CtaCounts& c : cta.per_example) {
+        rl += c.linear_macs / c.dense_linear_macs;
+        ra += c.attention_macs / c.dense_attention_macs;
+        overhead += c.overhead_ops;
+        dense += 2 * (c.dense_linear_macs + c.dense_attention_macs);
+      }
+      r.cta_rl = rl / static_cast<double>(cta.per_example.size());
+      r.cta_ra = ra / static_cast<double>(cta.per_example.size());
+      r.cta_overhead = overhead / dense;
+      for (size_t l = 0; l < cta.k0.size(); ++l) {
+        const double pairs = std::max<double>(1.0, static_cast<double>(cta.heads[l]));
+        r.cta_k0.push_back(cta.k0[l] / pairs), r.cta_k1.push_back(cta.k1[l] / pairs);
+        r.cta_k2.push_back(cta.k2[l] / pairs), r.cta_n.push_back(cta.n[l] / pairs);
+      }
+    }
     for (size_t l = 0; l < layers; ++l) {
       r.tokens_kept.push_back(static_cast<double>(stats[s].tokens_per_layer[l]) / static_cast<double>(stats[0].tokens_per_layer[l]));
       r.heads_kept.push_back(static_cast<double>(stats[s].heads_per_layer[l]) / static_cast<double>(n));

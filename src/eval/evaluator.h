@@ -30,6 +30,15 @@ struct EvalResult {
   std::vector<double> heads_kept;   // per layer: average heads computed per example
   std::vector<int64_t> exit_layers; // histogram: examples whose output came from layer i+1
   double agreement_with_dense = 1.0;
+  double attention_seconds = 0.0;   // wall-clock inside the attention blocks (QKV .. Add & LayerNorm)
+  double attention_speedup = 1.0;   // dense attention-block time / this one
+  // Compressed Token Attention (cta: specs): the paper's RL (QKV-linear MACs / dense) and RA
+  // (score + output MACs / dense), computed per example and averaged over examples; CTA's own
+  // hashing/aggregation work as a fraction of the dense QKV + attention FLOPs; per layer, the mean
+  // k0, k1, k2 and tokens n per (example, head) in CTA layers (0 where a layer is dense).
+  bool cta = false;
+  double cta_rl = 1.0, cta_ra = 1.0, cta_overhead = 0.0;
+  std::vector<double> cta_k0, cta_k1, cta_k2, cta_n;
 };
 
 // results[0] is always the dense anchor; then one result per spec in order.

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -78,6 +79,8 @@ class WeightReader {
 
 void ForwardStats::add(const ForwardStats& other) {
   flops += other.flops;
+  attention_seconds += other.attention_seconds;
+  cta.add(other.cta);
   if (tokens_per_layer.size() < other.tokens_per_layer.size()) {
     tokens_per_layer.resize(other.tokens_per_layer.size());
     heads_per_layer.resize(other.heads_per_layer.size());
@@ -180,24 +183,68 @@ void BertEncoder::embed(std::span<const EncoderInput> inputs, const std::vector<
   }
 }
 
-void BertEncoder::attention_block(const Layer& layer, const std::vector<PackedSequence>& seqs, const Tensor& x,
+void BertEncoder::attention_block(const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
+                                  const std::vector<PackedSequence>& seqs, const Tensor& x,
                                   Tensor& qkv, Tensor& context, Tensor& out,
                                   std::vector<std::vector<float>>* received,
                                   std::vector<std::vector<float>>* head_magnitude, ForwardStats& stats) const {
   const int64_t H = config_.hidden_size, d = head_dim_, rows = x.dim(0);
   const int heads = static_cast<int>(config_.num_attention_heads);
   const RowKernels& k = row_kernels();
+  struct SharedCta {
+    CtaCompressed z;
+    std::vector<float> proj;  // [k0 + k1 + k2, 3H]: projected [C0; C1; C2], live heads' columns
+  };
+  std::vector<SharedCta> shared_cta;  // per sequence, for share=layer
 
-  // Q, K, V for the heads each sequence still computes; qkv columns of pruned heads stay unwritten.
-  qkv.reshape({rows, 3 * H});
-  for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
-    for (auto [h0, h1] : head_runs(hs)) {
-      const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
-      gemm(n, width, H, {x.row(row0), H}, {layer.qkv_w.data() + col0, 3 * H}, qkv.row(row0) + col0, 3 * H);
-      for_each_row(n, width, [&](int64_t r) { k.bias_add(qkv.row(row0 + r) + col0, layer.qkv_b.data() + col0, width); });
-      stats.flops += 2.0 * n * width * H;
+  if (!cta) {
+    // Q, K, V for the heads each sequence still computes; qkv columns of pruned heads stay unwritten.
+    qkv.reshape({rows, 3 * H});
+    for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
+      for (auto [h0, h1] : head_runs(hs)) {
+        const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
+        gemm(n, width, H, {x.row(row0), H}, {layer.qkv_w.data() + col0, 3 * H}, qkv.row(row0) + col0, 3 * H);
+        for_each_row(n, width, [&](int64_t r) { k.bias_add(qkv.row(row0 + r) + col0, layer.qkv_b.data() + col0, width); });
+        stats.flops += 2.0 * n * width * H;
+      }
+    });
+  } else if (cta->shared) {
+    // CTA with one clustering per layer: the LSH projections of every row (3 l columns), then per
+    // sequence the compression and one projection of [C0; C1; C2] for all live heads' Q/K/V
+    // columns (the Q columns of the key centroids and the K/V columns of the query centroids are
+    // computed too and unused: the price of one efficient GEMM instead of per-head ones).
+    const int64_t hw = 3 * static_cast<int64_t>(cta->lsh.front().l());
+    qkv.reshape({rows, hw});
+    gemm(rows, hw, H, {x.data(), H}, {cta->directions_t.data(), hw}, qkv.data(), hw);
+    shared_cta.resize(seqs.size());
+    for (size_t si = 0; si < seqs.size(); ++si) {
+      const PackedSequence& s = seqs[si];
+      CtaHeadInput in;
+      in.x = x.row(s.offset), in.x_stride = H, in.n = s.length(), in.dim = H, in.head_dim = d;
+      in.projections = qkv.row(s.offset), in.proj_stride = hw;
+      for (int level = 0; level < 3; ++level) in.lsh[level] = &cta->lsh[static_cast<size_t>(level)];
+      SharedCta& sc = shared_cta[si];
+      cta_compress(in, sc.z);
+      const int64_t k0 = sc.z.ct0.clusters, k1 = sc.z.ct1.clusters, kc = k1 + sc.z.ct2.clusters;
+      sc.proj.resize(static_cast<size_t>((k0 + kc) * 3 * H));
+      for (auto [h0, h1] : head_runs(s.heads)) {
+        const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
+        gemm(k0, width, H, {sc.z.c0.data(), H}, {layer.qkv_w.data() + col0, 3 * H}, sc.proj.data() + col0, 3 * H);
+        gemm(kc, width, H, {sc.z.ccat.data(), H}, {layer.qkv_w.data() + col0, 3 * H}, sc.proj.data() + k0 * 3 * H + col0, 3 * H);
+        // Bias on the query and LSH_1 rows only (see cta.h: the residual centroids get none).
+        for (int64_t r = 0; r < k0 + k1; ++r) k.bias_add(sc.proj.data() + r * 3 * H + col0, layer.qkv_b.data() + col0, width);
+      }
     }
-  });
+  } else {
+    // CTA projects only centroids; what it needs per token is the LSH projections <x, a> of the
+    // live heads' LSH_0/1/2 directions (3 l columns per head), one GEMM per head run.
+    const int64_t hw = 3 * static_cast<int64_t>(cta->lsh.front().l()), cols = heads * hw;
+    qkv.reshape({rows, cols});
+    for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
+      for (auto [h0, h1] : head_runs(hs))
+        gemm(n, (h1 - h0) * hw, H, {x.row(row0), H}, {cta->directions_t.data() + h0 * hw, cols}, qkv.row(row0) + h0 * hw, cols);
+    });
+  }
 
   // One work item per (sequence, live head); each writes its own context columns and statistics.
   struct Item { size_t seq; int32_t head; };
@@ -207,21 +254,68 @@ void BertEncoder::attention_block(const Layer& layer, const std::vector<PackedSe
     const size_t n = static_cast<size_t>(seqs[s].length());
     if (received) (*received)[s].assign(static_cast<size_t>(heads) * n, 0.0f);
     if (head_magnitude) (*head_magnitude)[s].assign(static_cast<size_t>(heads), 0.0f);
-    stats.flops += 4.0 * static_cast<double>(n) * n * d * seqs[s].heads.size();
+    if (!cta) stats.flops += 4.0 * static_cast<double>(n) * n * d * seqs[s].heads.size();
   }
   context.reshape({rows, H});
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  std::vector<CtaHeadResult> cta_results(cta ? items.size() : 0);
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t it = 0; it < items.size(); ++it) {
     const PackedSequence& s = seqs[items[it].seq];
     const int32_t h = items[it].head;
-    const float* base = qkv.row(s.offset) + h * 3 * d;
-    HeadView view{base, base + d, base + 2 * d, 3 * H, context.row(s.offset) + h * d, H};
     HeadStatistics hs;
     if (received) hs.received = (*received)[items[it].seq].data() + h * s.length();
     if (head_magnitude) hs.output_magnitude = &(*head_magnitude)[items[it].seq][static_cast<size_t>(h)];
+    if (cta && cta->shared) {
+      const SharedCta& sc = shared_cta[items[it].seq];
+      const int64_t k0 = sc.z.ct0.clusters, kc = sc.z.ct1.clusters + sc.z.ct2.clusters, n = s.length();
+      const float* q = sc.proj.data() + h * 3 * d;
+      cta_results[it] = cta_attend(sc.z, n, d, scale, q, 3 * H, q + k0 * 3 * H + d, 3 * H, context.row(s.offset) + h * d, H, hs);
+      CtaCounts& c = cta_results[it].counts;
+      c.linear_macs = 3.0 * static_cast<double>(k0 + kc) * H * d;  // what the shared GEMM computed for this head
+      c.dense_linear_macs = 3.0 * n * H * d;
+      const double share = 1.0 / static_cast<double>(s.heads.size());  // the sequence's hashing, split over its heads
+      c.overhead_ops += share * (2.0 * static_cast<double>(cta->lsh.front().l()) * 3 * n * H + 3.0 * n * H);
+      continue;
+    }
+    if (cta) {
+      const int l = cta->lsh.front().l();
+      CtaHeadInput in;
+      in.x = x.row(s.offset), in.x_stride = H, in.n = s.length(), in.dim = H, in.head_dim = d;
+      in.projections = qkv.row(s.offset) + h * 3 * l, in.proj_stride = qkv.dim(1);
+      for (int level = 0; level < 3; ++level) in.lsh[level] = &cta->lsh[static_cast<size_t>(h * 3 + level)];
+      in.w_q = layer.qkv_w.data() + h * 3 * d, in.w_kv = in.w_q + d, in.w_stride = 3 * H;
+      in.b_q = layer.qkv_b.data() + h * 3 * d, in.b_kv = in.b_q + d;
+      in.scale = scale;
+      cta_results[it] = cta_head_attention(in, context.row(s.offset) + h * d, H, hs);
+      continue;
+    }
+    const float* base = qkv.row(s.offset) + h * 3 * d;
+    HeadView view{base, base + d, base + 2 * d, 3 * H, context.row(s.offset) + h * d, H};
     fused_attention(view, s.length(), d, scale, hs);
   }
+  // CTA bookkeeping: FLOPs actually computed, and per example the MACs the paper's RL and RA
+  // compare (dense layers of a CTA run count at their dense cost, so RL/RA cover the whole model).
+  if (!stats.cta.per_example.empty()) {
+    const size_t li = static_cast<size_t>(layer_index);
+    for (size_t it = 0; it < items.size(); ++it) {
+      const PackedSequence& s = seqs[items[it].seq];
+      CtaCounts c;
+      if (cta) {
+        c = cta_results[it].counts;
+        stats.cta.k0[li] += cta_results[it].k0, stats.cta.k1[li] += cta_results[it].k1;
+        stats.cta.k2[li] += cta_results[it].k2, stats.cta.n[li] += static_cast<double>(s.length());
+        ++stats.cta.heads[li];
+      } else {
+        c.dense_linear_macs = c.linear_macs = 3.0 * s.length() * H * d;
+        c.dense_attention_macs = c.attention_macs = 2.0 * s.length() * s.length() * d;
+      }
+      stats.cta.per_example[static_cast<size_t>(s.input_index)].add(c);
+    }
+  }
+  if (cta)
+    for (const CtaHeadResult& r : cta_results)
+      stats.flops += 2.0 * (r.counts.linear_macs + r.counts.attention_macs) + r.counts.overhead_ops;
 
   // Output projection over the live heads' columns only, then bias + residual + LayerNorm.
   out.reshape({rows, H});
@@ -335,14 +429,25 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
   const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
   if (policy) policy->begin(seqs, num_layers, heads);
   std::vector<std::vector<float>> received, head_magnitude;
+  for (int l = 0; policy && l < num_layers; ++l) {
+    if (!policy->attention_backend(l)) continue;
+    stats.cta.per_example.assign(inputs.size(), {});
+    for (auto* v : {&stats.cta.k0, &stats.cta.k1, &stats.cta.k2, &stats.cta.n}) v->assign(static_cast<size_t>(num_layers), 0.0);
+    stats.cta.heads.assign(static_cast<size_t>(num_layers), 0);
+    break;
+  }
 
   for (int l = 0; l < num_layers && !seqs.empty(); ++l) {
     const Layer& layer = layers_[static_cast<size_t>(l)];
     received.resize(needs.attention_received ? seqs.size() : 0);
     head_magnitude.resize(needs.head_magnitude ? seqs.size() : 0);
     for (const auto& s : seqs) stats.heads_per_layer[static_cast<size_t>(l)] += static_cast<int64_t>(s.heads.size());
-    attention_block(layer, seqs, x, qkv, context, attn, needs.attention_received ? &received : nullptr,
-                    needs.head_magnitude ? &head_magnitude : nullptr, stats);
+    const CtaConfig* cta = policy ? policy->attention_backend(l) : nullptr;
+    const auto t0 = std::chrono::steady_clock::now();
+    attention_block(layer, l, cta ? &cta->layers[static_cast<size_t>(l)] : nullptr, seqs, x, qkv, context, attn,
+                    needs.attention_received ? &received : nullptr, needs.head_magnitude ? &head_magnitude : nullptr,
+                    stats);
+    stats.attention_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     std::vector<std::vector<uint8_t>> drop_after_ffn;  // keep masks applied after the FFN, if deferred
     if (policy) {

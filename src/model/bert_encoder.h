@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "attention/cta.h"
 #include "model/model_config.h"
 #include "policies/layer_policy.h"
 #include "tensor/tensor.h"
@@ -32,6 +33,8 @@ struct ForwardStats {
   double flops = 0.0;
   std::vector<int64_t> tokens_per_layer;  // rows entering each layer's FFN, summed over the batch
   std::vector<int64_t> heads_per_layer;   // heads computed in each layer, summed over the batch
+  double attention_seconds = 0.0;         // wall-clock of the attention blocks (QKV .. Add & LayerNorm)
+  CtaStats cta;                           // filled when a policy selects CTA for some layer
   void add(const ForwardStats& other);
 };
 
@@ -73,7 +76,9 @@ class BertEncoder {
   };
 
   void embed(std::span<const EncoderInput> inputs, const std::vector<PackedSequence>& seqs, Tensor& x) const;
-  void attention_block(const Layer& layer, const std::vector<PackedSequence>& seqs, const Tensor& x,
+  // cta: Compressed Token Attention's hashes for this layer, or null for dense attention.
+  void attention_block(const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
+                       const std::vector<PackedSequence>& seqs, const Tensor& x,
                        Tensor& qkv, Tensor& context, Tensor& out, std::vector<std::vector<float>>* received,
                        std::vector<std::vector<float>>* head_magnitude, ForwardStats& stats) const;
   void ffn_block(const Layer& layer, const Tensor& x, Tensor& intermediate, Tensor& out, ForwardStats& stats) const;

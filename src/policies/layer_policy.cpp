@@ -37,4 +37,10 @@ double PolicyChain::own_flops() const {
   return f;
 }
 
+const CtaConfig* PolicyChain::attention_backend(int layer) const {
+  for (const auto& p : policies_)
+    if (const CtaConfig* c = p->attention_backend(layer)) return c;
+  return nullptr;
+}
+
 }  // namespace sieve

@@ -14,6 +14,8 @@
 
 namespace sieve {
 
+struct CtaConfig;  // attention/cta.h
+
 // What the forward pass should compute for the policies (each costs a little).
 struct PolicyNeeds {
   bool attention_received = false;  // per sequence, head and token: sum over queries of P[q, token]
@@ -70,6 +72,9 @@ class LayerPolicy {
   virtual void after_layer(const LayerOutputView& /*view*/, ExitDecision& /*decision*/) {}
   // Extra FLOPs the policy itself spent in the last forward call (exit classifiers, say).
   virtual double own_flops() const { return 0.0; }
+  // The attention backend of `layer`: null = dense fused attention; otherwise Compressed Token
+  // Attention with these settings (attention/cta.h, the "cta:" spec).
+  virtual const CtaConfig* attention_backend(int /*layer*/) const { return nullptr; }
 };
 
 // Runs several policies in order on the same views; their decisions combine (a token survives only
@@ -84,6 +89,7 @@ class PolicyChain : public LayerPolicy {
   void after_attention(const AttentionLayerView& view, PruneDecision& decision) override;
   void after_layer(const LayerOutputView& view, ExitDecision& decision) override;
   double own_flops() const override;
+  const CtaConfig* attention_backend(int layer) const override;  // the first policy's that has one
 
  private:
   std::vector<std::unique_ptr<LayerPolicy>> policies_;

@@ -1,9 +1,11 @@
 #include "policies/policy_spec.h"
 
 #include <charconv>
+#include <cmath>
 #include <map>
 #include <set>
 
+#include "attention/cta.h"
 #include "policies/cascade_pruner.h"
 #include "policies/early_exit.h"
 #include "policies/threshold_pruner.h"
@@ -13,7 +15,8 @@ namespace sieve {
 
 const char* const kPolicySpecHelp =
     "dense | spatten:tokens=R[,heads=R][,start=L][,at=ffn|next] | spatten:token_ratios=r/r/..[,head_ratios=r/r/..] | "
-    "ltp:final=T[,at=ffn|next] | ltp:thresholds=t/t/.. | exit:tau=U; compose with '+'";
+    "ltp:final=T[,at=ffn|next] | ltp:thresholds=t/t/.. | exit:tau=U | cta:w=W[,l=6][,seed=S][,layers=a-b/c][,share=head|layer]; "
+    "compose with '+'";
 
 namespace {
 
@@ -64,6 +67,25 @@ std::pair<std::string, std::map<std::string, std::string>> parse_one(const std::
   return {name, params};
 }
 
+// "2-5", "0/3/5", "0-1/4": 0-based layer indices -> a per-layer mask.
+std::vector<uint8_t> parse_layer_set(const std::string& text, int layers) {
+  std::vector<uint8_t> on(static_cast<size_t>(layers), 0);
+  for (const auto& part : split(text, '/')) {
+    const size_t dash = part.find('-');
+    auto index = [&](const std::string& t) {
+      const double v = parse_number(t, "cta layers");
+      if (v != std::floor(v) || v < 0 || v >= layers)
+        throw Error("policy: cta layers=" + text + ": layer " + t + " is outside [0, " + std::to_string(layers - 1) + "]");
+      return static_cast<int>(v);
+    };
+    const int a = index(part.substr(0, dash));
+    const int b = dash == std::string::npos ? a : index(part.substr(dash + 1));
+    if (b < a) throw Error("policy: cta layers=" + text + ": empty range " + part);
+    for (int i = a; i <= b; ++i) on[static_cast<size_t>(i)] = 1;
+  }
+  return on;
+}
+
 PrunePoint parse_point(const std::map<std::string, std::string>& p) {
   const auto it = p.find("at");
   if (it == p.end() || it->second == "ffn") return PrunePoint::BeforeFfn;
@@ -80,8 +102,10 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
       {"spatten", {"tokens", "heads", "start", "at", "token_ratios", "head_ratios"}},
       {"ltp", {"final", "thresholds", "at"}},
       {"exit", {"tau"}},
+      {"cta", {"w", "l", "seed", "layers", "share"}},
   };
   auto chain = std::make_unique<PolicyChain>();
+  bool seen_cta = false;
   if (spec.empty()) throw Error("policy: empty spec (use 'dense' for no pruning)");
   for (const auto& part : split(spec, '+')) {
     const auto [name, p] = parse_one(part, allowed);
@@ -112,6 +136,23 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
       const double tau = parse_number(p.at("tau"), "tau");
       if (!(tau >= 0.0 && tau <= 1.0)) throw Error("policy: exit tau=" + p.at("tau") + " is outside [0, 1]");
       chain->add(std::make_unique<EarlyExitPolicy>(*exits, tau));
+    } else if (name == "cta") {
+      if (seen_cta) throw Error("policy: cta given twice (one attention backend per model; use layers= to choose layers)");
+      seen_cta = true;
+      if (!p.count("w")) throw Error("policy: cta needs w=W (the LSH bucket width, > 0)");
+      const double w = parse_number(p.at("w"), "cta w");
+      if (!(w > 0.0) || !std::isfinite(w)) throw Error("policy: cta w=" + p.at("w") + " must be a positive number");
+      const double l = p.count("l") ? parse_number(p.at("l"), "cta l") : 6.0;
+      if (l != std::floor(l) || l < 1 || l > 64) throw Error("policy: cta l=" + p.at("l") + " must be an integer in [1, 64]");
+      const double seed = p.count("seed") ? parse_number(p.at("seed"), "cta seed") : 0.0;
+      if (seed != std::floor(seed) || seed < 0 || seed > 9.0e15) throw Error("policy: cta seed=" + p.at("seed") + " must be a non-negative integer");
+      std::vector<uint8_t> on = p.count("layers") ? parse_layer_set(p.at("layers"), layers)
+                                                  : std::vector<uint8_t>(static_cast<size_t>(layers), 1);
+      const std::string share = p.count("share") ? p.at("share") : "head";
+      if (share != "head" && share != "layer") throw Error("policy: cta share=" + share + " (expected head or layer)");
+      chain->add(std::make_unique<CtaBackend>(CtaConfig::make(w, static_cast<int>(l), static_cast<uint64_t>(seed), std::move(on),
+                                                              config.hidden_size, static_cast<int>(config.num_attention_heads),
+                                                              share == "layer")));
     } else if (name == "ltp") {
       if (p.count("final") == p.count("thresholds")) throw Error("policy: ltp needs exactly one of final=T or thresholds=t/t/...");
       std::vector<double> t = p.count("final") ? ThresholdPruner::linear_thresholds(parse_number(p.at("final"), "final"), layers)

@@ -6,6 +6,11 @@
 //   ltp:final=0.02[,at=ffn|next]        thresholds final*(l+1)/L, as in LTP / Magic Pyramid
 //   ltp:thresholds=0.001/0.002/.../0.02  one per layer
 //   exit:tau=0.3                         early exit when an exit's normalized entropy <= tau
+//   cta:w=2.0[,l=6][,seed=0][,layers=2-5][,share=head|layer]
+//                                        Compressed Token Attention (attention/cta.h) as the
+//                                        attention of all layers or of the listed ones (0-based,
+//                                        ranges a-b, separated by '/'); clustering per head (the
+//                                        default) or once per layer; composes with the others
 // joined with '+' to compose, e.g. "ltp:final=0.02+spatten:heads=0.75".
 // tokens/heads: keep ratio reached at the last layer, linearly from layer `start` (default 1).
 // at=ffn drops tokens before the current layer's FFN (default; saves that FFN); at=next drops them

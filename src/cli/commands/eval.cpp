@@ -44,6 +44,18 @@ void run(EvalCommandOptions o) {
   for (const auto& r : results)
     std::printf("  %-42s tokens [%s]  heads [%s]\n", r.spec.c_str(), join_fractions(r.tokens_kept, "%.2f").c_str(),
                 join_fractions(r.heads_kept, "%.1f").c_str());
+  std::printf("attention blocks (QKV .. Add & LayerNorm): ms/example and speedup vs dense:\n");
+  for (const auto& r : results)
+    std::printf("  %-42s %8.3f ms %6.2fx\n", r.spec.c_str(), r.attention_seconds * 1e3 / static_cast<double>(r.examples),
+                r.attention_speedup);
+  for (const auto& r : results) {
+    if (!r.cta) continue;
+    std::printf("CTA %s: RL %.3f  RA %.3f  (per-example means)  hashing+aggregation overhead %.3f of dense QKV+attention FLOPs\n",
+                r.spec.c_str(), r.cta_rl, r.cta_ra, r.cta_overhead);
+    std::printf("  per layer, mean per (example, head): n [%s]\n    k0 [%s]  k1 [%s]  k2 [%s]\n",
+                join_fractions(r.cta_n, "%.1f").c_str(), join_fractions(r.cta_k0, "%.1f").c_str(),
+                join_fractions(r.cta_k1, "%.1f").c_str(), join_fractions(r.cta_k2, "%.1f").c_str());
+  }
   bool any_exit = false;
   for (const auto& r : results) any_exit |= r.exit_layers.back() != static_cast<int64_t>(r.examples);
   if (any_exit) {
@@ -64,7 +76,14 @@ void run(EvalCommandOptions o) {
                             {"agreement_with_dense", r.agreement_with_dense}, {"gflops_per_example", r.gflops_per_example},
                             {"flops_reduction", r.flops_reduction}, {"latency_ms_per_example", r.latency_ms_per_example},
                             {"total_seconds", r.total_seconds}, {"speedup", r.speedup}, {"tokens_kept_per_layer", r.tokens_kept},
-                            {"heads_per_layer", r.heads_kept}, {"exit_layer_histogram", r.exit_layers}});
+                            {"heads_per_layer", r.heads_kept}, {"exit_layer_histogram", r.exit_layers},
+                            {"attention_seconds", r.attention_seconds}, {"attention_speedup", r.attention_speedup}});
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    if (!r.cta) continue;
+    j["results"][i]["cta"] = {{"rl", r.cta_rl}, {"ra", r.cta_ra}, {"overhead", r.cta_overhead}, {"n_per_layer", r.cta_n},
+                              {"k0_per_layer", r.cta_k0}, {"k1_per_layer", r.cta_k1}, {"k2_per_layer", r.cta_k2}};
+  }
   write_file_atomically(o.json_out, [&](const std::filesystem::path& tmp) { std::ofstream(tmp) << j.dump(2) << "\n"; });
   std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
 }

@@ -1,0 +1,521 @@
+#include "attention/cta.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <numbers>
+#include <random>
+
+#include "kernels/gemm.h"
+#include "util/error.h"
+
+namespace sieve {
+
+namespace {
+
+// U[0, 1) from the top 53 bits, and N(0, 1) by Box-Muller: explicit, so a seed means the same
+// numbers with every standard library (std::normal_distribution's algorithm is unspecified).
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+double standard_normal(std::mt19937_64& rng) {
+  const double u1 = 1.0 - uniform01(rng);  // (0, 1]: log is finite
+  const double u2 = uniform01(rng);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+}
+
+uint64_t mix(uint64_t h) {  // splitmix64 finalizer
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  return h ^ (h >> 31);
+}
+
+// The centroid loops are plain adds over dw-wide rows; GCC builds them for AVX-512 and for
+// baseline x86-64 and picks one at load time (the rest of sieve_core is built for baseline x86-64).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define SIEVE_CTA_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define SIEVE_CTA_CLONES
+#endif
+// Helpers of a cloned function: always inlined, so they are built for the caller's target.
+#define SIEVE_CTA_CLONES_INLINE inline __attribute__((always_inline))
+
+// dst[c] += src for each row i (table[i] = c); rows of `sub` (if given) by sub_table are subtracted.
+SIEVE_CTA_CLONES void accumulate_rows(const float* x, int64_t x_stride, int64_t n, int64_t dim, const int32_t* table,
+                                      const float* sub, const int32_t* sub_table, float* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    float* out = dst + table[i] * dim;
+    const float* src = x + i * x_stride;
+    if (sub) {
+      const float* s = sub + sub_table[i] * dim;
+      for (int64_t j = 0; j < dim; ++j) out[j] += src[j] - s[j];
+    } else {
+      for (int64_t j = 0; j < dim; ++j) out[j] += src[j];
+    }
+  }
+}
+
+SIEVE_CTA_CLONES void scale_rows(float* rows, int64_t k, int64_t dim, const int32_t* count) {
+  for (int64_t c = 0; c < k; ++c) {
+    const float inv = 1.0f / static_cast<float>(count[c]);
+    for (int64_t j = 0; j < dim; ++j) rows[c * dim + j] *= inv;
+  }
+}
+
+// C[m, n] = A[m, k] B[k, n] for the per-head products, whose n (head_dim, 2 head_dim, k1 + k2)
+// is small: a register-friendly i-p-j loop beats a library call's fixed cost at these sizes.
+// One row of C, columns [j0, j0 + 16 V): V 16-float vectors of accumulators stay in registers
+// across the whole k loop (GCC vector extensions; in the baseline clone each becomes four SSE
+// registers). Accumulating straight into C would store and reload it on every step.
+typedef float Vec16 __attribute__((vector_size(64)));
+
+template <int V>
+SIEVE_CTA_CLONES_INLINE void gemm_row_block(int64_t k, const float* ai, const float* b, int64_t ldb, float* ci) {
+  Vec16 acc[V] = {};
+  for (int64_t p = 0; p < k; ++p) {
+    const float av = ai[p];
+    const float* bp = b + p * ldb;
+    for (int v = 0; v < V; ++v) {
+      Vec16 bv;
+      std::memcpy(&bv, bp + 16 * v, sizeof bv);
+      acc[v] += av * bv;
+    }
+  }
+  std::memcpy(ci, acc, sizeof acc);
+}
+
+// Two rows of C at once: every B vector loaded feeds two FMAs.
+template <int V>
+SIEVE_CTA_CLONES_INLINE void gemm_two_rows_block(int64_t k, const float* a0, const float* a1, const float* b, int64_t ldb,
+                                                 float* c0, float* c1) {
+  Vec16 acc0[V] = {}, acc1[V] = {};
+  for (int64_t p = 0; p < k; ++p) {
+    const float x0 = a0[p], x1 = a1[p];
+    const float* bp = b + p * ldb;
+    for (int v = 0; v < V; ++v) {
+      Vec16 bv;
+      std::memcpy(&bv, bp + 16 * v, sizeof bv);
+      acc0[v] += x0 * bv;
+      acc1[v] += x1 * bv;
+    }
+  }
+  std::memcpy(c0, acc0, sizeof acc0);
+  std::memcpy(c1, acc1, sizeof acc1);
+}
+
+SIEVE_CTA_CLONES_INLINE void gemm_row_tail(int64_t k, int64_t width, const float* ai, const float* b, int64_t ldb, float* ci) {
+  float acc[16] = {};
+  for (int64_t p = 0; p < k; ++p)
+    for (int64_t j = 0; j < width; ++j) acc[j] += ai[p] * b[p * ldb + j];
+  std::copy(acc, acc + width, ci);
+}
+
+SIEVE_CTA_CLONES void small_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                                 float* c, int64_t ldc) {
+  int64_t i = 0;
+  for (; i + 2 <= m && n >= 32; i += 2) {
+    const float *a0 = a + i * lda, *a1 = a0 + lda;
+    float *c0 = c + i * ldc, *c1 = c0 + ldc;
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) gemm_two_rows_block<4>(k, a0, a1, b + j, ldb, c0 + j, c1 + j);
+    for (; j + 32 <= n; j += 32) gemm_two_rows_block<2>(k, a0, a1, b + j, ldb, c0 + j, c1 + j);
+    for (; j + 16 <= n; j += 16) gemm_two_rows_block<1>(k, a0, a1, b + j, ldb, c0 + j, c1 + j);
+    if (j < n) {
+      gemm_row_tail(k, n - j, a0, b + j, ldb, c0 + j);
+      gemm_row_tail(k, n - j, a1, b + j, ldb, c1 + j);
+    }
+  }
+  for (; i < m; ++i) {
+    const float* ai = a + i * lda;
+    float* ci = c + i * ldc;
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) gemm_row_block<4>(k, ai, b + j, ldb, ci + j);
+    for (; j + 16 <= n; j += 16) gemm_row_block<1>(k, ai, b + j, ldb, ci + j);
+    if (j < n) gemm_row_tail(k, n - j, ai, b + j, ldb, ci + j);
+  }
+}
+
+// The aggregation for all k0 compressed queries at once, in column layout ([column][query], the
+// k0 queries contiguous) so every inner loop is a plain vector loop with no scatter conflicts.
+SIEVE_CTA_CLONES void aggregate_columns(const float* sbar_t, int32_t k0, int32_t k1, int32_t k2, const int32_t* pair_ct1,
+                                        const int32_t* pair_ct2, const int32_t* pair_count, int64_t np, float* ap_t,
+                                        float* row_max, float* e_t, int64_t e_stride) {
+  for (int32_t c = 0; c < k0; ++c) row_max[c] = -std::numeric_limits<float>::infinity();
+  for (int64_t p = 0; p < np; ++p) {  // Fig. 6 line 8 (eq. 6), for the max
+    const float* a = sbar_t + static_cast<int64_t>(pair_ct1[p]) * k0;
+    const float* b = sbar_t + static_cast<int64_t>(k1 + pair_ct2[p]) * k0;
+    for (int32_t c = 0; c < k0; ++c) {
+      const float v = a[c] + b[c];
+      row_max[c] = v > row_max[c] ? v : row_max[c];
+    }
+  }
+  std::fill(ap_t, ap_t + static_cast<int64_t>(k1 + k2) * k0, 0.0f);
+  for (int64_t p = 0; p < np; ++p) {
+    const float* __restrict a = sbar_t + static_cast<int64_t>(pair_ct1[p]) * k0;
+    const float* __restrict b = sbar_t + static_cast<int64_t>(k1 + pair_ct2[p]) * k0;
+    const float* __restrict m = row_max;
+    float* __restrict e = e_t + p * e_stride;
+    // e = exp(a + b - m) <= 1: Cephes' expf (2^n times a degree-6 polynomial, ~1e-7 relative),
+    // written without calls or branches so the compiler vectorizes it.
+    for (int32_t c = 0; c < k0; ++c) {
+      float v = a[c] + b[c] - m[c];
+      v = v > -87.0f ? v : -87.0f;
+      const float n = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+      const float r = v - n * 0.693359375f + n * 2.12194440e-4f;
+      float q = 1.9875691500e-4f;
+      q = q * r + 1.3981999507e-3f;
+      q = q * r + 8.3334519073e-3f;
+      q = q * r + 4.1665795894e-2f;
+      q = q * r + 1.6666665459e-1f;
+      q = q * r + 5.0000001201e-1f;
+      q = q * r * r + r + 1.0f;
+      e[c] = q * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+    }
+    const float w = static_cast<float>(pair_count[p]);
+    float* __restrict ap1 = ap_t + static_cast<int64_t>(pair_ct1[p]) * k0;
+    for (int32_t c = 0; c < k0; ++c) ap1[c] += w * e[c];  // Fig. 6 line 9: weight of the LSH_1 centroid's value
+    float* __restrict ap2 = ap_t + static_cast<int64_t>(k1 + pair_ct2[p]) * k0;
+    for (int32_t c = 0; c < k0; ++c) ap2[c] += w * e[c];  // line 10: weight of the residual centroid's value
+  }
+}
+
+}  // namespace
+
+LshFamily::LshFamily(int64_t dim, int l, double w, uint64_t seed) : dim_(dim), w_(w) {
+  if (dim <= 0 || l <= 0) throw Error("cta: LSH needs a positive dimension and code length");
+  if (!(w > 0.0) || !std::isfinite(w)) throw Error("cta: bucket width w must be a positive number");
+  std::mt19937_64 rng(seed);
+  directions_.resize(static_cast<size_t>(l) * static_cast<size_t>(dim));
+  offsets_.resize(static_cast<size_t>(l));
+  for (int k = 0; k < l; ++k) {
+    for (int64_t c = 0; c < dim; ++c) directions_[static_cast<size_t>(k * dim + c)] = static_cast<float>(standard_normal(rng));
+    offsets_[static_cast<size_t>(k)] = uniform01(rng) * w;
+  }
+}
+
+LshFamily::LshFamily(std::vector<float> directions, std::vector<double> offsets, int64_t dim, double w)
+    : directions_(std::move(directions)), offsets_(std::move(offsets)), dim_(dim), w_(w) {
+  if (directions_.size() != offsets_.size() * static_cast<size_t>(dim)) throw Error("cta: LSH directions/offsets size mismatch");
+  if (!(w > 0.0)) throw Error("cta: bucket width w must be positive");
+}
+
+int64_t LshFamily::code(double projection, int k) const {
+  const double v = std::floor((projection + offsets_[static_cast<size_t>(k)]) / w_);
+  constexpr double kLimit = 9.0e18;  // inside int64; codes this large only arise for w -> 0
+  return static_cast<int64_t>(std::clamp(v, -kLimit, kLimit));
+}
+
+void LshFamily::hash(const float* x, int64_t* codes) const {
+  for (int k = 0; k < l(); ++k) {
+    const float* a = direction(k);
+    double dot = 0.0;
+    for (int64_t c = 0; c < dim_; ++c) dot += static_cast<double>(a[c]) * x[c];
+    codes[k] = code(dot, k);
+  }
+}
+
+Clustering cluster_codes(const int64_t* codes, int64_t n, int l) {
+  Clustering out;
+  out.table.resize(static_cast<size_t>(n));
+  size_t capacity = 16;
+  while (capacity < static_cast<size_t>(2 * n)) capacity *= 2;
+  thread_local std::vector<int32_t> slots, first;  // slot -> cluster (-1 empty); cluster -> first item
+  slots.assign(capacity, -1);
+  first.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t* code = codes + i * l;
+    uint64_t h = 0x9e3779b97f4a7c15ULL;
+    for (int k = 0; k < l; ++k) h = mix(h ^ static_cast<uint64_t>(code[k]));
+    size_t s = h & (capacity - 1);
+    while (true) {
+      const int32_t c = slots[s];
+      if (c < 0) {
+        slots[s] = out.clusters;
+        first.push_back(static_cast<int32_t>(i));
+        out.table[static_cast<size_t>(i)] = out.clusters++;
+        break;
+      }
+      if (std::equal(code, code + l, codes + static_cast<int64_t>(first[static_cast<size_t>(c)]) * l)) {
+        out.table[static_cast<size_t>(i)] = c;
+        break;
+      }
+      s = (s + 1) & (capacity - 1);
+    }
+  }
+  return out;
+}
+
+void cluster_means(const float* x, int64_t x_stride, int64_t dim, const Clustering& clustering, float* out) {
+  const int64_t k = clustering.clusters, n = static_cast<int64_t>(clustering.table.size());
+  std::fill(out, out + k * dim, 0.0f);
+  thread_local std::vector<int32_t> count;
+  count.assign(static_cast<size_t>(k), 0);
+  for (int32_t c : clustering.table) ++count[static_cast<size_t>(c)];
+  accumulate_rows(x, x_stride, n, dim, clustering.table.data(), nullptr, nullptr, out);
+  scale_rows(out, k, dim, count.data());
+}
+
+KeyPairs key_pairs(const int32_t* ct1, const int32_t* ct2, int64_t n) {
+  thread_local std::vector<int64_t> codes;
+  codes.resize(static_cast<size_t>(2 * n));
+  for (int64_t j = 0; j < n; ++j) codes[static_cast<size_t>(2 * j)] = ct1[j], codes[static_cast<size_t>(2 * j + 1)] = ct2[j];
+  Clustering c = cluster_codes(codes.data(), n, 2);
+  KeyPairs p;
+  p.ct1.resize(static_cast<size_t>(c.clusters));
+  p.ct2.resize(static_cast<size_t>(c.clusters));
+  p.count.assign(static_cast<size_t>(c.clusters), 0);
+  for (int64_t j = 0; j < n; ++j) {
+    const size_t q = static_cast<size_t>(c.table[static_cast<size_t>(j)]);
+    p.ct1[q] = ct1[j], p.ct2[q] = ct2[j];
+    ++p.count[q];
+  }
+  p.of_token = std::move(c.table);
+  return p;
+}
+
+void aggregate_probabilities(const float* sbar_t, int32_t k0, int32_t k1, int32_t k2, const KeyPairs& pairs, float* ap_t,
+                             double* z, float* e_t) {
+  const int64_t np = static_cast<int64_t>(pairs.count.size());
+  thread_local std::vector<float> row_max, scratch;
+  row_max.resize(static_cast<size_t>(k0));
+  int64_t e_stride = k0;
+  if (!e_t) {  // one reused row is enough when nobody reads the e values
+    scratch.resize(static_cast<size_t>(k0));
+    e_t = scratch.data();
+    e_stride = 0;
+  }
+  aggregate_columns(sbar_t, k0, k1, k2, pairs.ct1.data(), pairs.ct2.data(), pairs.count.data(), np, ap_t, row_max.data(),
+                    e_t, e_stride);
+  // Each e_j was added twice, so the softmax denominator is half the row sum (section III-C).
+  for (int32_t c = 0; c < k0; ++c) z[c] = 0.0;
+  for (int32_t j = 0; j < k1 + k2; ++j)
+    for (int32_t c = 0; c < k0; ++c) z[c] += ap_t[static_cast<int64_t>(j) * k0 + c];
+  for (int32_t c = 0; c < k0; ++c) z[c] /= 2.0;
+}
+
+void cta_compress(const CtaHeadInput& in, CtaCompressed& z) {
+  const int64_t n = in.n, dw = in.dim;
+  const int l = in.lsh[0]->l();
+  thread_local std::vector<int64_t> codes;
+  thread_local std::vector<double> residual_proj;
+  codes.resize(static_cast<size_t>(n * l));
+  auto proj = [&](int64_t i, int level, int k) { return static_cast<double>(in.projections[i * in.proj_stride + level * l + k]); };
+
+  // LSH_0 on the query tokens, LSH_1 on the key/value tokens (both the layer input X).
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < l; ++k) codes[static_cast<size_t>(i * l + k)] = in.lsh[0]->code(proj(i, 0, k), k);
+  z.ct0 = cluster_codes(codes.data(), n, l);
+  const Clustering& ct0 = z.ct0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < l; ++k) codes[static_cast<size_t>(i * l + k)] = in.lsh[1]->code(proj(i, 1, k), k);
+  z.ct1 = cluster_codes(codes.data(), n, l);
+  const Clustering& ct1 = z.ct1;
+  const int32_t k0 = ct0.clusters, k1 = ct1.clusters;
+
+  // LSH_2 on the residuals r_j = x_j - C1[CT1 j]. Its projections <r_j, a> are computed by linearity
+  // as <x_j, a> - mean over j's LSH_1 cluster of <x, a>: the same numbers as hashing the residual
+  // vectors (up to rounding), without a second pass over dw-dimensional rows.
+  residual_proj.assign(static_cast<size_t>(k1 * l), 0.0);
+  thread_local std::vector<int32_t> count1;
+  count1.assign(static_cast<size_t>(k1), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t c = ct1.table[static_cast<size_t>(i)];
+    ++count1[static_cast<size_t>(c)];
+    for (int k = 0; k < l; ++k) residual_proj[static_cast<size_t>(c * l + k)] += proj(i, 2, k);
+  }
+  for (int32_t c = 0; c < k1; ++c)
+    for (int k = 0; k < l; ++k) residual_proj[static_cast<size_t>(c * l + k)] /= count1[static_cast<size_t>(c)];
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t c = ct1.table[static_cast<size_t>(i)];
+    for (int k = 0; k < l; ++k)
+      codes[static_cast<size_t>(i * l + k)] = in.lsh[2]->code(proj(i, 2, k) - residual_proj[static_cast<size_t>(c * l + k)], k);
+  }
+  z.ct2 = cluster_codes(codes.data(), n, l);
+  const Clustering& ct2 = z.ct2;
+  const int32_t k2 = ct2.clusters, kc = k1 + k2;
+
+  // Centroids (Fig. 4 b): C0 from X by CT0; Ccat = [C1; C2], C2 the means of the residuals by CT2.
+  std::vector<float>& c0 = z.c0;
+  std::vector<float>& ccat = z.ccat;
+  c0.resize(static_cast<size_t>(k0 * dw));
+  ccat.resize(static_cast<size_t>(kc * dw));
+  cluster_means(in.x, in.x_stride, dw, ct0, c0.data());
+  cluster_means(in.x, in.x_stride, dw, ct1, ccat.data());
+  {
+    float* c2 = ccat.data() + k1 * dw;
+    std::fill(c2, c2 + k2 * dw, 0.0f);
+    thread_local std::vector<int32_t> count2;
+    count2.assign(static_cast<size_t>(k2), 0);
+    for (int32_t b : ct2.table) ++count2[static_cast<size_t>(b)];
+    accumulate_rows(in.x, in.x_stride, n, dw, ct2.table.data(), ccat.data(), ct1.table.data(), c2);
+    scale_rows(c2, k2, dw, count2.data());
+  }
+}
+
+CtaHeadResult cta_head_attention(const CtaHeadInput& in, float* out, int64_t out_stride, HeadStatistics stats) {
+  const int64_t n = in.n, dw = in.dim, d = in.head_dim;
+  const int l = in.lsh[0]->l();
+  if (n <= 0) return {};
+  thread_local CtaCompressed compressed;
+  cta_compress(in, compressed);
+  const int32_t k0 = compressed.ct0.clusters, k1 = compressed.ct1.clusters, kc = k1 + compressed.ct2.clusters;
+
+  // Eq. 3: projections of the centroids only. The bias is added to the query centroids and the
+  // LSH_1 key/value centroids, not to the residual centroids: x ~ C1 + C2 gives
+  // W x + b ~ (W C1 + b) + W C2, so the affine part must be counted once (eq. 4).
+  thread_local std::vector<float> qbar, kvbar;
+  qbar.resize(static_cast<size_t>(k0 * d));
+  kvbar.resize(static_cast<size_t>(kc * 2 * d));
+  gemm(k0, d, dw, {compressed.c0.data(), dw}, {in.w_q, in.w_stride}, qbar.data(), d);
+  gemm(kc, 2 * d, dw, {compressed.ccat.data(), dw}, {in.w_kv, in.w_stride}, kvbar.data(), 2 * d);
+  for (int32_t c = 0; c < k0; ++c)
+    for (int64_t j = 0; j < d; ++j) qbar[static_cast<size_t>(c * d + j)] += in.b_q[j];
+  for (int32_t c = 0; c < k1; ++c)
+    for (int64_t j = 0; j < 2 * d; ++j) kvbar[static_cast<size_t>(c * 2 * d + j)] += in.b_kv[j];
+
+  CtaHeadResult result = cta_attend(compressed, n, d, in.scale, qbar.data(), d, kvbar.data(), 2 * d, out, out_stride, stats);
+  result.counts.linear_macs = static_cast<double>(k0 + 2 * kc) * dw * d;
+  result.counts.dense_linear_macs = 3.0 * n * dw * d;
+  // Hashing (3 l n dw MACs, done by the caller's GEMM) and centroid aggregation (3 n dw adds).
+  result.counts.overhead_ops += 2.0 * 3 * l * n * dw + 3.0 * n * dw;
+  return result;
+}
+
+CtaHeadResult cta_attend(const CtaCompressed& compressed, int64_t n, int64_t d, float scale, const float* qbar,
+                         int64_t q_stride, const float* kvbar, int64_t kv_stride, float* out, int64_t out_stride,
+                         HeadStatistics stats) {
+  CtaHeadResult result;
+  if (n <= 0) return result;
+  const Clustering &ct0 = compressed.ct0, &ct1 = compressed.ct1, &ct2 = compressed.ct2;
+  const int32_t k0 = ct0.clusters, k1 = ct1.clusters, k2 = ct2.clusters, kc = k1 + k2;
+
+  // Eq. 5: compressed scores, k0 x (k1 + k2), computed transposed (Sbar^T = Kbar Qbar^T / sqrt(d))
+  // for the column-layout aggregation.
+  thread_local std::vector<float> qt, sbar_t, ap_t, vt, obar_t, e_t;
+  qt.resize(static_cast<size_t>(d * k0));
+  for (int32_t c = 0; c < k0; ++c)
+    for (int64_t t = 0; t < d; ++t) qt[static_cast<size_t>(t * k0 + c)] = qbar[c * q_stride + t] * scale;
+  sbar_t.resize(static_cast<size_t>(kc * k0));
+  small_gemm(kc, k0, d, kvbar, kv_stride, qt.data(), k0, sbar_t.data(), k0);
+
+  // Probability aggregation (Fig. 6, eq. 7) over the distinct key pairs.
+  thread_local std::vector<int32_t> count0;
+  thread_local std::vector<double> z;
+  count0.assign(static_cast<size_t>(k0), 0);
+  for (int32_t c : ct0.table) ++count0[static_cast<size_t>(c)];
+  const KeyPairs pairs = key_pairs(ct1.table.data(), ct2.table.data(), n);
+  const int64_t np = static_cast<int64_t>(pairs.count.size());
+  ap_t.resize(static_cast<size_t>(kc * k0));
+  z.resize(static_cast<size_t>(k0));
+  if (stats.received) e_t.resize(static_cast<size_t>(np * k0));
+  aggregate_probabilities(sbar_t.data(), k0, k1, k2, pairs, ap_t.data(), z.data(), stats.received ? e_t.data() : nullptr);
+  if (stats.received) {
+    // Per-token received attention for the pruning policies: sum_i P_ij over the queries i,
+    // i.e. sum_c |c| e_cj / Z_c, the same for every token of a pair.
+    thread_local std::vector<float> f, received_pair;
+    f.resize(static_cast<size_t>(k0));
+    for (int32_t c = 0; c < k0; ++c) f[static_cast<size_t>(c)] = static_cast<float>(count0[static_cast<size_t>(c)] / z[static_cast<size_t>(c)]);
+    received_pair.assign(static_cast<size_t>(np), 0.0f);
+    for (int64_t p = 0; p < np; ++p) {
+      float acc = 0.0f;
+      for (int32_t c = 0; c < k0; ++c) acc += f[static_cast<size_t>(c)] * e_t[static_cast<size_t>(p * k0 + c)];
+      received_pair[static_cast<size_t>(p)] = acc;
+    }
+    for (int64_t j = 0; j < n; ++j) stats.received[j] += received_pair[static_cast<size_t>(pairs.of_token[static_cast<size_t>(j)])];
+  }
+  // Eq. 8: Obar = AP Vbar (computed as Obar^T = Vbar^T AP^T), each row divided by sum(AP row) / 2.
+  vt.resize(static_cast<size_t>(d * kc));
+  for (int32_t j = 0; j < kc; ++j)
+    for (int64_t t = 0; t < d; ++t) vt[static_cast<size_t>(t * kc + j)] = kvbar[j * kv_stride + d + t];
+  obar_t.resize(static_cast<size_t>(d * k0));
+  small_gemm(d, k0, kc, vt.data(), kc, ap_t.data(), k0, obar_t.data(), k0);
+  thread_local std::vector<float> obar;
+  obar.resize(static_cast<size_t>(k0 * d));
+  double magnitude = 0.0;
+  for (int32_t c = 0; c < k0; ++c) {
+    const float inv_z = static_cast<float>(1.0 / z[static_cast<size_t>(c)]);
+    float* o = obar.data() + c * d;
+    float s = 0.0f;
+    for (int64_t t = 0; t < d; ++t) s += std::fabs(o[t] = obar_t[static_cast<size_t>(t * k0 + c)] * inv_z);
+    magnitude += static_cast<double>(count0[static_cast<size_t>(c)]) * s;
+  }
+  if (stats.output_magnitude) *stats.output_magnitude += static_cast<float>(magnitude);
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(out + i * out_stride, obar.data() + ct0.table[static_cast<size_t>(i)] * d, sizeof(float) * d);
+
+  result.k0 = k0, result.k1 = k1, result.k2 = k2;
+  CtaCounts& cnt = result.counts;
+  cnt.attention_macs = 2.0 * k0 * kc * d;
+  cnt.dense_attention_macs = 2.0 * n * n * d;
+  // Probability aggregation: 3 adds + 1 exponential per row and key pair (the paper's 3 k0 n adds
+  // with tokens of equal (CT1, CT2) merged), in FLOPs.
+  cnt.overhead_ops = 4.0 * k0 * static_cast<double>(np);
+  return result;
+}
+
+CtaConfig CtaConfig::make(double w, int l, uint64_t seed, std::vector<uint8_t> enabled, int64_t hidden, int heads,
+                          bool shared) {
+  CtaConfig c;
+  c.w = w, c.l = l, c.seed = seed, c.enabled = std::move(enabled), c.shared = shared;
+  if (shared) heads = 1;  // one triple per layer (drawn as head 0's)
+  c.layers.resize(c.enabled.size());
+  for (size_t layer = 0; layer < c.enabled.size(); ++layer) {
+    if (!c.enabled[layer]) continue;
+    Layer& L = c.layers[layer];
+    L.shared = shared;
+    const int64_t cols = static_cast<int64_t>(heads) * 3 * l;
+    L.directions_t.assign(static_cast<size_t>(hidden * cols), 0.0f);
+    for (int h = 0; h < heads; ++h) {
+      for (int level = 0; level < 3; ++level) {
+        // One generator per (seed, layer, head, level): std::seed_seq's mixing is specified.
+        std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(layer),
+                          static_cast<uint32_t>(h), static_cast<uint32_t>(level)};
+        uint32_t words[2];
+        seq.generate(words, words + 2);
+        L.lsh.emplace_back(hidden, l, w, (static_cast<uint64_t>(words[0]) << 32) | words[1]);
+        const LshFamily& f = L.lsh.back();
+        for (int k = 0; k < l; ++k)
+          for (int64_t r = 0; r < hidden; ++r)
+            L.directions_t[static_cast<size_t>(r * cols + (h * 3 + level) * l + k)] = f.direction(k)[r];
+      }
+    }
+  }
+  return c;
+}
+
+void CtaStats::add(const CtaStats& o) {
+  per_example.insert(per_example.end(), o.per_example.begin(), o.per_example.end());
+  if (k0.size() < o.k0.size()) {
+    k0.resize(o.k0.size()), k1.resize(o.k0.size()), k2.resize(o.k0.size()), n.resize(o.k0.size());
+    heads.resize(o.k0.size());
+  }
+  for (size_t i = 0; i < o.k0.size(); ++i) {
+    k0[i] += o.k0[i], k1[i] += o.k1[i], k2[i] += o.k2[i], n[i] += o.n[i];
+    heads[i] += o.heads[i];
+  }
+}
+
+std::string CtaBackend::describe() const {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "cta(w=%g, l=%d, seed=%llu", config_.w, config_.l,
+                static_cast<unsigned long long>(config_.seed));
+  std::string s = buf;
+  if (config_.shared) s += ", share=layer";
+  if (std::find(config_.enabled.begin(), config_.enabled.end(), 0) != config_.enabled.end()) {
+    s += ", layers=";
+    bool first = true;
+    for (size_t i = 0; i < config_.enabled.size(); ++i)
+      if (config_.enabled[i]) {
+        if (!first) s += '/';
+        s += std::to_string(i);
+        first = false;
+      }
+  }
+  return s + ")";
+}
+
+}  // namespace sieve
