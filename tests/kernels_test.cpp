@@ -49,6 +49,20 @@ TEST_P(RowKernelsTest, GeluMatchesErfDefinition) {
   EXPECT_LT(max_abs_diff(portable_out, expected), 2e-6f);
 }
 
+TEST_P(RowKernelsTest, TanhMatchesDefinition) {
+  const int64_t n = GetParam();
+  auto x = random_vector(static_cast<size_t>(n), 11, 6.0f), bias = random_vector(static_cast<size_t>(n), 12);
+  x.front() = 0.0f;  // exact zero and a saturated value at the ends
+  if (n > 1) x.back() = 60.0f;
+  std::vector<float> expected(x.size());
+  for (size_t i = 0; i < x.size(); ++i) expected[i] = static_cast<float>(std::tanh(static_cast<double>(x[i]) + bias[i]));
+  auto fast = x, portable_out = x;
+  avx512::kRowKernels.bias_tanh(fast.data(), bias.data(), n);
+  portable::kRowKernels.bias_tanh(portable_out.data(), bias.data(), n);
+  EXPECT_LT(max_abs_diff(fast, expected), 1e-6f);
+  EXPECT_LT(max_abs_diff(portable_out, expected), 1e-6f);
+}
+
 TEST_P(RowKernelsTest, LayerNormAndSoftmaxAgreeAcrossPaths) {
   const int64_t n = GetParam();
   auto x = random_vector(static_cast<size_t>(n), 3, 2.0f), bias = random_vector(static_cast<size_t>(n), 4);

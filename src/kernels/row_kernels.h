@@ -15,6 +15,8 @@ struct RowKernels {
                                   const float* beta, float eps, int64_t n);
   // Numerically stable softmax in place; returns nothing, sums to 1.
   void (*softmax)(float* x, int64_t n);
+  // x[i] = tanh(x[i] + bias[i]) (BERT's pooler, FastBERT's exit classifiers).
+  void (*bias_tanh)(float* x, const float* bias, int64_t n);
 };
 
 namespace portable {

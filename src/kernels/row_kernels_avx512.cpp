@@ -25,6 +25,21 @@ void bias_add(float* x, const float* bias, int64_t n) {
   }
 }
 
+// tanh(v) = sign(v) (1 - 2 / (exp(2|v|) + 1)): one exp, absolute error ~1e-7 (exp saturates for
+// large |v|, where the result is +-1 anyway).
+void bias_tanh(float* x, const float* bias, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+  const __m512i sign_bit = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, bias + i));
+    const __m512 e = exp_ps(_mm512_mul_ps(two, _mm512_abs_ps(v)));
+    const __m512 magnitude = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(e, one)));
+    const __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), sign_bit);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(magnitude), sign)));
+  }
+}
+
 void bias_residual_layernorm(float* x, const float* bias, const float* residual, const float* gamma,
                              const float* beta, float eps, int64_t n) {
   __m512 sum = _mm512_setzero_ps();
@@ -76,6 +91,6 @@ void softmax(float* x, int64_t n) {
 
 }  // namespace
 
-const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax};
+const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh};
 
 }  // namespace sieve::avx512

@@ -17,6 +17,10 @@ void bias_add(float* x, const float* bias, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += bias[i];
 }
 
+void bias_tanh(float* x, const float* bias, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] + bias[i]);
+}
+
 void bias_residual_layernorm(float* x, const float* bias, const float* residual, const float* gamma,
                              const float* beta, float eps, int64_t n) {
   float sum = 0.0f;
@@ -49,6 +53,6 @@ void softmax(float* x, int64_t n) {
 
 }  // namespace
 
-const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax};
+const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh};
 
 }  // namespace sieve::portable

@@ -23,28 +23,41 @@ Tensor stack_rows(const Tensor& a, const Tensor& b) {
   return t;
 }
 
-// Attention of one query row q [heads * d] over n key/value rows (kv row j = key then value, each
-// [heads * d], at kv + j * 2 * heads * d); writes context [heads * d].
-void cls_attention(const float* q, const float* kv, int64_t n, int heads, int64_t d, float* context) {
+// Attention of the [CLS] query q [heads * d] over n rows x [n, din], with the key and value
+// projections folded into the query side instead of computed for every row:
+//   softmax_j(q_h . (Wk_h x_j + bk_h)) = softmax_j((Wk_h^T q_h) . x_j)   (q_h . bk_h is the same for
+//   every j and cancels in the softmax), and  sum_j p_j (Wv_h x_j + bv_h) = Wv_h (sum_j p_j x_j) + bv_h.
+// The same numbers as projecting K and V for all rows, for 4 n din heads multiply-adds instead of
+// 2 n din (2 heads d): this is what keeps an exit classifier cheap next to a layer on long inputs.
+// wkv is [din, 2 heads d] (key columns, then value columns), bkv [2 heads d]; returns the MACs done.
+double folded_cls_attention(const float* q, const float* x, int64_t n, int64_t din, const Tensor& wkv,
+                            const Tensor& bkv, int heads, int64_t d, float* context) {
   const int64_t width = heads * d;
-  const RowKernels& k = row_kernels();
-  std::vector<float> scores(static_cast<size_t>(n));
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  std::fill(context, context + width, 0.0f);
-  for (int h = 0; h < heads; ++h) {
-    for (int64_t j = 0; j < n; ++j) {
-      const float* key = kv + j * 2 * width + h * d;
+  const float* w = wkv.data();
+  std::vector<float> folded_query(static_cast<size_t>(din * heads));  // [din, heads]: Wk_h^T q_h
+  for (int64_t i = 0; i < din; ++i)
+    for (int h = 0; h < heads; ++h) {
       float dot = 0.0f;
-      for (int64_t c = 0; c < d; ++c) dot += q[h * d + c] * key[c];
-      scores[static_cast<size_t>(j)] = dot * scale;
+      for (int64_t c = h * d; c < (h + 1) * d; ++c) dot += w[i * 2 * width + c] * q[c];
+      folded_query[static_cast<size_t>(i * heads + h)] = dot;
     }
-    k.softmax(scores.data(), n);
-    for (int64_t j = 0; j < n; ++j) {
-      const float* value = kv + j * 2 * width + width + h * d;
-      const float p = scores[static_cast<size_t>(j)];
-      for (int64_t c = 0; c < d; ++c) context[h * d + c] += p * value[c];
-    }
+  std::vector<float> scores(static_cast<size_t>(n * heads)), probs(static_cast<size_t>(heads * n));
+  gemm(n, heads, din, {x, din}, {folded_query.data(), heads}, scores.data(), heads);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (int h = 0; h < heads; ++h) {
+    float* p = probs.data() + h * n;
+    for (int64_t j = 0; j < n; ++j) p[j] = scores[static_cast<size_t>(j * heads + h)] * scale;
+    row_kernels().softmax(p, n);
   }
+  std::vector<float> mean_rows(static_cast<size_t>(heads * din));  // [heads, din]: sum_j p_hj x_j
+  gemm(heads, din, n, {probs.data(), n}, {x, din}, mean_rows.data(), din);
+  for (int h = 0; h < heads; ++h)
+    for (int64_t c = h * d; c < (h + 1) * d; ++c) {
+      float dot = bkv.data()[width + c];
+      for (int64_t i = 0; i < din; ++i) dot += w[i * 2 * width + width + c] * mean_rows[static_cast<size_t>(h * din + i)];
+      context[c] = dot;
+    }
+  return 2.0 * din * width + 2.0 * n * din * heads;
 }
 
 }  // namespace
@@ -148,14 +161,11 @@ bool ExitHeads::has_exit_after(int layer) const {
 std::vector<float> ExitHeads::block_cls_row(const Block& b, const float* rows, int64_t n, double* flops) const {
   const int64_t H = hidden_, d = H / b.heads, I = b.bi.dim(0);
   const RowKernels& k = row_kernels();
-  // K and V for every row (the [CLS] query attends to all of them), Q for the [CLS] row only.
-  Tensor kv({n, 2 * H});
-  gemm(n, 2 * H, H, {rows, H}, {b.wkv.data(), 2 * H}, kv.data(), 2 * H);
-  for (int64_t r = 0; r < n; ++r) k.bias_add(kv.row(r), b.bkv.data(), 2 * H);
+  // Q for the [CLS] row only; K and V are folded into it (folded_cls_attention).
   std::vector<float> q(static_cast<size_t>(H)), context(static_cast<size_t>(H));
   gemm(1, H, H, {rows, H}, {b.wq.data(), H}, q.data(), H);
   k.bias_add(q.data(), b.bq.data(), H);
-  cls_attention(q.data(), kv.data(), n, b.heads, d, context.data());
+  const double attention_macs = folded_cls_attention(q.data(), rows, n, H, b.wkv, b.bkv, b.heads, d, context.data());
   std::vector<float> attn(static_cast<size_t>(H)), inter(static_cast<size_t>(I)), out(static_cast<size_t>(H));
   gemm(1, H, H, {context.data(), H}, {b.wo.data(), H}, attn.data(), H);
   k.bias_residual_layernorm(attn.data(), b.bo.data(), rows, b.ln1_g.data(), b.ln1_b.data(), b.eps, H);
@@ -163,29 +173,24 @@ std::vector<float> ExitHeads::block_cls_row(const Block& b, const float* rows, i
   k.bias_gelu(inter.data(), b.bi.data(), I);
   gemm(1, H, I, {inter.data(), I}, {b.wo2.data(), H}, out.data(), H);
   k.bias_residual_layernorm(out.data(), b.bo2.data(), attn.data(), b.ln2_g.data(), b.ln2_b.data(), b.eps, H);
-  *flops += 2.0 * n * H * 2 * H + 2.0 * H * H + 4.0 * n * H + 2.0 * H * H + 4.0 * H * I;
+  *flops += 2.0 * attention_macs + 2.0 * H * H + 2.0 * H * H + 4.0 * H * I;
   return out;
 }
 
 std::vector<float> ExitHeads::fastbert_cls_row(const Fastbert& f, const float* rows, int64_t n, double* flops) const {
   const int64_t H = hidden_, D = f.bq.dim(0), d = D / f.heads;
   const RowKernels& k = row_kernels();
-  // tanh(reduce(x)) on every row, K and V of every reduced row, Q of the [CLS] row only.
-  Tensor reduced({n, D}), kv({n, 2 * D});
+  // tanh(reduce(x)) on every row, Q of the [CLS] row only; K and V are folded into it.
+  Tensor reduced({n, D});
   gemm(n, D, H, {rows, H}, {f.reduce_w.data(), D}, reduced.data(), D);
-  for (int64_t r = 0; r < n; ++r) {
-    float* row = reduced.row(r);
-    for (int64_t c = 0; c < D; ++c) row[c] = std::tanh(row[c] + f.reduce_b.data()[c]);
-  }
-  gemm(n, 2 * D, D, {reduced.data(), D}, {f.wkv.data(), 2 * D}, kv.data(), 2 * D);
-  for (int64_t r = 0; r < n; ++r) k.bias_add(kv.row(r), f.bkv.data(), 2 * D);
+  for (int64_t r = 0; r < n; ++r) k.bias_tanh(reduced.row(r), f.reduce_b.data(), D);
   std::vector<float> q(static_cast<size_t>(D)), context(static_cast<size_t>(D)), out(static_cast<size_t>(D));
   gemm(1, D, D, {reduced.data(), D}, {f.wq.data(), D}, q.data(), D);
   k.bias_add(q.data(), f.bq.data(), D);
-  cls_attention(q.data(), kv.data(), n, f.heads, d, context.data());
+  const double attention_macs = folded_cls_attention(q.data(), reduced.data(), n, D, f.wkv, f.bkv, f.heads, d, context.data());
   gemm(1, D, D, {context.data(), D}, {f.wo.data(), D}, out.data(), D);
   k.bias_add(out.data(), f.bo.data(), D);
-  *flops += 2.0 * n * H * D + 2.0 * n * D * 2 * D + 2.0 * D * D + 4.0 * n * D + 2.0 * D * D;
+  *flops += 2.0 * n * H * D + 2.0 * attention_macs + 2.0 * D * D + 2.0 * D * D;
   return out;
 }
 
@@ -199,7 +204,7 @@ std::vector<float> ExitHeads::logits(int layer, const float* rows, int64_t n, do
   const int64_t C = static_cast<int64_t>(cls.size());
   std::vector<float> pooled(static_cast<size_t>(C)), out(static_cast<size_t>(N));
   gemm(1, C, C, {cls.data(), C}, {head.pooler_w.data(), C}, pooled.data(), C);
-  for (int64_t c = 0; c < C; ++c) pooled[static_cast<size_t>(c)] = std::tanh(pooled[static_cast<size_t>(c)] + head.pooler_b.data()[c]);
+  row_kernels().bias_tanh(pooled.data(), head.pooler_b.data(), C);
   gemm(1, N, C, {pooled.data(), C}, {head.classifier_w.data(), N}, out.data(), N);
   for (int64_t c = 0; c < N; ++c) out[static_cast<size_t>(c)] += head.classifier_b.data()[c];
   *flops += 2.0 * C * C + 2.0 * C * N;

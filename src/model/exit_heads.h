@@ -11,8 +11,9 @@
 // light = pooler + classifier on the [CLS] row; block = one Transformer layer, then pooler + classifier;
 // fastbert = FastBERT's student classifier: tanh(Linear H->D) on every row, h-head self-attention in D
 // dimensions (output projection, no residual or LayerNorm), [CLS] row, tanh(Linear D->D), Linear D->N.
-// Only the [CLS] row of the block's output is used, so the block computes K and V for every row but
-// Q, attention, and the FFN for the [CLS] row alone: the same result at a fraction of the cost.
+// Only the [CLS] row of an exit's attention output is used, so Q, attention and the FFN run for the
+// [CLS] row alone, and the key/value projections are folded into the query (exit_heads.cpp): the
+// same result at a fraction of the cost; the per-row work left is fastbert's reduce projection.
 #include <filesystem>
 #include <optional>
 #include <string>
