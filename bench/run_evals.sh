@@ -30,20 +30,29 @@ CALIBRATED="$("$SIEVE" calibrate --model "$MODEL" --data "$DATA/train.parquet" -
   -p spatten:tokens=0.7 -p spatten:tokens=0.5 -p spatten:tokens=0.3 -p spatten:tokens=0.3,at=next \
   -p spatten:heads=0.75 -p spatten:heads=0.5 -p spatten:heads=0.33 \
   -p ltp:final=0.005 -p ltp:final=0.01 -p ltp:final=0.02 -p ltp:final=0.01,at=next -p "$CALIBRATED" \
+  -p spatten:token_ratios=0.7/0.5/0.4/0.3/0.2/0.2 -p spatten:token_ratios=0.5/0.35/0.25/0.2/0.15/0.1 \
   -p spatten:tokens=0.3,heads=0.75 -p ltp:final=0.01+spatten:heads=0.75
 "${EVAL[@]}" --data "$LONG" --json out/eval/long-pruning.json \
   -p spatten:tokens=0.5 -p spatten:tokens=0.3 -p spatten:tokens=0.15 -p spatten:tokens=0.15,at=next \
   -p spatten:heads=0.75 -p spatten:heads=0.5 -p spatten:heads=0.33 \
   -p ltp:final=0.001 -p ltp:final=0.002 -p ltp:final=0.004 -p ltp:final=0.002,at=next \
+  -p spatten:token_ratios=0.5/0.3/0.2/0.15/0.1/0.1 -p ltp:thresholds=0.002/0.003/0.004/0.004/0.004/0.004 \
   -p spatten:tokens=0.15,heads=0.75 -p ltp:final=0.002+spatten:heads=0.75
 
-# Early exit, token pruning and both (issue 4). Pyramid runs use the exits trained under pruning.
-TAUS=(0.1 0.3 0.5 0.8)
+# Early exit, token pruning and both (issue 4): the issue's tau values plus 0.9 and 0.95. The LTP
+# pyramid uses the exits trained under LTP pruning (Magic Pyramid); the SpAtten pyramid the dense ones.
+TAUS=(0.1 0.3 0.5 0.8 0.9 0.95)
 for set in sst2 long; do
-  if [[ $set == sst2 ]]; then data="$SST2"; ltp="ltp:final=0.01"; else data="$LONG"; ltp="ltp:final=0.002"; fi
-  exit_specs=() pyramid_specs=()
-  for tau in "${TAUS[@]}"; do exit_specs+=(-p "exit:tau=$tau"); pyramid_specs+=(-p "$ltp+exit:tau=$tau"); done
-  "${EVAL[@]}" --data "$data" --exits "$MODEL/exits-$VARIANT" --json "out/eval/$set-exit.json" "${exit_specs[@]}" -p "$ltp"
+  if [[ $set == sst2 ]]; then data="$SST2"; ltp="ltp:final=0.01"; spatten="spatten:tokens=0.3"
+  else data="$LONG"; ltp="ltp:final=0.002"; spatten="spatten:tokens=0.15"; fi
+  exit_specs=() pyramid_specs=() spatten_pyramid_specs=()
+  for tau in "${TAUS[@]}"; do
+    exit_specs+=(-p "exit:tau=$tau")
+    pyramid_specs+=(-p "$ltp+exit:tau=$tau")
+    spatten_pyramid_specs+=(-p "$spatten+exit:tau=$tau")
+  done
+  "${EVAL[@]}" --data "$data" --exits "$MODEL/exits-$VARIANT" --json "out/eval/$set-exit.json" \
+    "${exit_specs[@]}" -p "$ltp" -p "$spatten" "${spatten_pyramid_specs[@]}"
   "${EVAL[@]}" --data "$data" --exits "$MODEL/exits-$VARIANT-ltp" --json "out/eval/$set-pyramid.json" "${pyramid_specs[@]}"
 done
 
@@ -51,7 +60,8 @@ for f in sst2-pruning long-pruning; do "$PY" tools/eval_table.py "out/eval/$f.js
 for set in sst2 long; do
   "$PY" tools/eval_table.py --skip-dense-after-first "out/eval/$set-exit.json" "out/eval/$set-pyramid.json" >"out/eval/$set-exit.md"
   "$PY" tools/plot_tradeoff.py "out/eval/$set-exit.json" "out/eval/$set-pyramid.json" "out/eval/$set-pruning.json" \
-    --group "pyramid=^ltp.*\+exit" --group "early exit=^exit:" --group "LTP alone=^ltp:final=[0-9.]+$" \
+    --group "LTP pyramid=^ltp.*\+exit" --group "SpAtten pyramid=^spatten.*\+exit" --group "early exit=^exit:" \
+    --group "LTP alone=^ltp:final=[0-9.]+$" --group "SpAtten alone=^spatten:tokens=[0-9.]+$" \
     --title "$set: accuracy vs speedup ($MODEL, batch 1, 2 threads)" --out "docs/tradeoff-$set.png"
 done
 echo "tables: out/eval/*.md, plots: docs/tradeoff-*.png"

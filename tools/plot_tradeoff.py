@@ -32,6 +32,8 @@ def load_points(files, groups):
                 continue
             for name, pattern in groups:
                 if pattern.search(r["policy"]):
+                    if any(p[3] == r["policy"] for p in points[name]):
+                        break  # the same setting measured in another file: keep the first
                     points[name].append((r["speedup"], r["flops_reduction"], r["accuracy"], r["policy"]))
                     break
     return points, dense
