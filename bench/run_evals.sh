@@ -39,11 +39,11 @@ CALIBRATED="$("$SIEVE" calibrate --model "$MODEL" --data "$DATA/train.parquet" -
   -p spatten:token_ratios=0.5/0.3/0.2/0.15/0.1/0.1 -p ltp:thresholds=0.002/0.003/0.004/0.004/0.004/0.004 \
   -p spatten:tokens=0.15,heads=0.75 -p ltp:final=0.002+spatten:heads=0.75
 
-# Early exit, token pruning and both (issue 4): the issue's tau values plus 0.9 and 0.95. The LTP
+# Early exit, token pruning and both (issue 4): the issue's tau values plus 0.9, 0.92, 0.95. The LTP
 # pyramid uses the exits trained under LTP pruning (Magic Pyramid); the SpAtten pyramid the dense ones.
-TAUS=(0.1 0.3 0.5 0.8 0.9 0.95)
+TAUS=(0.1 0.3 0.5 0.8 0.9 0.92 0.95)
 for set in sst2 long; do
-  if [[ $set == sst2 ]]; then data="$SST2"; ltp="ltp:final=0.01"; spatten="spatten:tokens=0.3"
+  if [[ $set == sst2 ]]; then data="$SST2"; ltp="ltp:final=0.01"; spatten="spatten:tokens=0.2"
   else data="$LONG"; ltp="ltp:final=0.002"; spatten="spatten:tokens=0.15"; fi
   exit_specs=() pyramid_specs=() spatten_pyramid_specs=()
   for tau in "${TAUS[@]}"; do

@@ -17,6 +17,8 @@ struct RowKernels {
   void (*softmax)(float* x, int64_t n);
   // x[i] = tanh(x[i] + bias[i]) (BERT's pooler, FastBERT's exit classifiers).
   void (*bias_tanh)(float* x, const float* bias, int64_t n);
+  // out[i] = x[i] rounded to bfloat16 (nearest even; NaN stays NaN), the bits as uint16.
+  void (*to_bf16)(const float* x, uint16_t* out, int64_t n);
 };
 
 namespace portable {

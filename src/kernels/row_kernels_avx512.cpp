@@ -40,6 +40,23 @@ void bias_tanh(float* x, const float* bias, int64_t n) {
   }
 }
 
+// Round to nearest even in integer arithmetic (AVX-512F only, no BF16 instructions needed); NaNs
+// are quieted instead of rounded, as in the portable path.
+void to_bf16(const float* x, uint16_t* out, int64_t n) {
+  const __m512i round_bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  const __m512i quiet = _mm512_set1_epi32(0x40);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512i bits = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, x + i));
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
+    __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(round_bias, lsb)), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(bits, abs_mask), inf);
+    rounded = _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(bits, 16), quiet);
+    _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(rounded));
+  }
+}
+
 void bias_residual_layernorm(float* x, const float* bias, const float* residual, const float* gamma,
                              const float* beta, float eps, int64_t n) {
   __m512 sum = _mm512_setzero_ps();
@@ -91,6 +108,6 @@ void softmax(float* x, int64_t n) {
 
 }  // namespace
 
-const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh};
+const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16};
 
 }  // namespace sieve::avx512

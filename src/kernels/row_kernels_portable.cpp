@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstring>
 
 #include "kernels/row_kernels.h"
 
@@ -19,6 +20,19 @@ void bias_add(float* x, const float* bias, int64_t n) {
 
 void bias_tanh(float* x, const float* bias, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] + bias[i]);
+}
+
+void to_bf16(const float* x, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {
+      out[i] = static_cast<uint16_t>((bits >> 16) | 0x40u);  // quiet NaN
+      continue;
+    }
+    bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
+    out[i] = static_cast<uint16_t>(bits >> 16);
+  }
 }
 
 void bias_residual_layernorm(float* x, const float* bias, const float* residual, const float* gamma,
@@ -53,6 +67,6 @@ void softmax(float* x, int64_t n) {
 
 }  // namespace
 
-const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh};
+const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16};
 
 }  // namespace sieve::portable

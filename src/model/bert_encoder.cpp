@@ -183,6 +183,33 @@ void BertEncoder::embed(std::span<const EncoderInput> inputs, const std::vector<
   }
 }
 
+Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return Precision::Fp32;
+  if (name == "bf16") return Precision::Bf16;
+  throw Error("unknown precision '" + name + "' (fp32 or bf16)");
+}
+
+void BertEncoder::set_precision(Precision precision) {
+  if (precision == Precision::Bf16 && !bf16_gemm_available())
+    throw Error("this CPU has no bf16 matrix multiply in oneDNN (use --precision fp32)");
+  for (Layer& layer : layers_) {
+    if (precision == Precision::Bf16 && layer.qkv_w16.bits.empty()) {
+      layer.qkv_w16 = to_bf16(layer.qkv_w), layer.attn_out_w16 = to_bf16(layer.attn_out_w);
+      layer.ffn_in_w16 = to_bf16(layer.ffn_in_w), layer.ffn_out_w16 = to_bf16(layer.ffn_out_w);
+    }
+  }
+  precision_ = precision;
+}
+
+void BertEncoder::layer_gemm(int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w, const Bf16Matrix& w16,
+                             int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const {
+  const int64_t ld = w.dim(1);
+  if (precision_ == Precision::Bf16)
+    gemm_bf16(m, n, k, x, {w16.row(row0) + col0, ld}, c, ldc, beta);
+  else
+    gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta);
+}
+
 void BertEncoder::attention_block(const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
                                   const std::vector<PackedSequence>& seqs, const Tensor& x,
                                   Tensor& qkv, Tensor& context, Tensor& out,
@@ -203,7 +230,7 @@ void BertEncoder::attention_block(const Layer& layer, int layer_index, const Cta
     for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
       for (auto [h0, h1] : head_runs(hs)) {
         const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
-        gemm(n, width, H, {x.row(row0), H}, {layer.qkv_w.data() + col0, 3 * H}, qkv.row(row0) + col0, 3 * H);
+        layer_gemm(n, width, H, {x.row(row0), H}, layer.qkv_w, layer.qkv_w16, 0, col0, qkv.row(row0) + col0, 3 * H, 0.0f);
         for_each_row(n, width, [&](int64_t r) { k.bias_add(qkv.row(row0 + r) + col0, layer.qkv_b.data() + col0, width); });
         stats.flops += 2.0 * n * width * H;
       }
@@ -325,7 +352,7 @@ void BertEncoder::attention_block(const Layer& layer, int layer_index, const Cta
     float beta = 0.0f;
     for (auto [h0, h1] : runs) {
       const int64_t col0 = h0 * d, width = (h1 - h0) * d;
-      gemm(n, H, width, {context.row(row0) + col0, H}, {layer.attn_out_w.row(col0), H}, out.row(row0), H, beta);
+      layer_gemm(n, H, width, {context.row(row0) + col0, H}, layer.attn_out_w, layer.attn_out_w16, col0, 0, out.row(row0), H, beta);
       beta = 1.0f;
       stats.flops += 2.0 * n * H * width;
     }
@@ -341,10 +368,10 @@ void BertEncoder::ffn_block(const Layer& layer, const Tensor& x, Tensor& interme
   const int64_t H = config_.hidden_size, I = config_.intermediate_size, rows = x.dim(0);
   const RowKernels& k = row_kernels();
   intermediate.reshape({rows, I});
-  gemm(rows, I, H, {x.data(), H}, {layer.ffn_in_w.data(), I}, intermediate.data(), I);
+  layer_gemm(rows, I, H, {x.data(), H}, layer.ffn_in_w, layer.ffn_in_w16, 0, 0, intermediate.data(), I, 0.0f);
   for_each_row(rows, I, [&](int64_t r) { k.bias_gelu(intermediate.row(r), layer.ffn_in_b.data(), I); });
   out.reshape({rows, H});
-  gemm(rows, H, I, {intermediate.data(), I}, {layer.ffn_out_w.data(), H}, out.data(), H);
+  layer_gemm(rows, H, I, {intermediate.data(), I}, layer.ffn_out_w, layer.ffn_out_w16, 0, 0, out.data(), H, 0.0f);
   for_each_row(rows, H, [&](int64_t r) {
     k.bias_residual_layernorm(out.row(r), layer.ffn_out_b.data(), x.row(r), layer.ffn_ln_g.data(),
                               layer.ffn_ln_b.data(), static_cast<float>(config_.layer_norm_eps), H);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "attention/cta.h"
+#include "kernels/gemm.h"
 #include "model/model_config.h"
 #include "policies/layer_policy.h"
 #include "tensor/tensor.h"
@@ -42,12 +43,23 @@ struct ForwardOptions {
   LayerPolicy* policy = nullptr;  // null = dense
 };
 
+// Arithmetic of the layers' four weight GEMMs (QKV, attention output, FFN in and out). fp32 is
+// the default and what the reference parity tests pin; bf16 rounds weights and activations to
+// bfloat16 with fp32 accumulation (gemm_bf16). Everything else (attention, LayerNorm, policies)
+// stays fp32 either way.
+enum class Precision { Fp32, Bf16 };
+Precision parse_precision(const std::string& name);  // "fp32" | "bf16"; throws Error otherwise
+
 class BertEncoder {
  public:
   // Loads config.json and model.safetensors, validating names and shapes; throws sieve::Error.
   static BertEncoder load(const std::filesystem::path& model_dir);
 
   const ModelConfig& config() const { return config_; }
+  // Switches the layers' GEMMs to `precision` (bf16 copies of the weights are made once; the fp32
+  // ones stay, for CTA and the exits). Throws Error if the CPU cannot run bf16.
+  void set_precision(Precision precision);
+  Precision precision() const { return precision_; }
   bool has_pooler() const { return !pooler_w_.empty(); }
   bool has_classifier() const { return !classifier_w_.empty(); }
   int num_labels() const { return has_classifier() ? static_cast<int>(classifier_w_.dim(1)) : 0; }
@@ -73,7 +85,12 @@ class BertEncoder {
     Tensor qkv_b;  // [3H], same grouping
     Tensor attn_out_w, attn_out_b, attn_ln_g, attn_ln_b;
     Tensor ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b, ffn_ln_g, ffn_ln_b;
+    Bf16Matrix qkv_w16, attn_out_w16, ffn_in_w16, ffn_out_w16;  // filled by set_precision(Bf16)
   };
+  // C = x W (+ C when accumulate), W one of the layer's transposed weights (its fp32 and bf16
+  // copies given together) or a block of its columns starting at col0 / of its rows starting at row0.
+  void layer_gemm(int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w, const Bf16Matrix& w16,
+                  int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const;
 
   void embed(std::span<const EncoderInput> inputs, const std::vector<PackedSequence>& seqs, Tensor& x) const;
   // cta: Compressed Token Attention's hashes for this layer, or null for dense attention.
@@ -85,6 +102,7 @@ class BertEncoder {
 
   ModelConfig config_;
   int64_t head_dim_ = 0;
+  Precision precision_ = Precision::Fp32;
   Tensor word_emb_, pos_emb_, type_emb_, emb_ln_g_, emb_ln_b_;
   std::vector<Layer> layers_;
   Tensor pooler_w_, pooler_b_;          // pooler_w_ is [H, H] transposed

@@ -32,6 +32,7 @@ class TextModel {
   static TextModel load(const std::filesystem::path& model_dir, const std::filesystem::path& exits_dir = {});
 
   const BertEncoder& encoder() const { return encoder_; }
+  void set_precision(Precision precision) { encoder_.set_precision(precision); }
   const WordPieceTokenizer& tokenizer() const { return tokenizer_; }
   // sentence_bert_config.json's max_seq_length, else the model's position limit.
   size_t max_length() const { return max_length_; }

@@ -19,6 +19,7 @@ namespace {
 struct BenchOptions {
   std::string model_dir, onnx, json_out, baselines, name;
   std::vector<int> seqs{32, 128, 384}, batches{1, 8};
+  std::vector<std::string> precisions{"fp32"};
   int threads = 2, warmup = 3, repeats = 20;
 };
 
@@ -80,11 +81,15 @@ nlohmann::json run_baselines(const BenchOptions& o, const std::filesystem::path&
 void run(const BenchOptions& o) {
   const std::filesystem::path model_dir = o.model_dir.empty() ? default_model_dir() : std::filesystem::path(o.model_dir);
   set_threads(o.threads);
-  const BertEncoder encoder = BertEncoder::load(model_dir);
+  BertEncoder encoder = BertEncoder::load(model_dir);
+  for (const auto& p : o.precisions) parse_precision(p);  // reject a bad name before any timing
   const std::string name = o.name.empty() ? std::filesystem::absolute(model_dir).lexically_normal().filename().string() : o.name;
 
   nlohmann::json results = nlohmann::json::array();
   std::fprintf(stderr, "sieve bench: %s, %d threads\n", name.c_str(), o.threads);
+  for (const std::string& precision : o.precisions) {
+  encoder.set_precision(parse_precision(precision));
+  const std::string engine = precision == "fp32" ? "sieve" : "sieve-" + precision;
   for (int seq : o.seqs) {
     if (seq < 2 || seq > encoder.config().max_position_embeddings) throw Error("--seq " + std::to_string(seq) + " outside [2, max positions]");
     for (int batch : o.batches) {
@@ -97,10 +102,11 @@ void run(const BenchOptions& o) {
         if (r >= o.warmup) ms.push_back(elapsed);
       }
       const Timing t = summarize(ms);
-      results.push_back({{"engine", "sieve"}, {"model", name}, {"seq", seq}, {"batch", batch}, {"threads", o.threads},
+      results.push_back({{"engine", engine}, {"model", name}, {"seq", seq}, {"batch", batch}, {"threads", o.threads},
                          {"median_ms", t.median_ms}, {"p10_ms", t.p10_ms}, {"p90_ms", t.p90_ms}});
-      std::fprintf(stderr, "  sieve seq %4d batch %2d: %8.2f ms\n", seq, batch, t.median_ms);
+      std::fprintf(stderr, "  %s seq %4d batch %2d: %8.2f ms\n", engine.c_str(), seq, batch, t.median_ms);
     }
+  }
   }
   nlohmann::json report{{"model", name}, {"threads", o.threads}, {"results", results}};
   if (!o.baselines.empty()) {
@@ -151,6 +157,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--name", o->name, "Name for the model in the report (default: directory name)");
   cmd->add_option("--seq", o->seqs, "Sequence lengths")->delimiter(',');
   cmd->add_option("--batch", o->batches, "Batch sizes")->delimiter(',')->check(CLI::Range(1, 1024));
+  cmd->add_option("--precision", o->precisions, "Sieve's GEMM precisions to measure: fp32, bf16 (default fp32)")->delimiter(',');
   cmd->add_option("--threads", o->threads, "Threads for every engine")->check(CLI::Range(1, 1024));
   cmd->add_option("--warmup", o->warmup, "Untimed runs per shape")->check(CLI::Range(0, 1000));
   cmd->add_option("--repeats", o->repeats, "Timed runs per shape (median reported)")->check(CLI::Range(1, 100000));

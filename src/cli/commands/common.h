@@ -18,6 +18,7 @@ struct ModelOptions {
   int batch_size = 32;
   size_t max_length = 0;  // 0 = the model's own
   std::string exits_dir;  // empty = <model>/exits when present
+  std::string precision = "fp32";  // the layers' GEMMs: fp32 or bf16
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& options);
@@ -42,6 +43,8 @@ void register_bench(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_explain(CLI::App& app);
 void register_calibrate(CLI::App& app);
+void register_generate(CLI::App& app);    // GPT-2 decoding (generate.cpp)
+void register_perplexity(CLI::App& app);  // GPT-2 perplexity (perplexity.cpp)
 
 }  // namespace sieve::cli
 
