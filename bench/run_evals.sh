@@ -56,7 +56,14 @@ for set in sst2 long; do
   "${EVAL[@]}" --data "$data" --exits "$MODEL/exits-$VARIANT-ltp" --json "out/eval/$set-pyramid.json" "${pyramid_specs[@]}"
 done
 
-for f in sst2-pruning long-pruning; do "$PY" tools/eval_table.py "out/eval/$f.json" >"out/eval/$f.md"; done
+# The same kinds of settings with the layers' GEMMs in bf16 (--precision bf16), against bf16 dense.
+for set in sst2 long; do
+  if [[ $set == sst2 ]]; then data="$SST2"; specs=(-p spatten:tokens=0.3 -p ltp:final=0.005 -p exit:tau=0.9 -p spatten:tokens=0.2+exit:tau=0.92)
+  else data="$LONG"; specs=(-p spatten:tokens=0.15 -p ltp:final=0.002 -p exit:tau=0.9 -p spatten:tokens=0.15+exit:tau=0.9); fi
+  "${EVAL[@]}" --precision bf16 --data "$data" --exits "$MODEL/exits-$VARIANT" --json "out/eval/$set-bf16.json" "${specs[@]}"
+done
+
+for f in sst2-pruning long-pruning sst2-bf16 long-bf16; do "$PY" tools/eval_table.py "out/eval/$f.json" >"out/eval/$f.md"; done
 for set in sst2 long; do
   "$PY" tools/eval_table.py --skip-dense-after-first "out/eval/$set-exit.json" "out/eval/$set-pyramid.json" >"out/eval/$set-exit.md"
   "$PY" tools/plot_tradeoff.py "out/eval/$set-exit.json" "out/eval/$set-pyramid.json" "out/eval/$set-pruning.json" \
