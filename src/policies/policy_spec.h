@@ -31,4 +31,11 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
 
 extern const char* const kPolicySpecHelp;
 
+class GenerationPolicyChain;  // policies/generation_policy.h
+// Generation-stage policies for decoders (grammar in policies/generation_policy.h):
+//   dense | kv_prune:keep=R[,recent=N] | value_prune:k=K[,renorm=0|1] | progressive:msb=M,lsb=L,threshold=T
+// composed with '+'. Throws sieve::Error on an unknown name or option, a value out of range, a repeat.
+std::unique_ptr<GenerationPolicyChain> parse_generation_spec(const std::string& spec);
+extern const char* const kGenerationSpecHelp;
+
 }  // namespace sieve

@@ -1,0 +1,194 @@
+#include "model/kv_cache.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "kernels/row_kernels.h"
+#include "policies/generation_policy.h"
+#include "util/error.h"
+
+namespace sieve {
+
+float SplitQuantization::quantize(const float* x, int64_t n, int16_t* codes) const {
+  float max_abs = 0.0f;
+  for (int64_t i = 0; i < n; ++i) max_abs = std::max(max_abs, std::abs(x[i]));
+  const float scale = max_abs > 0.0f ? max_abs / static_cast<float>(max_code()) : 1.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const long code = std::lround(x[i] / scale);
+    codes[i] = static_cast<int16_t>(std::clamp<long>(code, -max_code(), max_code()));
+  }
+  return scale;
+}
+
+float SplitQuantization::msb_value(int16_t code, float scale) const {
+  // Arithmetic shift: the MSBs of a negative code are floor(code / 2^lsb), and the LSBs are >= 0.
+  const int32_t msb = static_cast<int32_t>(code) >> lsb_bits;
+  const int32_t midpoint = lsb_bits > 0 ? 1 << (lsb_bits - 1) : 0;
+  return static_cast<float>(msb * (1 << lsb_bits) + midpoint) * scale;
+}
+
+void KvTraffic::add(const KvTraffic& other) {
+  key_bytes += other.key_bytes;
+  value_bytes += other.value_bytes;
+  key_elements += other.key_elements;
+  key_bits += other.key_bits;
+  head_reads += other.head_reads;
+  lsb_refetches += other.lsb_refetches;
+}
+
+KvCache::KvCache(int layers, int heads, int64_t head_dim, int64_t capacity, std::optional<SplitQuantization> quantization)
+    : heads_(heads), head_dim_(head_dim), capacity_(capacity), quantization_(quantization),
+      positions_(static_cast<size_t>(capacity), 0) {
+  const int64_t width = heads * head_dim;
+  for (int l = 0; l < layers; ++l) {
+    Layer layer;
+    layer.keys = Tensor({capacity, width});
+    layer.values = Tensor({capacity, width});
+    if (quantization_) {
+      layer.key_codes.assign(static_cast<size_t>(capacity * width), 0);
+      layer.value_codes.assign(static_cast<size_t>(capacity * width), 0);
+      layer.key_scales.assign(static_cast<size_t>(capacity * heads), 0.0f);
+      layer.value_scales.assign(static_cast<size_t>(capacity * heads), 0.0f);
+    }
+    layers_.push_back(std::move(layer));
+  }
+}
+
+const int16_t* KvCache::key_codes(int layer, int64_t slot) const {
+  return layers_[static_cast<size_t>(layer)].key_codes.data() + slot * heads_ * head_dim_;
+}
+const int16_t* KvCache::value_codes(int layer, int64_t slot) const {
+  return layers_[static_cast<size_t>(layer)].value_codes.data() + slot * heads_ * head_dim_;
+}
+float KvCache::key_scale(int layer, int64_t slot, int head) const {
+  return layers_[static_cast<size_t>(layer)].key_scales[static_cast<size_t>(slot * heads_ + head)];
+}
+float KvCache::value_scale(int layer, int64_t slot, int head) const {
+  return layers_[static_cast<size_t>(layer)].value_scales[static_cast<size_t>(slot * heads_ + head)];
+}
+
+void KvCache::quantize_new_rows(int layer, int64_t n) {
+  if (!quantization_) return;
+  Layer& cached = layers_[static_cast<size_t>(layer)];
+  const int64_t width = heads_ * head_dim_;
+  for (int64_t slot = size_; slot < size_ + n; ++slot)
+    for (int h = 0; h < heads_; ++h) {
+      const int64_t at = slot * width + h * head_dim_, scale_at = slot * heads_ + h;
+      cached.key_scales[static_cast<size_t>(scale_at)] =
+          quantization_->quantize(cached.keys.row(slot) + h * head_dim_, head_dim_, cached.key_codes.data() + at);
+      cached.value_scales[static_cast<size_t>(scale_at)] =
+          quantization_->quantize(cached.values.row(slot) + h * head_dim_, head_dim_, cached.value_codes.data() + at);
+    }
+}
+
+void KvCache::commit(int64_t n) {
+  if (size_ + n > capacity_) throw Error("KV cache full: " + std::to_string(size_ + n) + " > " + std::to_string(capacity_));
+  for (int64_t i = 0; i < n; ++i) positions_[static_cast<size_t>(size_ + i)] = static_cast<int32_t>(tokens_seen_ + i);
+  size_ += n;
+  tokens_seen_ += n;
+}
+
+void KvCache::keep_slots(std::span<const int32_t> slots) {
+  const int64_t width = heads_ * head_dim_;
+  int64_t dst = 0;
+  for (int32_t src : slots) {
+    if (src < dst || src >= size_) throw Error("internal: KV cache slots to keep must be ascending and cached");
+    if (src != dst) {
+      for (Layer& layer : layers_) {
+        std::memcpy(layer.keys.row(dst), layer.keys.row(src), sizeof(float) * width);
+        std::memcpy(layer.values.row(dst), layer.values.row(src), sizeof(float) * width);
+        if (quantization_) {
+          std::copy_n(layer.key_codes.begin() + src * width, width, layer.key_codes.begin() + dst * width);
+          std::copy_n(layer.value_codes.begin() + src * width, width, layer.value_codes.begin() + dst * width);
+          std::copy_n(layer.key_scales.begin() + src * heads_, heads_, layer.key_scales.begin() + dst * heads_);
+          std::copy_n(layer.value_scales.begin() + src * heads_, heads_, layer.value_scales.begin() + dst * heads_);
+        }
+      }
+      positions_[static_cast<size_t>(dst)] = positions_[static_cast<size_t>(src)];
+    }
+    ++dst;
+  }
+  size_ = dst;
+}
+
+namespace {
+
+float dot(const float* a, const float* b, int64_t n) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+}  // namespace
+
+void attend_cached(const KvCache& cache, int layer, int head, int64_t visible, const float* query, float scale,
+                   const GenerationPolicy& policy, DecodeStage stage, AttentionScratch& scratch, float* out,
+                   KvTraffic& traffic) {
+  const int64_t d = cache.head_dim(), column = head * d;
+  const bool generation = stage == DecodeStage::Generation;
+  const SplitQuantization* quantization = generation && cache.quantization() ? &*cache.quantization() : nullptr;
+  std::vector<float>& p = scratch.scores;
+  p.resize(static_cast<size_t>(visible));
+
+  if (!quantization) {
+    for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] = scale * dot(query, cache.key(layer, j) + column, d);
+    row_kernels().softmax(p.data(), visible);
+    if (generation) {
+      traffic.key_bytes += static_cast<double>(visible * d) * sizeof(float);
+      traffic.key_elements += static_cast<double>(visible * d);
+      traffic.key_bits += static_cast<double>(visible * d) * 32.0;
+    }
+  } else {
+    // Progressive quantization: probabilities from the MSBs; LSBs only when the policy distrusts them.
+    scratch.dequantized.resize(static_cast<size_t>(d));
+    auto score_keys = [&](bool with_lsbs) {
+      for (int64_t j = 0; j < visible; ++j) {
+        const int16_t* codes = cache.key_codes(layer, j) + column;
+        const float key_scale = cache.key_scale(layer, j, head);
+        for (int64_t c = 0; c < d; ++c)
+          scratch.dequantized[static_cast<size_t>(c)] =
+              with_lsbs ? SplitQuantization::full_value(codes[c], key_scale) : quantization->msb_value(codes[c], key_scale);
+        p[static_cast<size_t>(j)] = scale * dot(query, scratch.dequantized.data(), d);
+      }
+      row_kernels().softmax(p.data(), visible);
+    };
+    score_keys(false);
+    int bits = quantization->msb_bits;
+    if (quantization->lsb_bits > 0 && policy.needs_key_lsbs(p)) {
+      score_keys(true);
+      bits += quantization->lsb_bits;
+      ++traffic.lsb_refetches;
+    }
+    traffic.key_bytes += static_cast<double>(visible) * (static_cast<double>(d * bits) / 8.0 + sizeof(float));
+    traffic.key_elements += static_cast<double>(visible * d);
+    traffic.key_bits += static_cast<double>(visible * d * bits);
+  }
+
+  std::vector<int32_t>& rows = scratch.rows;
+  rows.resize(static_cast<size_t>(visible));
+  std::iota(rows.begin(), rows.end(), 0);
+  if (generation) policy.select_values(p, rows);
+
+  std::fill(out, out + d, 0.0f);
+  for (int32_t r : rows) {
+    const float weight = p[static_cast<size_t>(r)];
+    if (quantization) {
+      const int16_t* codes = cache.value_codes(layer, r) + column;
+      const float value_scale = cache.value_scale(layer, r, head);
+      for (int64_t c = 0; c < d; ++c) out[c] += weight * SplitQuantization::full_value(codes[c], value_scale);
+    } else {
+      const float* v = cache.value(layer, r) + column;
+      for (int64_t c = 0; c < d; ++c) out[c] += weight * v[c];
+    }
+  }
+  if (generation) {
+    const double row_bytes = quantization ? static_cast<double>(d * quantization->total_bits()) / 8.0 + sizeof(float)
+                                          : static_cast<double>(d) * sizeof(float);
+    traffic.value_bytes += static_cast<double>(rows.size()) * row_bytes;
+    ++traffic.head_reads;
+  }
+}
+
+}  // namespace sieve

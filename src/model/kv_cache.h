@@ -1,0 +1,112 @@
+#pragma once
+// The key/value cache of a decoder, and attention of one query against it.
+// A slot holds one past token's keys and values for every layer; slots stay in token order, and a
+// pruned token's slot is removed (later slots move down), so it is never read again.
+// With split quantization (SpAtten's progressive quantization) each key/value row of one head is
+// also stored as integer codes with one fp32 scale: the codes' most significant bits are read
+// first, the least significant bits only when the policy asks for them.
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace sieve {
+
+class GenerationPolicy;  // policies/generation_policy.h
+
+// Symmetric per-row quantization to msb + lsb bits: code = round(x / scale), |code| <= 2^(b-1) - 1,
+// scale = max|x| / (2^(b-1) - 1); code = (msb << lsb_bits) + lsb with 0 <= lsb < 2^lsb_bits.
+struct SplitQuantization {
+  int msb_bits = 4;
+  int lsb_bits = 4;
+
+  int total_bits() const { return msb_bits + lsb_bits; }
+  int32_t max_code() const { return (1 << (total_bits() - 1)) - 1; }
+  // Quantizes n values into codes; returns the scale.
+  float quantize(const float* x, int64_t n, int16_t* codes) const;
+  // The value of a code from its MSBs alone: the middle of the range its LSBs could span.
+  float msb_value(int16_t code, float scale) const;
+  static float full_value(int16_t code, float scale) { return static_cast<float>(code) * scale; }
+};
+
+// What attention read from the cache, for the KV-bytes-per-token statistic (generation steps only).
+struct KvTraffic {
+  double key_bytes = 0;
+  double value_bytes = 0;
+  double key_elements = 0;   // key elements read (each counted once)
+  double key_bits = 0;       // bits fetched for them (MSBs, plus LSBs when refetched)
+  int64_t head_reads = 0;    // (step, layer, head) attention computations
+  int64_t lsb_refetches = 0; // of which fetched the LSBs too
+
+  void add(const KvTraffic& other);
+  double bytes() const { return key_bytes + value_bytes; }
+};
+
+class KvCache {
+ public:
+  KvCache() = default;
+  KvCache(int layers, int heads, int64_t head_dim, int64_t capacity, std::optional<SplitQuantization> quantization);
+
+  int64_t size() const { return size_; }                // tokens cached now
+  int64_t tokens_seen() const { return tokens_seen_; }  // tokens ever added: the next position
+  int64_t capacity() const { return capacity_; }
+  int heads() const { return heads_; }
+  int64_t head_dim() const { return head_dim_; }
+  const std::optional<SplitQuantization>& quantization() const { return quantization_; }
+  // The token position of each slot.
+  std::span<const int32_t> positions() const { return {positions_.data(), static_cast<size_t>(size_)}; }
+
+  // Key/value row of a slot in one layer: [heads * head_dim]; slots size()..size()+n-1 are
+  // written by the forward pass before commit(n).
+  float* key(int layer, int64_t slot) { return layers_[static_cast<size_t>(layer)].keys.row(slot); }
+  float* value(int layer, int64_t slot) { return layers_[static_cast<size_t>(layer)].values.row(slot); }
+  const float* key(int layer, int64_t slot) const { return layers_[static_cast<size_t>(layer)].keys.row(slot); }
+  const float* value(int layer, int64_t slot) const { return layers_[static_cast<size_t>(layer)].values.row(slot); }
+  // With quantization: codes [heads * head_dim] and scales [heads] of a slot.
+  const int16_t* key_codes(int layer, int64_t slot) const;
+  const int16_t* value_codes(int layer, int64_t slot) const;
+  float key_scale(int layer, int64_t slot, int head) const;
+  float value_scale(int layer, int64_t slot, int head) const;
+
+  // Quantizes the written rows (when quantized) of slots [size(), size() + n) in one layer.
+  void quantize_new_rows(int layer, int64_t n);
+  // The n slots written after size() become part of the cache.
+  void commit(int64_t n);
+  // Keeps only these slots (ascending), in order; the others are gone for good.
+  void keep_slots(std::span<const int32_t> slots);
+
+ private:
+  struct Layer {
+    Tensor keys, values;                      // [capacity, heads * head_dim]
+    std::vector<int16_t> key_codes, value_codes;  // [capacity, heads * head_dim] when quantized
+    std::vector<float> key_scales, value_scales;  // [capacity, heads]
+  };
+  int heads_ = 0;
+  int64_t head_dim_ = 0, capacity_ = 0, size_ = 0, tokens_seen_ = 0;
+  std::optional<SplitQuantization> quantization_;
+  std::vector<Layer> layers_;
+  std::vector<int32_t> positions_;
+};
+
+// Scratch buffers of one attention computation, reused across calls.
+struct AttentionScratch {
+  std::vector<float> scores;
+  std::vector<int32_t> rows;
+  std::vector<float> dequantized;
+};
+
+// Whether attention reads the cache as the prompt's summarization (fp32, every value) or as a
+// generation step (the policy's precision and value selection apply, and traffic is counted).
+enum class DecodeStage { Prompt, Generation };
+
+// One query of one head over the first `visible` slots of a layer: scores (on quantized keys in
+// the generation stage when the cache is quantized: MSBs first, LSBs when the policy asks),
+// softmax, the policy's value selection, and out[head_dim] = sum of probability * value over the
+// selected slots. On return scratch.scores holds the probabilities the policy saw.
+void attend_cached(const KvCache& cache, int layer, int head, int64_t visible, const float* query, float scale,
+                   const GenerationPolicy& policy, DecodeStage stage, AttentionScratch& scratch, float* out,
+                   KvTraffic& traffic);
+
+}  // namespace sieve

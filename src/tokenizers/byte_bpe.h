@@ -1,0 +1,56 @@
+#pragma once
+// ByteLevelBpe: GPT-2's tokenizer, giving the ids of Hugging Face's GPT2TokenizerFast. The pipeline:
+//   1. special tokens typed in the text (<|endoftext|>) are matched first, as they are;
+//   2. pre-tokenization with GPT-2's regex (contractions, letter runs, digit runs, other symbols,
+//      whitespace), by PCRE2 in UTF + UCP mode: it has the (?!\S) lookahead RE2 lacks;
+//   3. each piece's bytes are mapped to printable characters (GPT-2's bytes_to_unicode), so no
+//      byte ever falls outside the vocabulary;
+//   4. BPE: the adjacent pair with the lowest merge rank is merged, everywhere, until none is left.
+// Decoding maps the pieces back to bytes; a prefix of a generated sequence may end inside a
+// multi-byte character, so decode() returns raw bytes.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace sieve {
+
+class ByteLevelBpe {
+ public:
+  // vocab.json + merges.txt from `dir`, or the BPE model inside tokenizer.json when they are absent.
+  static ByteLevelBpe from_model_dir(const std::filesystem::path& dir);
+  static ByteLevelBpe from_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt);
+
+  ByteLevelBpe(ByteLevelBpe&&) noexcept;
+  ByteLevelBpe& operator=(ByteLevelBpe&&) noexcept;
+  ~ByteLevelBpe();
+
+  // Throws Error for invalid UTF-8.
+  std::vector<int32_t> encode(std::string_view text) const;
+  // The bytes the ids stand for (ids outside the vocabulary throw Error).
+  std::string decode(std::span<const int32_t> ids) const;
+  const std::string& token_bytes(int32_t id) const;
+
+  int32_t vocab_size() const { return static_cast<int32_t>(id_to_bytes_.size()); }
+  // The id of a vocabulary entry spelt as in vocab.json, e.g. "<|endoftext|>".
+  std::optional<int32_t> token_id(const std::string& token) const;
+
+ private:
+  struct Regex;  // the compiled PCRE2 pattern
+  ByteLevelBpe();
+  void finish_loading(const std::string& source);
+  void encode_piece(std::string_view piece, std::vector<int32_t>& ids) const;
+
+  std::unordered_map<std::string, int32_t> vocab_;       // byte-mapped spelling -> id
+  std::unordered_map<std::string, int32_t> merge_rank_;  // "left right" -> rank (lower merges first)
+  std::vector<std::string> id_to_bytes_;                 // id -> raw bytes
+  std::vector<std::pair<std::string, int32_t>> special_tokens_;
+  std::unique_ptr<Regex> regex_;
+};
+
+}  // namespace sieve

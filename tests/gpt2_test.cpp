@@ -1,0 +1,591 @@
+// The GPT-2 decoder and its generation-stage policies:
+//  - against transformers on the random GPT-2 fixture (logits, greedy generation);
+//  - on a tiny random GPT-2 written here: prefill + steps equal full recompute, "prune nothing" is
+//    bit-identical to dense, policies against naive references, bad inputs, the CLI.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <random>
+
+#include "eval/perplexity.h"
+#include "gpt2_reference.h"
+#include "model/gpt2_decoder.h"
+#include "model/safetensors.h"
+#include "model/sampling.h"
+#include "policies/generation_policy.h"
+#include "policies/policy_spec.h"
+#include "tokenizers/byte_bpe.h"
+#include "util/error.h"
+
+namespace sieve {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------
+// A tiny random GPT-2 in Hugging Face's layout (Conv1D weights [in, out], "transformer." prefix).
+
+struct TinyGpt2 {
+  int layers = 2, embd = 32, heads = 4, vocab = 97, positions = 48;
+  bool prefix = true;
+  // Tensors whose shape a test wants wrong: name -> shape.
+  std::map<std::string, std::vector<int64_t>> override_shapes;
+  std::vector<std::string> omit;
+};
+
+fs::path make_tiny_gpt2(const std::string& name, const TinyGpt2& s, const std::string& model_type = "gpt2") {
+  const fs::path dir = fs::temp_directory_path() / ("sieve-gpt2-" + name + "-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 0.3f);
+  std::map<std::string, Tensor> tensors;
+  auto add = [&](const std::string& n, std::vector<int64_t> shape, float offset = 0.0f) {
+    if (std::find(s.omit.begin(), s.omit.end(), n) != s.omit.end()) return;
+    if (s.override_shapes.count(n)) shape = s.override_shapes.at(n);
+    Tensor t(shape);
+    for (int64_t i = 0; i < t.size(); ++i) t.data()[i] = offset + dist(rng);
+    tensors.emplace((s.prefix ? "transformer." : "") + n, std::move(t));
+  };
+  const int64_t E = s.embd;
+  add("wte.weight", {s.vocab, E});
+  add("wpe.weight", {s.positions, E});
+  for (int l = 0; l < s.layers; ++l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    add(p + "ln_1.weight", {E}, 1.0f);
+    add(p + "ln_1.bias", {E});
+    add(p + "attn.c_attn.weight", {E, 3 * E});
+    add(p + "attn.c_attn.bias", {3 * E});
+    add(p + "attn.c_proj.weight", {E, E});
+    add(p + "attn.c_proj.bias", {E});
+    add(p + "ln_2.weight", {E}, 1.0f);
+    add(p + "ln_2.bias", {E});
+    add(p + "mlp.c_fc.weight", {E, 4 * E});
+    add(p + "mlp.c_fc.bias", {4 * E});
+    add(p + "mlp.c_proj.weight", {4 * E, E});
+    add(p + "mlp.c_proj.bias", {E});
+  }
+  add("ln_f.weight", {E}, 1.0f);
+  add("ln_f.bias", {E});
+  std::vector<std::pair<std::string, const Tensor*>> list;
+  for (const auto& [n, t] : tensors) list.emplace_back(n, &t);
+  write_safetensors(dir / "model.safetensors", list);
+  std::ofstream(dir / "config.json") << json{{"model_type", model_type}, {"n_layer", s.layers}, {"n_embd", s.embd},
+                                             {"n_head", s.heads}, {"vocab_size", s.vocab}, {"n_positions", s.positions},
+                                             {"n_inner", nullptr}, {"layer_norm_epsilon", 1e-5},
+                                             {"activation_function", "gelu_new"}}.dump();
+  return dir;
+}
+
+class TinyGpt2Test : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = make_tiny_gpt2("shared", TinyGpt2{});
+    model_ = new Gpt2Decoder(Gpt2Decoder::load(dir_));
+  }
+  static void TearDownTestSuite() {
+    delete model_;
+    fs::remove_all(dir_);
+  }
+  static std::vector<int32_t> prompt(size_t n, unsigned seed = 3) {
+    std::mt19937 rng(seed);
+    std::vector<int32_t> ids(n);
+    for (auto& id : ids) id = static_cast<int32_t>(rng() % 97);
+    return ids;
+  }
+  // Greedy decoding; every step's logits are appended to `logits`.
+  static std::vector<int32_t> greedy(GenerationPolicy& policy, const std::vector<int32_t>& ids, int tokens,
+                                     std::vector<std::vector<float>>* logits = nullptr,
+                                     std::unique_ptr<DecodingSession>* keep = nullptr) {
+    auto session = std::make_unique<DecodingSession>(*model_, policy);
+    std::vector<float> l = session->prefill(ids);
+    std::vector<int32_t> out;
+    for (int t = 0; t < tokens; ++t) {
+      if (logits) logits->push_back(l);
+      out.push_back(static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin()));
+      if (t + 1 < tokens) l = session->step(out.back());
+    }
+    if (keep) *keep = std::move(session);
+    return out;
+  }
+  static inline fs::path dir_;
+  static inline Gpt2Decoder* model_ = nullptr;
+};
+
+TEST_F(TinyGpt2Test, PrefillThenStepsEqualFullRecompute) {
+  const auto ids = prompt(30);
+  auto dense = parse_generation_spec("dense");
+  Tensor full;
+  DecodingSession all(*model_, *dense);
+  all.prefill(ids, &full);
+  ASSERT_EQ(full.dim(0), 30);
+  DecodingSession incremental(*model_, *dense);
+  std::vector<float> logits = incremental.prefill(std::span(ids).first(7));
+  float max_error = 0.0f;
+  for (size_t t = 7;; ++t) {
+    for (int64_t v = 0; v < full.dim(1); ++v) max_error = std::max(max_error, std::abs(logits[static_cast<size_t>(v)] - full.row(static_cast<int64_t>(t) - 1)[v]));
+    if (t == ids.size()) break;
+    logits = incremental.step(ids[t]);
+  }
+  EXPECT_LT(max_error, 1e-4f);
+}
+
+TEST_F(TinyGpt2Test, PoliciesThatPruneNothingAreBitIdenticalToDense) {
+  auto dense = parse_generation_spec("dense");
+  std::vector<std::vector<float>> dense_logits;
+  const auto ids = prompt(5);
+  const auto expected = greedy(*dense, ids, 40, &dense_logits);
+  for (const char* spec : {"kv_prune:keep=1", "kv_prune:keep=1,recent=0", "value_prune:k=48", "value_prune:k=48,renorm=0",
+                           "kv_prune:keep=1+value_prune:k=1000"}) {
+    auto policy = parse_generation_spec(spec);
+    std::vector<std::vector<float>> logits;
+    EXPECT_EQ(greedy(*policy, ids, 40, &logits), expected) << spec;
+    EXPECT_TRUE(logits == dense_logits) << spec << ": logits differ from dense";
+  }
+}
+
+TEST_F(TinyGpt2Test, SixteenBitProgressiveQuantizationFollowsDense) {
+  // Quantization is lossy at any width, so "nothing lost" for progressive means threshold=1 (every
+  // head fetches its LSBs); at 8 + 8 bits the logits stay within 1e-3 and the tokens are dense's.
+  auto dense = parse_generation_spec("dense");
+  std::vector<std::vector<float>> dense_logits, logits;
+  const auto ids = prompt(5);
+  const auto expected = greedy(*dense, ids, 40, &dense_logits);
+  auto policy = parse_generation_spec("progressive:msb=8,lsb=8,threshold=1");
+  std::unique_ptr<DecodingSession> session;
+  EXPECT_EQ(greedy(*policy, ids, 40, &logits, &session), expected);
+  float max_error = 0.0f;
+  for (size_t t = 0; t < logits.size(); ++t)
+    for (size_t v = 0; v < logits[t].size(); ++v) max_error = std::max(max_error, std::abs(logits[t][v] - dense_logits[t][v]));
+  EXPECT_LT(max_error, 1e-3f);
+  EXPECT_EQ(session->traffic().lsb_refetches, session->traffic().head_reads);
+  EXPECT_DOUBLE_EQ(session->traffic().key_bits / session->traffic().key_elements, 16.0);
+}
+
+TEST_F(TinyGpt2Test, KvPruningKeepsTheRatioAndNeverRevivesATokenEndToEnd) {
+  auto policy = parse_generation_spec("kv_prune:keep=0.5");
+  DecodingSession session(*model_, *policy);
+  std::vector<float> logits = session.prefill(prompt(10));
+  std::vector<int32_t> alive(session.cache().positions().begin(), session.cache().positions().end());
+  EXPECT_EQ(session.cache().size(), 5);
+  for (int t = 0; t < 30; ++t) {
+    logits = session.step(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
+    const auto positions = session.cache().positions();
+    EXPECT_EQ(session.cache().size(), static_cast<int64_t>(std::ceil(0.5 * static_cast<double>(session.cache().tokens_seen()))));
+    EXPECT_EQ(positions.back(), session.cache().tokens_seen() - 1) << "the newest token is always kept";
+    for (size_t i = 0; i + 1 < positions.size(); ++i) {
+      EXPECT_LT(positions[i], positions[i + 1]);
+      // Every cached token was either cached after the previous step or is the new one.
+      if (positions[i] != session.cache().tokens_seen() - 1)
+        EXPECT_TRUE(std::binary_search(alive.begin(), alive.end(), positions[i])) << "position " << positions[i] << " came back";
+    }
+    alive.assign(positions.begin(), positions.end());
+  }
+}
+
+TEST_F(TinyGpt2Test, TrafficCountsWhatEachPolicyReads) {
+  const int64_t layers = 2, heads = 4, d = 8;
+  auto run_one_step = [&](const std::string& spec) {
+    auto policy = parse_generation_spec(spec);
+    DecodingSession session(*model_, *policy);
+    session.prefill(prompt(9));
+    session.step(1);  // 10 visible tokens
+    return session.traffic();
+  };
+  const KvTraffic dense = run_one_step("dense");
+  EXPECT_DOUBLE_EQ(dense.key_bytes, layers * heads * 10 * d * 4.0);
+  EXPECT_DOUBLE_EQ(dense.value_bytes, layers * heads * 10 * d * 4.0);
+  const KvTraffic values = run_one_step("value_prune:k=3");
+  EXPECT_DOUBLE_EQ(values.key_bytes, dense.key_bytes);
+  EXPECT_DOUBLE_EQ(values.value_bytes, layers * heads * 3 * d * 4.0);
+  const KvTraffic msb_only = run_one_step("progressive:msb=4,lsb=4,threshold=0");
+  EXPECT_EQ(msb_only.lsb_refetches, 0);
+  EXPECT_DOUBLE_EQ(msb_only.key_bits / msb_only.key_elements, 4.0);
+  EXPECT_DOUBLE_EQ(msb_only.key_bytes, layers * heads * 10 * (d * 4 / 8.0 + 4.0));  // codes + one fp32 scale per row
+  EXPECT_DOUBLE_EQ(msb_only.value_bytes, layers * heads * 10 * (d * 8 / 8.0 + 4.0));
+}
+
+TEST_F(TinyGpt2Test, PerplexityEqualsTheFullRecomputeLikelihood) {
+  const auto ids = prompt(40, 9);
+  auto dense = parse_generation_spec("dense");
+  Tensor full;
+  DecodingSession session(*model_, *dense);
+  session.prefill(ids, &full);
+  double nll = 0.0;
+  for (size_t t = 1; t < ids.size(); ++t) {
+    const float* row = full.row(static_cast<int64_t>(t) - 1);
+    const float top = *std::max_element(row, row + full.dim(1));
+    double sum = 0.0;
+    for (int64_t v = 0; v < full.dim(1); ++v) sum += std::exp(static_cast<double>(row[v] - top));
+    nll += std::log(sum) - (row[ids[t]] - top);
+  }
+  const PerplexityResult r = evaluate_perplexity(*model_, ids, *dense, 48, 48);
+  EXPECT_EQ(r.tokens_scored, 39);
+  EXPECT_NEAR(r.perplexity, std::exp(nll / 39.0), 1e-4 * r.perplexity);
+  // Sliding windows score every token once, too.
+  EXPECT_EQ(evaluate_perplexity(*model_, ids, *dense, 16, 8).tokens_scored, 39);
+  EXPECT_THROW(evaluate_perplexity(*model_, ids, *dense, 49, 8), Error);
+  EXPECT_THROW(evaluate_perplexity(*model_, ids, *dense, 16, 17), Error);
+}
+
+TEST_F(TinyGpt2Test, BadInputsAreErrors) {
+  auto dense = parse_generation_spec("dense");
+  DecodingSession empty(*model_, *dense);
+  EXPECT_THROW(empty.prefill({}), Error);
+  EXPECT_THROW(empty.step(1), Error);
+  DecodingSession bad_id(*model_, *dense);
+  EXPECT_THROW(bad_id.prefill(std::vector<int32_t>{1, 97}), Error);
+  DecodingSession too_long(*model_, *dense);
+  EXPECT_THROW(too_long.prefill(prompt(49)), Error);
+  DecodingSession full(*model_, *dense);
+  full.prefill(prompt(48));
+  EXPECT_TRUE(full.full());
+  EXPECT_THROW(full.step(1), Error);
+}
+
+TEST(Gpt2Loading, WrongShapesMissingTensorsAndBadConfigsAreErrors) {
+  auto expect_error = [](const fs::path& dir, const std::string& part) {
+    try {
+      Gpt2Decoder::load(dir);
+      ADD_FAILURE() << "loaded " << dir;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+    fs::remove_all(dir);
+  };
+  // nn.Linear's [out, in] where Conv1D's [in, out] belongs.
+  expect_error(make_tiny_gpt2("linear-layout", TinyGpt2{.override_shapes = {{"h.1.attn.c_attn.weight", {96, 32}}}}), "c_attn");
+  expect_error(make_tiny_gpt2("short-wpe", TinyGpt2{.override_shapes = {{"wpe.weight", {47, 32}}}}), "wpe");
+  expect_error(make_tiny_gpt2("no-ln-f", TinyGpt2{.omit = {"ln_f.bias"}}), "ln_f.bias");
+  expect_error(make_tiny_gpt2("bert", TinyGpt2{}, "bert"), "model_type");
+  expect_error(make_tiny_gpt2("heads", TinyGpt2{.heads = 5}), "n_head");
+  const fs::path typed = make_tiny_gpt2("string-field", TinyGpt2{});
+  std::ofstream(typed / "config.json") << R"({"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 4,
+      "vocab_size": 97, "n_positions": 48, "activation_function": 3})";
+  expect_error(typed, "config.json");
+  // Bare GPT2Model names (no "transformer.") load too.
+  const fs::path bare = make_tiny_gpt2("bare", TinyGpt2{.prefix = false});
+  EXPECT_EQ(Gpt2Decoder::load(bare).config().n_layer, 2);
+  fs::remove_all(bare);
+  EXPECT_THROW(Gpt2Decoder::load("/nonexistent/gpt2"), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policies against naive references, on a hand-made cache.
+
+struct NaiveCase {
+  int64_t n = 11, d = 8;
+  int heads = 2;
+  std::vector<float> query;
+  KvCache cache;
+};
+
+NaiveCase make_cache(std::optional<SplitQuantization> q) {
+  NaiveCase c;
+  c.cache = KvCache(1, c.heads, c.d, 16, q);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (int64_t s = 0; s < c.n; ++s)
+    for (int64_t i = 0; i < c.heads * c.d; ++i) c.cache.key(0, s)[i] = 2.0f * dist(rng), c.cache.value(0, s)[i] = dist(rng);
+  c.cache.quantize_new_rows(0, c.n);
+  c.cache.commit(c.n);
+  for (int64_t i = 0; i < c.d; ++i) c.query.push_back(dist(rng));
+  return c;
+}
+
+// Double-precision attention of head 1 over keys/values given by the accessors, reading only
+// the values of `rows` (all when empty), optionally renormalized.
+template <typename Key, typename Value>
+std::vector<double> naive_attention(const NaiveCase& c, Key key, Value value, size_t top_k, bool renorm) {
+  std::vector<double> p(static_cast<size_t>(c.n));
+  double mx = -1e300, sum = 0;
+  for (int64_t j = 0; j < c.n; ++j) {
+    double s = 0;
+    for (int64_t i = 0; i < c.d; ++i) s += c.query[static_cast<size_t>(i)] * key(j, i);
+    p[static_cast<size_t>(j)] = s / std::sqrt(static_cast<double>(c.d));
+    mx = std::max(mx, p[static_cast<size_t>(j)]);
+  }
+  for (double& x : p) sum += (x = std::exp(x - mx));
+  for (double& x : p) x /= sum;
+  std::vector<size_t> order(p.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+  order.resize(std::min(top_k, order.size()));
+  double kept = 0;
+  for (size_t j : order) kept += p[j];
+  std::vector<double> out(static_cast<size_t>(c.d), 0.0);
+  for (size_t j : order)
+    for (int64_t i = 0; i < c.d; ++i) out[static_cast<size_t>(i)] += (renorm ? p[j] / kept : p[j]) * value(static_cast<int64_t>(j), i);
+  return out;
+}
+
+std::vector<float> run_attention(const NaiveCase& c, const GenerationPolicy& policy, KvTraffic& traffic) {
+  AttentionScratch scratch;
+  std::vector<float> out(static_cast<size_t>(c.d));
+  attend_cached(c.cache, 0, 1, c.n, c.query.data(), 1.0f / std::sqrt(static_cast<float>(c.d)), policy, DecodeStage::Generation,
+                scratch, out.data(), traffic);
+  return out;
+}
+
+void expect_near(const std::vector<float>& got, const std::vector<double>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 2e-5) << what << " element " << i;
+}
+
+TEST(GenerationPolicies, LocalValuePruningMatchesNaiveTopK) {
+  NaiveCase c = make_cache(std::nullopt);
+  auto key = [&](int64_t j, int64_t i) { return static_cast<double>(c.cache.key(0, j)[c.d + i]); };
+  auto value = [&](int64_t j, int64_t i) { return static_cast<double>(c.cache.value(0, j)[c.d + i]); };
+  for (int k : {1, 3, 7, 11, 50})
+    for (bool renorm : {false, true}) {
+      KvTraffic traffic;
+      const auto got = run_attention(c, LocalValuePruner(k, renorm), traffic);
+      expect_near(got, naive_attention(c, key, value, static_cast<size_t>(k), renorm), "k=" + std::to_string(k));
+      EXPECT_DOUBLE_EQ(traffic.value_bytes, std::min<int64_t>(k, c.n) * c.d * 4.0);
+    }
+}
+
+TEST(GenerationPolicies, ProgressiveQuantizationMatchesNaiveDequantization) {
+  const SplitQuantization q{4, 4};
+  NaiveCase c = make_cache(q);
+  auto code_value = [&](const int16_t* codes, float scale, int64_t i, bool msb_only) {
+    const int code = codes[c.d + i];
+    if (!msb_only) return static_cast<double>(code) * scale;
+    const int msb = static_cast<int>(std::floor(code / 16.0));
+    return (msb * 16 + 8) * static_cast<double>(scale);
+  };
+  auto value = [&](int64_t j, int64_t i) { return code_value(c.cache.value_codes(0, j), c.cache.value_scale(0, j, 1), i, false); };
+  for (double threshold : {0.0, 1.0}) {
+    const bool msb_only = threshold == 0.0;
+    auto key = [&](int64_t j, int64_t i) { return code_value(c.cache.key_codes(0, j), c.cache.key_scale(0, j, 1), i, msb_only); };
+    KvTraffic traffic;
+    const auto got = run_attention(c, ProgressiveQuantization(q, threshold), traffic);
+    expect_near(got, naive_attention(c, key, value, 1000, false), "threshold " + std::to_string(threshold));
+    EXPECT_EQ(traffic.lsb_refetches, msb_only ? 0 : 1);
+    EXPECT_DOUBLE_EQ(traffic.key_bits, c.n * c.d * (msb_only ? 4.0 : 8.0));
+  }
+  // The decision follows the max probability of the MSB pass.
+  const ProgressiveQuantization policy(q, 0.5);
+  EXPECT_TRUE(policy.needs_key_lsbs(std::vector<float>{0.3f, 0.3f, 0.4f}));
+  EXPECT_FALSE(policy.needs_key_lsbs(std::vector<float>{0.6f, 0.4f}));
+}
+
+TEST(GenerationPolicies, SplitQuantizationReconstructsFromMsbAndLsb) {
+  for (const SplitQuantization q : {SplitQuantization{4, 4}, SplitQuantization{2, 6}, SplitQuantization{8, 0}, SplitQuantization{8, 8}}) {
+    std::mt19937 rng(q.msb_bits * 31 + q.lsb_bits);
+    std::normal_distribution<float> dist(0.0f, 3.0f);
+    std::vector<float> x(64);
+    for (float& v : x) v = dist(rng);
+    std::vector<int16_t> codes(64);
+    const float scale = q.quantize(x.data(), 64, codes.data());
+    const float max_abs = std::abs(*std::max_element(x.begin(), x.end(), [](float a, float b) { return std::abs(a) < std::abs(b); }));
+    EXPECT_FLOAT_EQ(scale * static_cast<float>(q.max_code()), max_abs);
+    for (size_t i = 0; i < x.size(); ++i) {
+      EXPECT_LE(std::abs(codes[i]), q.max_code());
+      EXPECT_LE(std::abs(SplitQuantization::full_value(codes[i], scale) - x[i]), 0.5f * scale * 1.0001f);
+      // code = (msb << lsb) + lsb with 0 <= lsb < 2^lsb_bits.
+      const int msb = codes[i] >> q.lsb_bits, lsb = codes[i] - msb * (1 << q.lsb_bits);
+      EXPECT_GE(lsb, 0);
+      EXPECT_LT(lsb, 1 << q.lsb_bits);
+      EXPECT_EQ(msb * (1 << q.lsb_bits) + lsb, codes[i]);
+      // The MSB-only value is the middle of the LSB range: off by at most half of it.
+      const float half_range = q.lsb_bits ? static_cast<float>(1 << (q.lsb_bits - 1)) * scale : 0.0f;
+      EXPECT_LE(std::abs(q.msb_value(codes[i], scale) - SplitQuantization::full_value(codes[i], scale)), half_range * 1.0001f + 1e-7f);
+    }
+  }
+}
+
+TEST(GenerationPolicies, KvPrunerKeepsTheNaiveTopKOfAccumulatedImportance) {
+  KvCache cache(1, 1, 4, 32, std::nullopt);
+  cache.commit(20);
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> dist(0.0f, 1.0f);
+  std::vector<double> total(20, 0.0);
+  KvCachePruner pruner(0.3, 2);
+  for (int observation = 0; observation < 6; ++observation) {
+    std::vector<float> p(static_cast<size_t>(observation < 3 ? 15 : 20));  // slots join over time
+    for (size_t j = 0; j < p.size(); ++j) total[j] += (p[j] = dist(rng));
+    pruner.observe_attention(p);
+  }
+  std::vector<int32_t> keep(20);
+  std::iota(keep.begin(), keep.end(), 0);
+  pruner.choose_cached(cache, keep);
+  // Naive: the 2 newest, then the top ceil(0.3 * 20) - 2 = 4 of the rest by total importance.
+  std::vector<int32_t> order(18);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return total[static_cast<size_t>(a)] > total[static_cast<size_t>(b)]; });
+  std::vector<int32_t> expected(order.begin(), order.begin() + 4);
+  std::sort(expected.begin(), expected.end());
+  expected.push_back(18);
+  expected.push_back(19);
+  EXPECT_EQ(keep, expected);
+  ASSERT_EQ(pruner.importance().size(), 6u);  // realigned with the slots that stay
+  for (size_t i = 0; i < keep.size(); ++i)
+    EXPECT_NEAR(pruner.importance()[i], total[static_cast<size_t>(keep[i])], 1e-5);
+}
+
+TEST(GenerationPolicies, SpecStrings) {
+  EXPECT_EQ(parse_generation_spec("dense")->describe(), "dense");
+  EXPECT_TRUE(parse_generation_spec("dense")->empty());
+  EXPECT_EQ(parse_generation_spec("kv_prune:keep=0.5+value_prune:k=16+progressive:msb=4,lsb=4,threshold=0.1")->describe(),
+            "kv_prune:keep=0.5,recent=1+value_prune:k=16+progressive:msb=4,lsb=4,threshold=0.1");
+  EXPECT_EQ(parse_generation_spec("progressive")->describe(), "progressive:msb=4,lsb=4,threshold=0.1");
+  EXPECT_TRUE(parse_generation_spec("progressive:msb=6,lsb=2")->kv_quantization().has_value());
+  for (const char* bad : {"", "foo", "dense+", "kv_prune", "kv_prune:keep=0", "kv_prune:keep=1.5", "kv_prune:keep=x",
+                          "kv_prune:keep=0.5,recent=-1", "value_prune", "value_prune:k=0", "value_prune:k=2.5",
+                          "value_prune:k=3,renorm=2", "value_prune:k=3,x=1", "progressive:msb=9", "progressive:msb=0",
+                          "progressive:lsb=-1", "progressive:threshold=2", "progressive:threshold", "spatten:tokens=0.5",
+                          "kv_prune:keep=0.5+kv_prune:keep=0.3", "value_prune:k=3,k=4"}) {
+    EXPECT_THROW(parse_generation_spec(bad), Error) << bad;
+  }
+}
+
+TEST(Sampling, GreedyTopKAndSeeds) {
+  std::vector<float> logits{0.1f, 2.0f, 1.9f, -1.0f, 2.0f};
+  EXPECT_EQ(TokenSampler({}).next(logits), 1);  // the earliest maximum
+  TokenSampler top1({.temperature = 1.0, .top_k = 1, .seed = 4});
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(top1.next(logits), 1);
+  TokenSampler a({.temperature = 1.0, .seed = 9}), b({.temperature = 1.0, .seed = 9});
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(a.next(logits), b.next(logits));
+  TokenSampler nucleus({.temperature = 1.0, .top_p = 0.3, .seed = 1});
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(nucleus.next(logits), 1);  // 1 alone has p >= 0.3
+  EXPECT_THROW(TokenSampler({.temperature = -1.0}), Error);
+  EXPECT_THROW(TokenSampler({.top_k = -1}), Error);
+  EXPECT_THROW(TokenSampler({.top_p = 0.0}), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against transformers on the random GPT-2 with the real vocabulary.
+
+class Gpt2Reference : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SIEVE_REQUIRE_FILE(testing::gpt2_model_dir() / "reference.json");
+    if (!model_) {
+      reference_ = new json(testing::load_gpt2_reference());
+      model_ = new Gpt2Decoder(Gpt2Decoder::load(testing::gpt2_model_dir()));
+    }
+  }
+  std::vector<int32_t> greedy(const std::string& spec, const std::vector<int32_t>& ids, size_t tokens) {
+    auto policy = parse_generation_spec(spec);
+    DecodingSession session(*model_, *policy);
+    std::vector<float> logits = session.prefill(ids);
+    std::vector<int32_t> out;
+    while (out.size() < tokens) {
+      out.push_back(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
+      if (out.size() < tokens) logits = session.step(out.back());
+    }
+    return out;
+  }
+  static inline json* reference_ = nullptr;  // loaded once for the suite; lives until exit
+  static inline Gpt2Decoder* model_ = nullptr;
+};
+
+TEST_F(Gpt2Reference, LogitsMatchTransformers) {
+  auto dense = parse_generation_spec("dense");
+  float max_error = 0.0f;
+  for (const json& r : reference_->at("logits")) {
+    const auto ids = r.at("ids").get<std::vector<int32_t>>();
+    Tensor all;
+    DecodingSession session(*model_, *dense);
+    session.prefill(ids, &all);
+    const auto positions = r.at("positions").get<std::vector<int64_t>>();
+    for (size_t i = 0; i < positions.size(); ++i) {
+      const auto want = r.at("logits").at(i).get<std::vector<float>>();
+      ASSERT_EQ(static_cast<int64_t>(want.size()), all.dim(1));
+      for (size_t v = 0; v < want.size(); ++v) max_error = std::max(max_error, std::abs(all.row(positions[i])[v] - want[v]));
+    }
+  }
+  EXPECT_LT(max_error, 1e-3f);
+  std::printf("GPT-2 logits vs transformers: max abs error %.3g\n", static_cast<double>(max_error));
+}
+
+TEST_F(Gpt2Reference, GreedyGenerationMatchesTransformers) {
+  for (const json& r : reference_->at("greedy")) {
+    const auto want = r.at("generated").get<std::vector<int32_t>>();
+    const auto ids = r.at("prompt_ids").get<std::vector<int32_t>>();
+    EXPECT_EQ(greedy("dense", ids, want.size()), want) << r.at("text");
+    // Policies that lose nothing follow it too.
+    EXPECT_EQ(greedy("kv_prune:keep=1+value_prune:k=128", ids, want.size()), want);
+    EXPECT_EQ(greedy("progressive:msb=8,lsb=8,threshold=1", ids, want.size()), want);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLI.
+
+struct CliRun {
+  int code = -1;  // -1: killed by a signal
+  std::string output;
+};
+
+CliRun run_sieve(const std::string& args, bool with_stderr = true) {
+  const std::string command = "timeout 120 " + std::string(SIEVE_CLI_PATH) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  CliRun r;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return r;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) r.output.append(buffer, n);
+  const int status = pclose(pipe);
+  if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
+  return r;
+}
+
+TEST(Gpt2Cli, EmptyPromptAndUnknownOptionFailCleanly) {
+  const CliRun empty = run_sieve("generate --model /nonexistent ''");
+  EXPECT_EQ(empty.code, 1) << empty.output;
+  EXPECT_NE(empty.output.find("empty prompt"), std::string::npos) << empty.output;
+  const CliRun unknown = run_sieve("generate --model /nonexistent --frobnicate hi");
+  EXPECT_EQ(unknown.code, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("frobnicate"), std::string::npos) << unknown.output;
+  const CliRun policy = run_sieve("generate --model /nonexistent --policy kv_prune:keep=2 hi");
+  EXPECT_EQ(policy.code, 1) << policy.output;
+  EXPECT_NE(policy.output.find("keep=2"), std::string::npos) << policy.output;
+  for (const char* cmd : {"generate --help", "perplexity --help"}) EXPECT_EQ(run_sieve(cmd).code, 0) << cmd;
+}
+
+TEST(Gpt2Cli, GenerateStreamsTheGreedyContinuation) {
+  SIEVE_REQUIRE_FILE(testing::gpt2_model_dir() / "reference.json");
+  const json reference = testing::load_gpt2_reference();
+  const json& first = reference.at("greedy").at(0);
+  const ByteLevelBpe tokenizer = ByteLevelBpe::from_model_dir(testing::gpt2_model_dir());
+  const auto generated = first.at("generated").get<std::vector<int32_t>>();
+  const CliRun r = run_sieve("generate --threads 1 --model '" + testing::gpt2_model_dir().string() + "' -n " +
+                                 std::to_string(generated.size()) + " '" + first.at("text").get<std::string>() + "'",
+                             false);
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.output, tokenizer.decode(generated) + "\n");
+}
+
+TEST(Gpt2Cli, PerplexityWritesOneResultPerPolicy) {
+  SIEVE_REQUIRE_FILE(testing::gpt2_model_dir() / "reference.json");
+  const fs::path dir = fs::temp_directory_path() / ("sieve-ppl-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "text.txt") << "The history of computing is a story of abstraction layered upon abstraction. "
+                                     "Early machines were programmed by rewiring panels, then by punching cards.\n";
+  const CliRun r = run_sieve("perplexity --threads 1 --model '" + testing::gpt2_model_dir().string() + "' --data '" +
+                             (dir / "text.txt").string() + "' --window 16 --stride 8 --policy kv_prune:keep=0.5 "
+                             "--policy value_prune:k=4 --json '" + (dir / "out.json").string() + "'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream in(dir / "out.json");
+  const json out = json::parse(in);
+  ASSERT_EQ(out.at("results").size(), 3u);
+  EXPECT_EQ(out.at("results").at(0).at("policy"), "dense");
+  EXPECT_DOUBLE_EQ(out.at("results").at(0).at("kv_bytes_vs_dense").get<double>(), 1.0);
+  EXPECT_LT(out.at("results").at(1).at("kv_bytes_per_token").get<double>(), out.at("results").at(0).at("kv_bytes_per_token").get<double>());
+  EXPECT_GT(out.at("results").at(2).at("perplexity").get<double>(), 1.0);
+  fs::remove_all(dir);
+  EXPECT_NE(run_sieve("perplexity --model '" + testing::gpt2_model_dir().string() + "' --data /nonexistent").code, 0);
+}
+
+}  // namespace
+}  // namespace sieve
