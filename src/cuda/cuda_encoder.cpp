@@ -362,25 +362,10 @@ std::vector<SequenceOutput> CudaBertEncoder::forward(std::span<const EncoderInpu
         m.download_rows(m.attn.get(), rows, host_hidden.data());
         hidden = &host_hidden;
       }
-      PruneDecision decision;
-      for (const auto& s : seqs) {
-        decision.keep_token.emplace_back(static_cast<size_t>(s.length()), 1);
-        decision.keep_head.emplace_back(static_cast<size_t>(heads), 1);
-      }
-      AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, hidden};
-      policy->after_attention(view, decision);
-      // The encoder's rules, as in BertEncoder::forward: special tokens stay, a sequence keeps >= 1 row.
+      // The same decision step as the CPU encoder's (special tokens stay, >= 1 row per sequence).
       bool any_dropped = false;
-      for (size_t s = 0; s < seqs.size(); ++s) {
-        decision.keep_token[s].resize(static_cast<size_t>(seqs[s].length()), 1);
-        for (int64_t i = 0; i < seqs[s].length(); ++i) {
-          if (seqs[s].is_special[static_cast<size_t>(i)]) decision.keep_token[s][static_cast<size_t>(i)] = 1;
-          any_dropped |= !decision.keep_token[s][static_cast<size_t>(i)];
-        }
-        if (std::none_of(decision.keep_token[s].begin(), decision.keep_token[s].end(), [](uint8_t v) { return v; }))
-          decision.keep_token[s][0] = 1;
-        std::erase_if(seqs[s].heads, [&](int32_t h) { return !decision.keep_head[s][static_cast<size_t>(h)]; });
-      }
+      const AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, hidden};
+      PruneDecision decision = decide_pruning(*policy, view, seqs, &any_dropped);
       if (any_dropped && decision.drop_before_ffn) {
         m.compact(m.attn, m.attn_alt, seqs, decision.keep_token, H);
         rows = seqs.empty() ? 0 : seqs.back().offset + seqs.back().length();

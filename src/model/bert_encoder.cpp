@@ -478,25 +478,9 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
 
     std::vector<std::vector<uint8_t>> drop_after_ffn;  // keep masks applied after the FFN, if deferred
     if (policy) {
-      PruneDecision decision;
-      for (const auto& s : seqs) {
-        decision.keep_token.emplace_back(static_cast<size_t>(s.length()), 1);
-        decision.keep_head.emplace_back(static_cast<size_t>(heads), 1);
-      }
-      AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, &attn};
-      policy->after_attention(view, decision);
       bool any_dropped = false;
-      for (size_t s = 0; s < seqs.size(); ++s) {
-        decision.keep_token[s].resize(static_cast<size_t>(seqs[s].length()), 1);
-        for (int64_t i = 0; i < seqs[s].length(); ++i) {
-          // Special tokens are never pruned, whatever a policy says, and a sequence keeps >= 1 row.
-          if (seqs[s].is_special[static_cast<size_t>(i)]) decision.keep_token[s][static_cast<size_t>(i)] = 1;
-          any_dropped |= !decision.keep_token[s][static_cast<size_t>(i)];
-        }
-        if (std::none_of(decision.keep_token[s].begin(), decision.keep_token[s].end(), [](uint8_t v) { return v; }))
-          decision.keep_token[s][0] = 1;
-        std::erase_if(seqs[s].heads, [&](int32_t h) { return !decision.keep_head[s][static_cast<size_t>(h)]; });
-      }
+      const AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, &attn};
+      PruneDecision decision = decide_pruning(*policy, view, seqs, &any_dropped);
       if (any_dropped && decision.drop_before_ffn) compact_rows(attn, seqs, decision.keep_token);
       else if (any_dropped) drop_after_ffn = std::move(decision.keep_token);
     }

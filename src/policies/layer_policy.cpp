@@ -1,6 +1,32 @@
 #include "policies/layer_policy.h"
 
+#include <algorithm>
+
 namespace sieve {
+
+PruneDecision decide_pruning(LayerPolicy& policy, const AttentionLayerView& view, std::vector<PackedSequence>& seqs,
+                             bool* any_dropped) {
+  PruneDecision decision;
+  for (const auto& s : seqs) {
+    decision.keep_token.emplace_back(static_cast<size_t>(s.length()), 1);
+    decision.keep_head.emplace_back(static_cast<size_t>(view.num_heads), 1);
+  }
+  policy.after_attention(view, decision);
+  *any_dropped = false;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    std::vector<uint8_t>& keep = decision.keep_token[s];
+    keep.resize(static_cast<size_t>(seqs[s].length()), 1);
+    for (size_t i = 0; i < keep.size(); ++i) {
+      // Special tokens are never pruned, whatever a policy says, and a sequence keeps >= 1 row.
+      if (seqs[s].is_special[i]) keep[i] = 1;
+      *any_dropped |= !keep[i];
+    }
+    if (std::none_of(keep.begin(), keep.end(), [](uint8_t v) { return v; })) keep[0] = 1;
+    decision.keep_head[s].resize(static_cast<size_t>(view.num_heads), 1);
+    std::erase_if(seqs[s].heads, [&](int32_t h) { return !decision.keep_head[s][static_cast<size_t>(h)]; });
+  }
+  return decision;
+}
 
 std::string PolicyChain::describe() const {
   if (policies_.empty()) return "dense";

@@ -95,4 +95,11 @@ class PolicyChain : public LayerPolicy {
   std::vector<std::unique_ptr<LayerPolicy>> policies_;
 };
 
+// One layer's pruning step, the same for every backend: starts the decision at "keep everything",
+// asks `policy` (which sees `view`), then applies the encoder's rules (special tokens stay, a
+// sequence keeps at least one row) and removes pruned heads from seqs[s].heads. Sets *any_dropped
+// when some token goes. `view.sequences` must be `seqs`.
+PruneDecision decide_pruning(LayerPolicy& policy, const AttentionLayerView& view, std::vector<PackedSequence>& seqs,
+                             bool* any_dropped);
+
 }  // namespace sieve
