@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "kernels/gemm.h"
 #include "kernels/row_kernels.h"
+#include "model/model_config.h"
 #include "model/safetensors.h"
 #include "policies/generation_policy.h"
 #include "util/error.h"
@@ -51,18 +50,8 @@ void add_bias_rows(Tensor& x, const Tensor& bias) {
 }  // namespace
 
 Gpt2Config Gpt2Config::load(const std::filesystem::path& path) {
-  const auto file = std::filesystem::is_directory(path) ? path / "config.json" : path;
-  std::ifstream in(file);
-  if (!in) throw Error("config.json not found: " + file.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  json root;
-  try {
-    root = json::parse(text.str());
-  } catch (const json::exception& e) {
-    throw Error(file.string() + ": not valid JSON (" + e.what() + ")");
-  }
-  if (!root.is_object()) throw Error(file.string() + ": must be a JSON object");
+  std::filesystem::path file;
+  const json root = read_config_json(path, &file);
   auto fail = [&file](const std::string& field, const std::string& problem) { fail_field(file, field, problem); };
   try {
     const std::string model_type = root.value("model_type", "");

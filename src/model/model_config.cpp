@@ -222,7 +222,7 @@ std::string_view activation_name(Activation activation) {
   return "unknown";
 }
 
-ModelConfig ModelConfig::load(const std::filesystem::path& path) {
+nlohmann::json read_config_json(const std::filesystem::path& path, std::filesystem::path* config_file) {
   std::error_code ignored;
   const std::filesystem::path file =
       std::filesystem::is_directory(path, ignored) ? path / "config.json" : path;
@@ -246,7 +246,13 @@ ModelConfig ModelConfig::load(const std::filesystem::path& path) {
     throw Error(file.string() + ": not valid JSON (" + e.what() + ")");
   }
   if (!root.is_object()) throw Error(file.string() + ": must be a JSON object, got " + root.type_name());
+  if (config_file) *config_file = file;
+  return root;
+}
 
+ModelConfig ModelConfig::load(const std::filesystem::path& path) {
+  std::filesystem::path file;
+  const json root = read_config_json(path, &file);
   const FieldReader reader(root, file.string());
   const std::string model_type = reader.string("model_type", reader.require("model_type"));
   for (const ModelFamily& family : kModelFamilies) {

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace sieve {
 
 // The feed-forward non-linearity. Hugging Face's "gelu" is the exact erf form; "gelu_new" and
@@ -39,5 +41,9 @@ struct ModelConfig {
   // Throws sieve::Error naming the file and the offending field.
   static ModelConfig load(const std::filesystem::path& path);
 };
+
+// config.json (or `path`/config.json for a directory) parsed as a JSON object, size-limited, with a
+// clear Error for a missing, unreadable, oversized or invalid file; *config_file gets its path.
+nlohmann::json read_config_json(const std::filesystem::path& path, std::filesystem::path* config_file = nullptr);
 
 }  // namespace sieve
