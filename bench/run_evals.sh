@@ -56,6 +56,14 @@ for set in sst2 long; do
   "${EVAL[@]}" --data "$data" --exits "$MODEL/exits-$VARIANT-ltp" --json "out/eval/$set-pyramid.json" "${pyramid_specs[@]}"
 done
 
+# LTP with learned thresholds (tools/train_ltp.py: soft-mask stage, then hard-mask fine-tuning), for
+# each such model present: its own spec against its own dense, on SST-2.
+for dir in "$MODEL"-ltp*; do
+  [[ -f "$dir/ltp.json" ]] || continue
+  spec="$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["spec"])' "$dir/ltp.json")"
+  "$SIEVE" eval --model "$dir" --threads 2 --batch-size 1 --data "$SST2" --json "out/eval/sst2-$(basename "$dir").json" -p "$spec"
+done
+
 # The same kinds of settings with the layers' GEMMs in bf16 (--precision bf16), against bf16 dense.
 for set in sst2 long; do
   if [[ $set == sst2 ]]; then data="$SST2"; specs=(-p spatten:tokens=0.3 -p ltp:final=0.005 -p exit:tau=0.9 -p spatten:tokens=0.2+exit:tau=0.92)
