@@ -13,6 +13,7 @@
 #include "kernels/row_kernels.h"
 #include "model/bert_encoder.h"
 #include "policies/policy_spec.h"
+#include "test_helpers.h"
 #include "tiny_bert.h"
 #include "util/error.h"
 
@@ -26,13 +27,7 @@ float from_bf16(uint16_t bits) {
   return f;
 }
 
-std::vector<float> random_values(size_t n, unsigned seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_normal;
 
 TEST(Bf16Rounding, HandComputedCases) {
   // 1 + 2^-8 lies halfway between bf16 1.0 (0x3F80) and 1.0078125 (0x3F81): ties go to the even one;
@@ -54,7 +49,7 @@ TEST(Bf16Rounding, HandComputedCases) {
 TEST(Bf16Rounding, Avx512AndPortableAgreeBitForBit) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
   for (int64_t n : {1, 15, 16, 17, 1000}) {
-    const auto x = random_values(static_cast<size_t>(n), 3, 50.0f);
+    const auto x = random_normal(static_cast<size_t>(n), 3, 50.0f);
     std::vector<uint16_t> a(x.size()), b(x.size());
     avx512::kRowKernels.to_bf16(x.data(), a.data(), n);
     portable::kRowKernels.to_bf16(x.data(), b.data(), n);
@@ -72,9 +67,9 @@ class GemmBf16Test : public ::testing::Test {
 
 TEST_F(GemmBf16Test, MatchesDoubleReferenceOnRoundedInputsWithStridesAndAccumulation) {
   const int64_t m = 7, k = 40, ldb = 50, col0 = 6, n = 33, ldc = 36;
-  const auto a = random_values(static_cast<size_t>(m * k), 1);
+  const auto a = random_normal(static_cast<size_t>(m * k), 1);
   Tensor w({k, ldb});
-  const auto wv = random_values(static_cast<size_t>(k * ldb), 2);
+  const auto wv = random_normal(static_cast<size_t>(k * ldb), 2);
   std::copy(wv.begin(), wv.end(), w.data());
   const Bf16Matrix w16 = to_bf16(w);
   std::vector<uint16_t> a16(a.size());

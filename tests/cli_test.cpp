@@ -1,39 +1,21 @@
 // The `sieve` binary on bad input: every case must end with a clear message and a non-zero exit
 // code, never a signal (crash) or a hang. Runs on a tiny random checkpoint, so no download needed.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "test_helpers.h"
 #include "tiny_bert.h"
 
 namespace sieve {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct CliResult {
-  bool exited = false;  // false: killed by a signal
-  int code = -1;
-  std::string output;   // stdout and stderr together
-};
-
-CliResult run_cli(const std::string& args) {
-  // `timeout` turns a hang into exit code 124 instead of a stuck test.
-  const std::string command = "timeout 60 " + std::string(SIEVE_CLI_PATH) + " " + args + " 2>&1";
-  CliResult r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) r.output.append(buffer, n);
-  const int status = pclose(pipe);
-  r.exited = WIFEXITED(status);
-  if (r.exited) r.code = WEXITSTATUS(status);
-  return r;
-}
+using testing::CliResult;
+using testing::run_cli;
 
 std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
 

@@ -9,6 +9,7 @@
 #include "attention/cta.h"
 #include "model/bert_encoder.h"
 #include "policies/policy_spec.h"
+#include "test_helpers.h"
 #include "tiny_bert.h"
 #include "util/error.h"
 
@@ -17,12 +18,9 @@ namespace {
 
 using testing::TinyBertShape;
 
+// A [rows, cols] row-major matrix of N(0, scale^2) values.
 std::vector<float> random_matrix(int64_t rows, int64_t cols, unsigned seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> m(static_cast<size_t>(rows * cols));
-  for (float& v : m) v = dist(rng);
-  return m;
+  return testing::random_normal(static_cast<size_t>(rows * cols), seed, scale);
 }
 
 TEST(CtaHashing, HandComputedCodes) {
@@ -422,18 +420,7 @@ TEST_F(CtaEncoderTest, ComposesWithCascadeTokenPruning) {
 }
 
 TEST(CtaSpec, BadSpecsAreRejectedClearly) {
-  ModelConfig c;
-  c.num_hidden_layers = 6;
-  c.num_attention_heads = 12;
-  c.hidden_size = 384;
-  auto message = [&](const std::string& spec) {
-    try {
-      parse_policy_spec(spec, c);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  const auto message = testing::policy_spec_error;
   EXPECT_NE(message("cta").find("needs w="), std::string::npos);
   EXPECT_NE(message("cta:l=6").find("needs w="), std::string::npos);
   EXPECT_NE(message("cta:w=0").find("must be a positive number"), std::string::npos);

@@ -8,6 +8,7 @@
 #include "policies/cascade_pruner.h"
 #include "policies/policy_spec.h"
 #include "policies/threshold_pruner.h"
+#include "test_helpers.h"
 #include "tiny_bert.h"
 #include "util/error.h"
 
@@ -175,18 +176,7 @@ TEST_F(EncoderTest, BadInputsGiveClearErrors) {
 }
 
 TEST(PolicySpec, BadSpecsAreRejectedClearly) {
-  ModelConfig c;
-  c.num_hidden_layers = 6;
-  c.num_attention_heads = 12;
-  c.hidden_size = 384;
-  auto message = [&](const std::string& spec) {
-    try {
-      parse_policy_spec(spec, c);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  const auto message = testing::policy_spec_error;
   EXPECT_NE(message("magic:x=1").find("unknown policy"), std::string::npos);
   EXPECT_NE(message("spatten:tokens=1.5").find("outside [0, 1]"), std::string::npos);
   EXPECT_NE(message("spatten:tokens=-0.1").find("outside [0, 1]"), std::string::npos);

@@ -3,7 +3,6 @@
 //  - on a tiny random GPT-2 written here: prefill + steps equal full recompute, "prune nothing" is
 //    bit-identical to dense, policies against naive references, bad inputs, the CLI.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +17,7 @@
 
 #include "eval/perplexity.h"
 #include "gpt2_reference.h"
+#include "test_helpers.h"
 #include "model/gpt2_decoder.h"
 #include "model/safetensors.h"
 #include "model/sampling.h"
@@ -523,31 +523,19 @@ TEST_F(Gpt2Reference, GreedyGenerationMatchesTransformers) {
 // ---------------------------------------------------------------------------------------------
 // The CLI.
 
-struct CliRun {
-  int code = -1;  // -1: killed by a signal
-  std::string output;
-};
-
-CliRun run_sieve(const std::string& args, bool with_stderr = true) {
-  const std::string command = "timeout 120 " + std::string(SIEVE_CLI_PATH) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  CliRun r;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return r;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) r.output.append(buffer, n);
-  const int status = pclose(pipe);
-  if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
-  return r;
+// The CLI under a 120 s limit (a generation on the reference model takes a few seconds).
+testing::CliResult run_sieve(const std::string& args, bool with_stderr = true) {
+  return testing::run_cli(args, 120, with_stderr);
 }
 
 TEST(Gpt2Cli, EmptyPromptAndUnknownOptionFailCleanly) {
-  const CliRun empty = run_sieve("generate --model /nonexistent ''");
+  const testing::CliResult empty = run_sieve("generate --model /nonexistent ''");
   EXPECT_EQ(empty.code, 1) << empty.output;
   EXPECT_NE(empty.output.find("empty prompt"), std::string::npos) << empty.output;
-  const CliRun unknown = run_sieve("generate --model /nonexistent --frobnicate hi");
+  const testing::CliResult unknown = run_sieve("generate --model /nonexistent --frobnicate hi");
   EXPECT_EQ(unknown.code, 2) << unknown.output;
   EXPECT_NE(unknown.output.find("frobnicate"), std::string::npos) << unknown.output;
-  const CliRun policy = run_sieve("generate --model /nonexistent --policy kv_prune:keep=2 hi");
+  const testing::CliResult policy = run_sieve("generate --model /nonexistent --policy kv_prune:keep=2 hi");
   EXPECT_EQ(policy.code, 1) << policy.output;
   EXPECT_NE(policy.output.find("keep=2"), std::string::npos) << policy.output;
   for (const char* cmd : {"generate --help", "perplexity --help"}) EXPECT_EQ(run_sieve(cmd).code, 0) << cmd;
@@ -559,7 +547,7 @@ TEST(Gpt2Cli, GenerateStreamsTheGreedyContinuation) {
   const json& first = reference.at("greedy").at(0);
   const ByteLevelBpe tokenizer = ByteLevelBpe::from_model_dir(testing::gpt2_model_dir());
   const auto generated = first.at("generated").get<std::vector<int32_t>>();
-  const CliRun r = run_sieve("generate --threads 1 --model '" + testing::gpt2_model_dir().string() + "' -n " +
+  const testing::CliResult r = run_sieve("generate --threads 1 --model '" + testing::gpt2_model_dir().string() + "' -n " +
                                  std::to_string(generated.size()) + " '" + first.at("text").get<std::string>() + "'",
                              false);
   EXPECT_EQ(r.code, 0);
@@ -572,7 +560,7 @@ TEST(Gpt2Cli, PerplexityWritesOneResultPerPolicy) {
   fs::create_directories(dir);
   std::ofstream(dir / "text.txt") << "The history of computing is a story of abstraction layered upon abstraction. "
                                      "Early machines were programmed by rewiring panels, then by punching cards.\n";
-  const CliRun r = run_sieve("perplexity --threads 1 --model '" + testing::gpt2_model_dir().string() + "' --data '" +
+  const testing::CliResult r = run_sieve("perplexity --threads 1 --model '" + testing::gpt2_model_dir().string() + "' --data '" +
                              (dir / "text.txt").string() + "' --window 16 --stride 8 --policy kv_prune:keep=0.5 "
                              "--policy value_prune:k=4 --json '" + (dir / "out.json").string() + "'");
   ASSERT_EQ(r.code, 0) << r.output;

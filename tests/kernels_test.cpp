@@ -9,17 +9,12 @@
 #include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
 #include "kernels/row_kernels.h"
+#include "test_helpers.h"
 
 namespace sieve {
 namespace {
 
-std::vector<float> random_vector(size_t n, unsigned seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using testing::random_normal;
 
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   float m = 0.0f;
@@ -39,7 +34,7 @@ class RowKernelsTest : public ::testing::TestWithParam<int64_t> {
 
 TEST_P(RowKernelsTest, GeluMatchesErfDefinition) {
   const int64_t n = GetParam();
-  auto x = random_vector(static_cast<size_t>(n), 1, 3.0f), bias = random_vector(static_cast<size_t>(n), 2);
+  auto x = random_normal(static_cast<size_t>(n), 1, 3.0f), bias = random_normal(static_cast<size_t>(n), 2);
   std::vector<float> expected(x.size());
   for (size_t i = 0; i < x.size(); ++i) expected[i] = static_cast<float>(reference_gelu(static_cast<double>(x[i]) + bias[i]));
   auto fast = x, portable_out = x;
@@ -51,7 +46,7 @@ TEST_P(RowKernelsTest, GeluMatchesErfDefinition) {
 
 TEST_P(RowKernelsTest, TanhMatchesDefinition) {
   const int64_t n = GetParam();
-  auto x = random_vector(static_cast<size_t>(n), 11, 6.0f), bias = random_vector(static_cast<size_t>(n), 12);
+  auto x = random_normal(static_cast<size_t>(n), 11, 6.0f), bias = random_normal(static_cast<size_t>(n), 12);
   x.front() = 0.0f;  // exact zero and a saturated value at the ends
   if (n > 1) x.back() = 60.0f;
   std::vector<float> expected(x.size());
@@ -65,15 +60,15 @@ TEST_P(RowKernelsTest, TanhMatchesDefinition) {
 
 TEST_P(RowKernelsTest, LayerNormAndSoftmaxAgreeAcrossPaths) {
   const int64_t n = GetParam();
-  auto x = random_vector(static_cast<size_t>(n), 3, 2.0f), bias = random_vector(static_cast<size_t>(n), 4);
-  auto res = random_vector(static_cast<size_t>(n), 5), g = random_vector(static_cast<size_t>(n), 6);
-  auto b = random_vector(static_cast<size_t>(n), 7);
+  auto x = random_normal(static_cast<size_t>(n), 3, 2.0f), bias = random_normal(static_cast<size_t>(n), 4);
+  auto res = random_normal(static_cast<size_t>(n), 5), g = random_normal(static_cast<size_t>(n), 6);
+  auto b = random_normal(static_cast<size_t>(n), 7);
   auto fast = x, slow = x;
   avx512::kRowKernels.bias_residual_layernorm(fast.data(), bias.data(), res.data(), g.data(), b.data(), 1e-12f, n);
   portable::kRowKernels.bias_residual_layernorm(slow.data(), bias.data(), res.data(), g.data(), b.data(), 1e-12f, n);
   EXPECT_LT(max_abs_diff(fast, slow), 1e-5f);
 
-  auto s1 = random_vector(static_cast<size_t>(n), 8, 5.0f), s2 = s1;
+  auto s1 = random_normal(static_cast<size_t>(n), 8, 5.0f), s2 = s1;
   avx512::kRowKernels.softmax(s1.data(), n);
   portable::kRowKernels.softmax(s2.data(), n);
   EXPECT_LT(max_abs_diff(s1, s2), 1e-6f);
@@ -96,7 +91,7 @@ TEST(Gemm, TransposedSwapsRowsAndColumns) {
 
 TEST(Gemm, MatchesNaiveProductWithStridesAndBeta) {
   const int64_t m = 7, n = 5, k = 9, lda = 11, ldb = 13;
-  auto a = random_vector(static_cast<size_t>(m * lda), 9), b = random_vector(static_cast<size_t>(k * ldb), 10);
+  auto a = random_normal(static_cast<size_t>(m * lda), 9), b = random_normal(static_cast<size_t>(k * ldb), 10);
   std::vector<float> c(static_cast<size_t>(m * n), 1.0f);
   gemm(m, n, k, {a.data(), lda}, {b.data(), ldb}, c.data(), n, 0.5f);
   for (int64_t i = 0; i < m; ++i)
@@ -139,7 +134,7 @@ class FusedAttentionTest : public ::testing::TestWithParam<std::tuple<int64_t, i
 TEST_P(FusedAttentionTest, MatchesNaiveAttentionAndStatistics) {
   const auto [n, d] = GetParam();
   const int64_t stride = 3 * d + 5;  // q | k | v | unrelated columns, as in the packed QKV buffer
-  const auto qkv = random_vector(static_cast<size_t>(n * stride), 11);
+  const auto qkv = random_normal(static_cast<size_t>(n * stride), 11);
   const NaiveAttention expected = naive_attention(qkv, n, d, stride);
   for (bool use_portable : {true, false}) {
     if (!use_portable && !cpu_has_avx512()) continue;
