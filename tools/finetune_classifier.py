@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-from glue_data import load_split  # noqa: E402
+from glue_data import shuffled_train_and_dev  # noqa: E402
 
 
 def batches(rows, size, shuffle, rng):
@@ -70,9 +70,7 @@ def main():
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
-    train = load_split(args.data, "train")
-    dev = load_split(args.data, "validation")
-    rng.shuffle(train)
+    train, dev = shuffled_train_and_dev(args.data, rng)
     if args.train_limit:
         train = train[:args.train_limit]
     labels = sorted({r[1] for r in train})

@@ -28,3 +28,12 @@ def load_split(data_dir, split):
             if (data_dir / (name + ext)).exists():
                 return read_rows(data_dir / (name + ext))
     raise SystemExit(f"no {split}.parquet or {split}.tsv in {data_dir}")
+
+
+def shuffled_train_and_dev(data_dir, rng):
+    """(training rows shuffled by `rng`, validation rows): what every training tool starts from, so
+    that "the first N training rows" means the same rows for all of them at the same seed."""
+    train = load_split(data_dir, "train")
+    dev = load_split(data_dir, "validation")
+    rng.shuffle(train)
+    return train, dev

@@ -40,7 +40,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 
 from common import quiet_libraries, write_atomically  # noqa: E402
 from finetune_classifier import batches  # noqa: E402
-from glue_data import load_split  # noqa: E402
+from glue_data import shuffled_train_and_dev  # noqa: E402
 
 DEFAULT_LR = {"light": 1e-3, "block": 2e-4, "fastbert": 1e-3}
 FASTBERT_HIDDEN, FASTBERT_HEADS = 128, 2
@@ -258,9 +258,7 @@ def main():
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
-    train = load_split(args.data, "train")
-    dev = load_split(args.data, "validation")
-    rng.shuffle(train)
+    train, dev = shuffled_train_and_dev(args.data, rng)
     if args.train_limit:
         train = train[:args.train_limit]
 

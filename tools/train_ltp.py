@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 from finetune_classifier import batches  # noqa: E402
-from glue_data import load_split  # noqa: E402
+from glue_data import shuffled_train_and_dev  # noqa: E402
 
 NEG = -1e4  # additive key mask, as BERT's own extended attention mask
 
@@ -88,10 +88,11 @@ def evaluate(model, tokenizer, rows, thresholds, mode, args, sep_id):
 
 
 def train_stage(model, tokenizer, rows, thresholds, mode, args, sep_id, rng):
-    params = list(model.parameters()) + ([thresholds] if mode == "soft" else [])
-    opt = torch.optim.AdamW([{"params": list(model.parameters()), "weight_decay": 0.01},
-                             {"params": [thresholds] if mode == "soft" else [], "weight_decay": 0.0,
-                              "lr": args.threshold_lr}], lr=args.lr)
+    groups = [{"params": list(model.parameters()), "weight_decay": 0.01}]
+    if mode == "soft":  # the thresholds learn in the soft stage only, without weight decay
+        groups.append({"params": [thresholds], "weight_decay": 0.0, "lr": args.threshold_lr})
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=args.lr)
     model.train()
     t0, step = time.time(), 0
     for batch in batches(rows, args.batch_size, True, rng):
@@ -135,10 +136,8 @@ def main():
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
-    train = load_split(args.data, "train")
-    dev = load_split(args.data, "validation")
+    train, dev = shuffled_train_and_dev(args.data, rng)
     dev = dev[:args.dev_limit] if args.dev_limit else dev
-    rng.shuffle(train)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model, attn_implementation="eager")
     sep_id = tokenizer.sep_token_id
