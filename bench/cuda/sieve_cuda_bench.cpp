@@ -167,17 +167,8 @@ nlohmann::json bench_attention(const Options& o) {
       items.upload(plan.items.data(), plan.items.size());
       DeviceBuffer<float> received(static_cast<size_t>(plan.received_size())), mag(static_cast<size_t>(plan.head_magnitude_size()));
       for (bool with_stats : {false, true}) {
-        AttentionArgs args;
-        args.qkv = qkv.get();
-        args.qkv_stride = 3 * H;
-        args.out = out.get();
-        args.out_stride = H;
-        args.cu_seqlens = cu.get();
-        args.items = items.get();
-        args.num_items = static_cast<int>(plan.items.size());
-        args.num_heads = o.heads;
-        args.head_dim = o.head_dim;
-        args.scale = 1.0f / std::sqrt(static_cast<float>(o.head_dim));
+        AttentionArgs args = packed_attention_args(qkv.get(), out.get(), o.heads, o.head_dim, cu.get(), items.get(),
+                                                   static_cast<int>(plan.items.size()));
         args.received = with_stats ? received.get() : nullptr;
         args.head_magnitude = with_stats ? mag.get() : nullptr;
         for (int w = 0; w < o.warmup; ++w) fused_attention(args, plan.received_size(), plan.head_magnitude_size());

@@ -216,17 +216,8 @@ void CudaBertEncoder::Impl::attention_block(const DeviceLayer& layer, const std:
   upload_vector(items, plan.items, stream);
   if (want_received) received.reserve(static_cast<size_t>(std::max<int64_t>(plan.received_size(), 1)));
   if (want_magnitude) head_magnitude.reserve(static_cast<size_t>(std::max<int64_t>(plan.head_magnitude_size(), 1)));
-  AttentionArgs args;
-  args.qkv = qkv.get();
-  args.qkv_stride = 3 * H;
-  args.out = context.get();
-  args.out_stride = H;
-  args.cu_seqlens = cu_seqlens.get();
-  args.items = items.get();
-  args.num_items = static_cast<int>(plan.items.size());
-  args.num_heads = heads;
-  args.head_dim = static_cast<int>(d);
-  args.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  AttentionArgs args = packed_attention_args(qkv.get(), context.get(), heads, static_cast<int>(d), cu_seqlens.get(),
+                                             items.get(), static_cast<int>(plan.items.size()));
   args.received = want_received ? received.get() : nullptr;
   args.head_magnitude = want_magnitude ? head_magnitude.get() : nullptr;
   fused_attention(args, plan.received_size(), plan.head_magnitude_size(), stream);

@@ -10,6 +10,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "cuda/host/attention_tiling.h"
@@ -31,6 +32,25 @@ struct AttentionArgs {
   float* received = nullptr;           // device, AttentionPlan::received_size(), zeroed by the launcher
   float* head_magnitude = nullptr;     // device, AttentionPlan::head_magnitude_size(), zeroed by the launcher
 };
+// The arguments for the layout the encoder keeps: QKV packed [rows, 3 * heads * head_dim] with each
+// head's q, k, v side by side, the context [rows, heads * head_dim], scale 1/sqrt(head_dim), over a
+// plan's work items already on the device. Statistics off: set received / head_magnitude to want them.
+inline AttentionArgs packed_attention_args(const __half* qkv, __half* out, int num_heads, int head_dim,
+                                           const int32_t* cu_seqlens, const AttentionWorkItem* items, int num_items) {
+  const int64_t hidden = static_cast<int64_t>(num_heads) * head_dim;
+  AttentionArgs args;
+  args.qkv = qkv;
+  args.qkv_stride = 3 * hidden;
+  args.out = out;
+  args.out_stride = hidden;
+  args.cu_seqlens = cu_seqlens;
+  args.items = items;
+  args.num_items = num_items;
+  args.num_heads = num_heads;
+  args.head_dim = head_dim;
+  args.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  return args;
+}
 // Throws sieve::Error for an unsupported head_dim (attention_head_dim_supported).
 void fused_attention(const AttentionArgs& args, int64_t received_size, int64_t head_magnitude_size,
                      cudaStream_t stream = nullptr);

@@ -54,17 +54,8 @@ TEST_P(CudaFusedAttention, MatchesCpuOutputColumnSumsAndMagnitudes) {
   auto d_cu = to_device(plan.cu_seqlens);
   auto d_items = to_device(plan.items);
   DeviceBuffer<float> d_received(static_cast<size_t>(plan.received_size())), d_mag(static_cast<size_t>(plan.head_magnitude_size()));
-  AttentionArgs args;
-  args.qkv = d_qkv.get();
-  args.qkv_stride = 3 * H;
-  args.out = d_out.get();
-  args.out_stride = H;
-  args.cu_seqlens = d_cu.get();
-  args.items = d_items.get();
-  args.num_items = static_cast<int>(plan.items.size());
-  args.num_heads = heads;
-  args.head_dim = d;
-  args.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  AttentionArgs args = packed_attention_args(d_qkv.get(), d_out.get(), heads, d, d_cu.get(), d_items.get(),
+                                             static_cast<int>(plan.items.size()));
   args.received = c.with_stats ? d_received.get() : nullptr;
   args.head_magnitude = c.with_stats ? d_mag.get() : nullptr;
   fused_attention(args, plan.received_size(), plan.head_magnitude_size());
