@@ -82,31 +82,32 @@ void run(const BenchOptions& o) {
   const std::filesystem::path model_dir = o.model_dir.empty() ? default_model_dir() : std::filesystem::path(o.model_dir);
   set_threads(o.threads);
   BertEncoder encoder = BertEncoder::load(model_dir);
-  for (const auto& p : o.precisions) parse_precision(p);  // reject a bad name before any timing
+  std::vector<Precision> precisions;  // parsed first: a bad name fails before any timing
+  for (const auto& p : o.precisions) precisions.push_back(parse_precision(p));
   const std::string name = o.name.empty() ? std::filesystem::absolute(model_dir).lexically_normal().filename().string() : o.name;
 
   nlohmann::json results = nlohmann::json::array();
   std::fprintf(stderr, "sieve bench: %s, %d threads\n", name.c_str(), o.threads);
-  for (const std::string& precision : o.precisions) {
-  encoder.set_precision(parse_precision(precision));
-  const std::string engine = precision == "fp32" ? "sieve" : "sieve-" + precision;
-  for (int seq : o.seqs) {
-    if (seq < 2 || seq > encoder.config().max_position_embeddings) throw Error("--seq " + std::to_string(seq) + " outside [2, max positions]");
-    for (int batch : o.batches) {
-      const auto inputs = synthetic_batch(batch, seq);
-      std::vector<double> ms;
-      for (int r = 0; r < o.warmup + o.repeats; ++r) {
-        const auto t0 = std::chrono::steady_clock::now();
-        encoder.forward(inputs);
-        const double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        if (r >= o.warmup) ms.push_back(elapsed);
+  for (size_t i = 0; i < precisions.size(); ++i) {
+    encoder.set_precision(precisions[i]);
+    const std::string engine = precisions[i] == Precision::Fp32 ? "sieve" : "sieve-" + o.precisions[i];
+    for (int seq : o.seqs) {
+      if (seq < 2 || seq > encoder.config().max_position_embeddings) throw Error("--seq " + std::to_string(seq) + " outside [2, max positions]");
+      for (int batch : o.batches) {
+        const auto inputs = synthetic_batch(batch, seq);
+        std::vector<double> ms;
+        for (int r = 0; r < o.warmup + o.repeats; ++r) {
+          const auto t0 = std::chrono::steady_clock::now();
+          encoder.forward(inputs);
+          const double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+          if (r >= o.warmup) ms.push_back(elapsed);
+        }
+        const Timing t = summarize(ms);
+        results.push_back({{"engine", engine}, {"model", name}, {"seq", seq}, {"batch", batch}, {"threads", o.threads},
+                           {"median_ms", t.median_ms}, {"p10_ms", t.p10_ms}, {"p90_ms", t.p90_ms}});
+        std::fprintf(stderr, "  %s seq %4d batch %2d: %8.2f ms\n", engine.c_str(), seq, batch, t.median_ms);
       }
-      const Timing t = summarize(ms);
-      results.push_back({{"engine", engine}, {"model", name}, {"seq", seq}, {"batch", batch}, {"threads", o.threads},
-                         {"median_ms", t.median_ms}, {"p10_ms", t.p10_ms}, {"p90_ms", t.p90_ms}});
-      std::fprintf(stderr, "  %s seq %4d batch %2d: %8.2f ms\n", engine.c_str(), seq, batch, t.median_ms);
     }
-  }
   }
   nlohmann::json report{{"model", name}, {"threads", o.threads}, {"results", results}};
   if (!o.baselines.empty()) {
