@@ -1,22 +1,51 @@
-"""Reading GLUE-format data: the HF parquet files (columns sentence, label[, idx]) and GLUE's own TSV
-(a header row with `sentence` and `label` columns). Shared by the training tools and by
-`tools/glue_to_tsv.py`, which `sieve eval` calls to read parquet."""
+"""Reading GLUE-format data: the HF parquet files (columns sentence, label[, idx], or sentence1,
+sentence2 for pair tasks such as MRPC and RTE) and GLUE's own TSV (a header row with the same column
+names). Shared by the training tools and by `tools/glue_to_tsv.py`, which `sieve eval` calls to read
+parquet.
+
+A row is (text, label); text is a str for single-sentence tasks and a (first, second) tuple for pair
+tasks. `encode` hands either kind to a Hugging Face tokenizer.
+
+The held-out protocol: every knob (keep ratios, thresholds, tau) is chosen on a *calibration slice*
+of the training split that fine-tuning never sees, and validation is reported once. `split_train`
+defines that slice, the same for every tool (it does not depend on the training seed).
+"""
 import csv
+import random
 from pathlib import Path
+
+# The calibration slice: drawn with its own fixed seed, so it is the same rows for every tool and
+# training seed. For SST-2 it is drawn from rows of at least CALIBRATION_MIN_WORDS words: SST-2's
+# training split is mostly short phrases (median 7 words) while validation holds whole sentences
+# (median 19), and knobs chosen on two-word phrases would not transfer.
+CALIBRATION_SEED = 20261201
+CALIBRATION_ROWS = {"sst2": 2000, "mrpc": 400, "rte": 250, "default": 1000}
+CALIBRATION_MIN_WORDS = {"sst2": 9}
 
 
 def read_rows(path):
-    """Rows of (sentence, label) from one .parquet or .tsv file."""
+    """Rows of (text, label) from one .parquet or .tsv file; text is a pair for two-sentence tasks."""
     path = Path(path)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
-        table = pq.read_table(path, columns=["sentence", "label"]).to_pydict()
-        return list(zip(table["sentence"], (int(x) for x in table["label"])))
+        names = pq.read_schema(path).names
+        if "sentence" in names:
+            table = pq.read_table(path, columns=["sentence", "label"]).to_pydict()
+            texts = table["sentence"]
+        elif "sentence1" in names and "sentence2" in names:
+            table = pq.read_table(path, columns=["sentence1", "sentence2", "label"]).to_pydict()
+            texts = list(zip(table["sentence1"], table["sentence2"]))
+        else:
+            raise SystemExit(f"{path}: expected columns 'sentence' or 'sentence1'+'sentence2', and 'label'")
+        return list(zip(texts, (int(x) for x in table["label"])))
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        if not reader.fieldnames or "sentence" not in reader.fieldnames or "label" not in reader.fieldnames:
-            raise SystemExit(f"{path}: expected a TSV header with 'sentence' and 'label' columns")
-        return [(r["sentence"], int(r["label"])) for r in reader]
+        fields = reader.fieldnames or []
+        if "label" not in fields or not ("sentence" in fields or {"sentence1", "sentence2"} <= set(fields)):
+            raise SystemExit(f"{path}: expected a TSV header with 'sentence' (or 'sentence1', 'sentence2') and 'label'")
+        if "sentence" in fields:
+            return [(r["sentence"], int(r["label"])) for r in reader]
+        return [((r["sentence1"], r["sentence2"]), int(r["label"])) for r in reader]
 
 
 def load_split(data_dir, split):
@@ -30,10 +59,57 @@ def load_split(data_dir, split):
     raise SystemExit(f"no {split}.parquet or {split}.tsv in {data_dir}")
 
 
-def shuffled_train_and_dev(data_dir, rng):
-    """(training rows shuffled by `rng`, validation rows): what every training tool starts from, so
-    that "the first N training rows" means the same rows for all of them at the same seed."""
-    train = load_split(data_dir, "train")
+def task_name(data_dir):
+    return Path(data_dir).resolve().name.lower()
+
+
+def split_train(data_dir, rows, calibration_rows=None):
+    """(fit rows, calibration rows) of a training split, both in file order. The calibration rows are
+    the held-out slice on which knobs are chosen; fine-tuning and exit training use only the fit rows."""
+    task = task_name(data_dir)
+    n = CALIBRATION_ROWS.get(task, CALIBRATION_ROWS["default"]) if calibration_rows is None else calibration_rows
+    min_words = CALIBRATION_MIN_WORDS.get(task, 0)
+
+    def words(text):
+        return sum(len(t.split()) for t in (text if isinstance(text, tuple) else (text,)))
+
+    eligible = [i for i, (text, _) in enumerate(rows) if words(text) >= min_words]
+    if n > len(eligible):
+        raise SystemExit(f"{data_dir}: wants {n} calibration rows, only {len(eligible)} eligible")
+    chosen = set(random.Random(CALIBRATION_SEED).sample(eligible, n))
+    fit = [r for i, r in enumerate(rows) if i not in chosen]
+    calibration = [r for i, r in enumerate(rows) if i in chosen]
+    return fit, calibration
+
+
+def shuffled_train_and_dev(data_dir, rng, calibration_rows=None):
+    """(fit rows shuffled by `rng`, calibration rows, validation rows): what every training tool starts
+    from, so that "the first N training rows" means the same rows for all of them at the same seed."""
+    fit, calibration = split_train(data_dir, load_split(data_dir, "train"), calibration_rows)
     dev = load_split(data_dir, "validation")
-    rng.shuffle(train)
-    return train, dev
+    rng.shuffle(fit)
+    return fit, calibration, dev
+
+
+def encode(tokenizer, rows, max_length, **kwargs):
+    """Tokenize the texts of `rows` (single sentences or pairs) as one padded batch."""
+    texts = [r[0] for r in rows]
+    if texts and isinstance(texts[0], tuple):
+        return tokenizer([t[0] for t in texts], [t[1] for t in texts], padding=True, truncation=True,
+                         max_length=max_length, return_tensors="pt", **kwargs)
+    return tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt", **kwargs)
+
+
+def write_tsv(rows, out):
+    """GLUE TSV as `sieve eval` reads it: `sentence` or `sentence1`+`sentence2`, then `label`."""
+    def clean(s):
+        return s.replace("\t", " ").replace("\n", " ").replace("\r", " ")
+
+    if rows and isinstance(rows[0][0], tuple):
+        out.write("sentence1\tsentence2\tlabel\n")
+        for (a, b), label in rows:
+            out.write(f"{clean(a)}\t{clean(b)}\t{label}\n")
+    else:
+        out.write("sentence\tlabel\n")
+        for sentence, label in rows:
+            out.write(f"{clean(sentence)}\t{label}\n")

@@ -40,7 +40,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer  # no
 
 from common import quiet_libraries, write_atomically  # noqa: E402
 from finetune_classifier import batches  # noqa: E402
-from glue_data import shuffled_train_and_dev  # noqa: E402
+from glue_data import encode as encode_rows, shuffled_train_and_dev  # noqa: E402
 
 DEFAULT_LR = {"light": 1e-3, "block": 2e-4, "fastbert": 1e-3}
 FASTBERT_HIDDEN, FASTBERT_HEADS = 128, 2
@@ -124,7 +124,7 @@ def backbone(model, enc, ltp_final, sep_id):
 
 
 def encode(tokenizer, rows, max_length):
-    return tokenizer([r[0] for r in rows], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return encode_rows(tokenizer, rows, max_length)
 
 
 @torch.no_grad()
@@ -183,8 +183,8 @@ def export(out, model, exits, args, train_rows, accuracies, tokenizer, dev):
     # One sentence per pass (no padding) and no pruning, as the C++ parity test runs them.
     lines = []
     with torch.no_grad():
-        for text, _ in dev[:REFERENCE_SENTENCES]:
-            enc = tokenizer([text], truncation=True, max_length=args.max_length, return_tensors="pt")
+        for row in dev[:REFERENCE_SENTENCES]:
+            enc = encode_rows(tokenizer, [row], args.max_length)
             states, final = backbone(model, enc, 0.0, tokenizer.sep_token_id)
             lines.append(json.dumps({"text": text, "ids": enc["input_ids"][0].tolist(),
                                      "exit_logits": [e(*states[l])[0].tolist() for l, e in zip(layers, exits)],
@@ -258,7 +258,9 @@ def main():
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
-    train, dev = shuffled_train_and_dev(args.data, rng)
+    # Exits are judged on the calibration slice (held out from fine-tuning and from this training);
+    # validation is left for the one final report.
+    train, dev, _ = shuffled_train_and_dev(args.data, rng)
     if args.train_limit:
         train = train[:args.train_limit]
 
@@ -270,7 +272,7 @@ def main():
     sep_id = tokenizer.sep_token_id
     L = model.config.num_hidden_layers
     exits = torch.nn.ModuleList(Exit(model, args.variant) for _ in range(L - 1))
-    print(f"train {len(train)} rows, dev {len(dev)} rows, {args.variant} exits after layers 0..{L - 2}, "
+    print(f"train {len(train)} rows, calibration {len(dev)} rows, {args.variant} exits after layers 0..{L - 2}, "
           f"lr {args.lr}, ltp_final {args.ltp_final}", flush=True)
 
     opt = torch.optim.AdamW(exits.parameters(), lr=args.lr, weight_decay=0.01)
@@ -305,8 +307,8 @@ def main():
     accuracies = evaluate(model, exits, tokenizer, dev, args, sep_id)
     setting = f"ltp:final={args.ltp_final}" if args.ltp_final > 0 else "dense"
     for l, acc in enumerate(accuracies[:-1]):
-        print(f"exit after layer {l}: dev accuracy {acc:.4f} ({setting})")
-    print(f"final classifier: dev accuracy {accuracies[-1]:.4f} ({setting})", flush=True)
+        print(f"exit after layer {l}: calibration accuracy {acc:.4f} ({setting})")
+    print(f"final classifier: calibration accuracy {accuracies[-1]:.4f} ({setting})", flush=True)
 
     export(out, model, exits, args, len(train), accuracies, tokenizer, dev)
     print(f"wrote {out}/exits.json, exits.safetensors, reference.jsonl")

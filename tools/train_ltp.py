@@ -14,7 +14,7 @@ lambda * mean soft mask (LTP's L1 regularizer: the masks are positive, so L1 is 
 Stage 2, hard (eq. 10, read as s > D): thresholds frozen, tokens below them are removed from layer
 l + 1 on (masked as keys; their own rows are never read again, the [CLS] and [SEP] tokens are kept),
 which equals what `sieve eval -p "ltp:thresholds=...,at=next"` computes; the model is fine-tuned.
-Writes OUT (model + tokenizer) and OUT/ltp.json {"thresholds": [...], "spec": "...", dev accuracies}.
+Writes OUT (model + tokenizer) and OUT/ltp.json {"thresholds": [...], "spec": "...", calibration-slice accuracies}.
 """
 import argparse
 import json
@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 from finetune_classifier import batches  # noqa: E402
-from glue_data import shuffled_train_and_dev  # noqa: E402
+from glue_data import encode, shuffled_train_and_dev  # noqa: E402
 
 NEG = -1e4  # additive key mask, as BERT's own extended attention mask
 
@@ -79,7 +79,7 @@ def evaluate(model, tokenizer, rows, thresholds, mode, args, sep_id):
     model.eval()
     correct, keep_sum, n = 0, 0.0, 0
     for batch in batches(rows, 64, False, None):
-        enc = tokenizer([r[0] for r in batch], padding=True, truncation=True, max_length=args.max_length, return_tensors="pt")
+        enc = encode(tokenizer, batch, args.max_length)
         logits, _, kept = forward(model, enc, thresholds, mode, args.temperature, sep_id)
         correct += int((logits.argmax(-1) == torch.tensor([r[1] for r in batch])).sum())
         keep_sum += kept * len(batch)
@@ -96,7 +96,7 @@ def train_stage(model, tokenizer, rows, thresholds, mode, args, sep_id, rng):
     model.train()
     t0, step = time.time(), 0
     for batch in batches(rows, args.batch_size, True, rng):
-        enc = tokenizer([r[0] for r in batch], padding=True, truncation=True, max_length=args.max_length, return_tensors="pt")
+        enc = encode(tokenizer, batch, args.max_length)
         logits, mean_mask, _ = forward(model, enc, thresholds, mode, args.temperature, sep_id)
         loss = torch.nn.functional.cross_entropy(logits, torch.tensor([r[1] for r in batch]))
         if mode == "soft":
@@ -126,7 +126,7 @@ def main():
     ap.add_argument("--threshold-lr", type=float, default=2e-5, help="threshold learning rate")
     ap.add_argument("--soft-rows", type=int, default=4000, help="training rows for stage 1")
     ap.add_argument("--hard-rows", type=int, default=4000, help="training rows for stage 2")
-    ap.add_argument("--dev-limit", type=int, default=0, help="evaluate on the first N dev rows only (0 = all)")
+    ap.add_argument("--dev-limit", type=int, default=0, help="evaluate on the first N calibration rows only (0 = all)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -136,7 +136,8 @@ def main():
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
-    train, dev = shuffled_train_and_dev(args.data, rng)
+    # "dev" here is the calibration slice: held out from fine-tuning, never validation.
+    train, dev, _ = shuffled_train_and_dev(args.data, rng)
     dev = dev[:args.dev_limit] if args.dev_limit else dev
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model, attn_implementation="eager")
@@ -145,15 +146,15 @@ def main():
     thresholds = torch.nn.Parameter(torch.tensor([args.final * (l + 1) / L for l in range(L - 1)]))
 
     start_acc, start_keep = evaluate(model, tokenizer, dev, thresholds, "hard", args, sep_id)
-    print(f"before: dev accuracy {start_acc:.4f} with the initial thresholds hard (keep {start_keep:.3f})", flush=True)
+    print(f"before: calibration accuracy {start_acc:.4f} with the initial thresholds hard (keep {start_keep:.3f})", flush=True)
     train_stage(model, tokenizer, train[:args.soft_rows], thresholds, "soft", args, sep_id, rng)
     thresholds.requires_grad_(False)
     soft_acc, soft_keep = evaluate(model, tokenizer, dev, thresholds, "hard", args, sep_id)
-    print(f"after soft stage: thresholds {[round(float(t), 5) for t in thresholds]}, hard dev accuracy "
+    print(f"after soft stage: thresholds {[round(float(t), 5) for t in thresholds]}, hard calibration accuracy "
           f"{soft_acc:.4f} (keep {soft_keep:.3f})", flush=True)
     train_stage(model, tokenizer, train[args.soft_rows:args.soft_rows + args.hard_rows], thresholds, "hard", args, sep_id, rng)
     acc, keep = evaluate(model, tokenizer, dev, thresholds, "hard", args, sep_id)
-    print(f"after hard stage: dev accuracy {acc:.4f} (keep {keep:.3f} of token-layers)", flush=True)
+    print(f"after hard stage: calibration accuracy {acc:.4f} (keep {keep:.3f} of token-layers)", flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,8 +165,8 @@ def main():
     (out / "ltp.json").write_text(json.dumps({
         "thresholds": per_layer, "spec": spec, "base_model": str(args.model), "final": args.final,
         "temperature": args.temperature, "l1": args.l1, "lr": args.lr, "soft_rows": args.soft_rows,
-        "hard_rows": args.hard_rows, "dev_accuracy_initial_hard": start_acc, "dev_accuracy_after_soft": soft_acc,
-        "dev_accuracy": acc, "dev_keep": keep}, indent=2) + "\n")
+        "hard_rows": args.hard_rows, "calibration_accuracy_initial_hard": start_acc, "calibration_accuracy_after_soft": soft_acc,
+        "calibration_accuracy": acc, "calibration_keep": keep}, indent=2) + "\n")
     print(f"wrote {out}; evaluate with: sieve eval --model {out} -p \"{spec}\"")
 
 

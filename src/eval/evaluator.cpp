@@ -41,6 +41,7 @@ std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vec
   std::vector<EvalResult> results(settings.size());
   std::vector<ForwardStats> stats(settings.size());
   std::vector<size_t> correct(settings.size(), 0), agree(settings.size(), 0);
+  std::vector<size_t> true_pos(settings.size(), 0), false_pos(settings.size(), 0), false_neg(settings.size(), 0);
   std::vector<double> seconds(settings.size(), 0.0);
   for (size_t s = 0; s < settings.size(); ++s) {
     results[s].spec = settings[s];
@@ -67,7 +68,11 @@ std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vec
       seconds[s] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       stats[s].add(st);
       for (size_t i = 0; i < pred.size(); ++i) {
-        correct[s] += pred[i] == all[begin + i].label;
+        const int label = all[begin + i].label;
+        correct[s] += pred[i] == label;
+        true_pos[s] += pred[i] == 1 && label == 1;
+        false_pos[s] += pred[i] == 1 && label != 1;
+        false_neg[s] += pred[i] != 1 && label == 1;
         if (s == 0) dense_pred.push_back(pred[i]);
         agree[s] += pred[i] == dense_pred[i];
         ++results[s].exit_layers[static_cast<size_t>(outputs[i].exit_layer - 1)];
@@ -82,6 +87,9 @@ std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vec
     r.examples = n;
     r.accuracy = static_cast<double>(correct[s]) / static_cast<double>(n);
     r.agreement_with_dense = static_cast<double>(agree[s]) / static_cast<double>(n);
+    if (enc.num_labels() == 2 && true_pos[s] + false_pos[s] + false_neg[s] > 0)
+      r.f1 = 2.0 * static_cast<double>(true_pos[s]) /
+             static_cast<double>(2 * true_pos[s] + false_pos[s] + false_neg[s]);
     r.gflops_per_example = stats[s].flops / 1e9 / static_cast<double>(n);
     r.flops_reduction = stats[0].flops / stats[s].flops;
     r.total_seconds = seconds[s];

@@ -21,6 +21,7 @@ struct EvalResult {
   std::string description;
   size_t examples = 0;
   double accuracy = 0.0;
+  double f1 = 0.0;                  // F1 of label 1 (what GLUE reports for MRPC); 0 for > 2 labels
   double gflops_per_example = 0.0;
   double flops_reduction = 1.0;     // dense FLOPs / these FLOPs
   double latency_ms_per_example = 0.0;

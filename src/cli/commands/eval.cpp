@@ -36,9 +36,10 @@ void run(EvalCommandOptions o) {
   EvalOptions eo{o.model.batch_size, o.model.max_length, o.limit};
   const auto results = evaluate_policies(model, data, o.policies, eo);
 
-  std::printf("%-44s %8s %8s %9s %9s %10s %8s\n", "policy", "accuracy", "agree", "GFLOPs/ex", "FLOPs red", "ms/example", "speedup");
+  std::printf("%-44s %8s %7s %8s %9s %9s %10s %8s\n", "policy", "accuracy", "F1", "agree", "GFLOPs/ex", "FLOPs red",
+              "ms/example", "speedup");
   for (const auto& r : results)
-    std::printf("%-44s %8.4f %8.4f %9.4f %8.2fx %10.3f %7.2fx\n", r.spec.c_str(), r.accuracy, r.agreement_with_dense,
+    std::printf("%-44s %8.4f %7.4f %8.4f %9.4f %8.2fx %10.3f %7.2fx\n", r.spec.c_str(), r.accuracy, r.f1, r.agreement_with_dense,
                 r.gflops_per_example, r.flops_reduction, r.latency_ms_per_example, r.speedup);
   std::printf("tokens kept per layer (fraction of dense) / heads per example per layer:\n");
   for (const auto& r : results)
@@ -72,7 +73,7 @@ void run(EvalCommandOptions o) {
                    {"data", o.data}, {"examples", results[0].examples}, {"batch_size", eo.batch_size},
                    {"threads", o.model.threads}, {"results", nlohmann::json::array()}};
   for (const auto& r : results)
-    j["results"].push_back({{"policy", r.spec}, {"description", r.description}, {"accuracy", r.accuracy},
+    j["results"].push_back({{"policy", r.spec}, {"description", r.description}, {"accuracy", r.accuracy}, {"f1", r.f1},
                             {"agreement_with_dense", r.agreement_with_dense}, {"gflops_per_example", r.gflops_per_example},
                             {"flops_reduction", r.flops_reduction}, {"latency_ms_per_example", r.latency_ms_per_example},
                             {"total_seconds", r.total_seconds}, {"speedup", r.speedup}, {"tokens_kept_per_layer", r.tokens_kept},
