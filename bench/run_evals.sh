@@ -1,82 +1,104 @@
 #!/usr/bin/env bash
-# The accuracy / GFLOPs / wall-clock tables of the README, on the fine-tuned MiniLM:
-# SST-2 validation (872 sentences) and the long-input set (400 documents of 260-512 tokens), batch 1,
-# 2 threads, each file's settings measured against dense in the same run (interleaved batch by batch).
-# Needs models/minilm-sst2 (tools/finetune_classifier.py) with exits trained by tools/train_exits.py:
-#   models/minilm-sst2/exits-<variant>       dense-trained exits (early exit alone)
-#   models/minilm-sst2/exits-<variant>-ltp   exits trained on LTP-pruned activations (Magic Pyramid step 4)
-# Writes out/eval/*.json, then tables (out/eval/*.md) and plots (docs/*.png).
-# Run it on an otherwise idle machine: speedups are ratios within one run, but noise still widens them.
+# The README's accuracy / GFLOPs / wall-clock tables on genuine GLUE, with the held-out protocol:
+#   1. every setting of a grid is measured on the CALIBRATION slice (held-out rows of the training
+#      split, tools/glue_data.py split_train; long documents built from that slice);
+#   2. tools/select_settings.py picks, per family (SpAtten tokens, LTP, early exit, pyramids...), the
+#      fastest setting within BUDGET points of dense on the calibration slice;
+#   3. only those picks are measured on VALIDATION, once, at batch 1 and at batch 32.
+# Every file measures its settings against dense in the same run (interleaved batch by batch).
+#   MODEL=models/minilm-sst2 NAME=minilm bash bench/run_evals.sh
+# Needs build/sieve, .venv, MODEL (tools/finetune_classifier.py) and MODEL/exits-fastbert
+# (tools/train_exits.py); MODEL/exits-fastbert-ltp (exits trained under LTP pruning) when present is
+# used for the LTP pyramid. Writes out/eval/NAME/*.json and *.md, docs/NAME-tradeoff-*.png.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
 SIEVE="$ROOT/build/sieve"
 MODEL="${MODEL:-models/minilm-sst2}"
-VARIANT="${EXIT_VARIANT:-fastbert}"
+NAME="${NAME:-$(basename "$MODEL")}"
 DATA="${DATA:-../shared/data/glue/sst2}"
-SST2="$DATA/validation.parquet"
-LONG="out/data/sst2-long.tsv"
+BUDGET="${BUDGET:-1.0}"
+THREADS="${THREADS:-2}"
+SETS="${SETS:-sst2 long}"
+OUT="out/eval/$NAME"
 [[ -x "$SIEVE" && -x "$PY" && -d "$MODEL" ]] || { echo "needs build/sieve, .venv and $MODEL" >&2; exit 1; }
-[[ -f "$LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --out "$LONG"
-mkdir -p out/eval docs
-EVAL=("$SIEVE" eval --model "$MODEL" --threads 2 --batch-size 1)
+mkdir -p "$OUT" out/data docs
+EXITS="$MODEL/exits-fastbert"
+LTP_EXITS="$MODEL/exits-fastbert-ltp"; [[ -d "$LTP_EXITS" ]] || LTP_EXITS="$EXITS"
+LAYERS="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["num_hidden_layers"])' "$MODEL/config.json")"
 
-# Training-free LTP thresholds calibrated on the training split for a target keep ratio.
-CALIBRATED="$("$SIEVE" calibrate --model "$MODEL" --data "$DATA/train.parquet" --keep 0.6 --limit 1000 --threads 2)"
+# The data: calibration slice and validation, short sentences and long documents (256-512 tokens).
+CAL_SHORT="out/data/$(basename "$DATA")-calibration.tsv"
+[[ -f "$CAL_SHORT" ]] || "$PY" tools/glue_to_tsv.py "$DATA/train.parquet" --calibration-slice --out "$CAL_SHORT"
+CAL_LONG="out/data/$(basename "$DATA")-long-calibration-$NAME.tsv"
+VAL_LONG="out/data/$(basename "$DATA")-long-validation-$NAME.tsv"
+[[ -f "$CAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split calibration --model "$MODEL" --out "$CAL_LONG"
+[[ -f "$VAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split validation --model "$MODEL" --out "$VAL_LONG"
 
-# Token and head pruning (issue 3).
-"${EVAL[@]}" --data "$SST2" --json out/eval/sst2-pruning.json \
-  -p spatten:tokens=0.7 -p spatten:tokens=0.5 -p spatten:tokens=0.3 -p spatten:tokens=0.3,at=next \
-  -p spatten:heads=0.75 -p spatten:heads=0.5 -p spatten:heads=0.33 \
-  -p ltp:final=0.005 -p ltp:final=0.01 -p ltp:final=0.02 -p ltp:final=0.01,at=next -p "$CALIBRATED" \
-  -p spatten:token_ratios=0.7/0.5/0.4/0.3/0.2/0.2 -p spatten:token_ratios=0.5/0.35/0.25/0.2/0.15/0.1 \
-  -p spatten:tokens=0.3,heads=0.75 -p ltp:final=0.01+spatten:heads=0.75
-"${EVAL[@]}" --data "$LONG" --json out/eval/long-pruning.json \
-  -p spatten:tokens=0.5 -p spatten:tokens=0.3 -p spatten:tokens=0.15 -p spatten:tokens=0.15,at=next \
-  -p spatten:heads=0.75 -p spatten:heads=0.5 -p spatten:heads=0.33 \
-  -p ltp:final=0.001 -p ltp:final=0.002 -p ltp:final=0.004 -p ltp:final=0.002,at=next \
-  -p spatten:token_ratios=0.5/0.3/0.2/0.15/0.1/0.1 -p ltp:thresholds=0.002/0.003/0.004/0.004/0.004/0.004 \
-  -p spatten:tokens=0.15,heads=0.75 -p ltp:final=0.002+spatten:heads=0.75
+EVAL=("$SIEVE" eval --model "$MODEL" --threads "$THREADS")
+FAMILIES=(
+  --family "SpAtten tokens=^spatten:(tokens=[0-9.]+|token_ratios=[0-9./]+)(,start=[0-9]+)?(,at=next)?$"
+  --family "SpAtten tokens+heads=^spatten:tokens=[0-9.]+,heads="
+  --family "SpAtten heads=^spatten:heads=[0-9.]+$"
+  --family "LTP=^ltp:(final|thresholds)=[0-9./e-]+(,at=next)?$"
+  --family "early exit=^exit:tau="
+  --family "SpAtten pyramid=^spatten:.*\+exit"
+  --family "LTP pyramid=^ltp:.*\+exit"
+)
 
-# Early exit, token pruning and both (issue 4): the issue's tau values plus 0.9, 0.92, 0.95. The LTP
-# pyramid uses the exits trained under LTP pruning (Magic Pyramid); the SpAtten pyramid the dense ones.
-TAUS=(0.1 0.3 0.5 0.8 0.9 0.92 0.95)
-for set in sst2 long; do
-  if [[ $set == sst2 ]]; then data="$SST2"; ltp="ltp:final=0.01"; spatten="spatten:tokens=0.2"
-  else data="$LONG"; ltp="ltp:final=0.002"; spatten="spatten:tokens=0.15"; fi
-  exit_specs=() pyramid_specs=() spatten_pyramid_specs=()
-  for tau in "${TAUS[@]}"; do
-    exit_specs+=(-p "exit:tau=$tau")
-    pyramid_specs+=(-p "$ltp+exit:tau=$tau")
-    spatten_pyramid_specs+=(-p "$spatten+exit:tau=$tau")
+for set in $SETS; do
+  if [[ $set == sst2 ]]; then
+    cal="$CAL_SHORT"; val="$DATA/validation.parquet"
+    ratios=(0.7 0.5 0.4 0.3 0.2); ltp_finals=(0.005 0.01 0.02 0.03); pyr_ratios=(0.3 0.2); pyr_ltp=(0.005 0.01)
+  else
+    cal="$CAL_LONG"; val="$VAL_LONG"
+    ratios=(0.5 0.3 0.2 0.15 0.1); ltp_finals=(0.001 0.002 0.004 0.006); pyr_ratios=(0.2 0.15 0.1); pyr_ltp=(0.002 0.004)
+  fi
+  taus=(0.5 0.8 0.9 0.92 0.95 0.97)
+  grid=()
+  for r in "${ratios[@]}"; do grid+=(-p "spatten:tokens=$r" -p "spatten:tokens=$r,start=2" -p "spatten:tokens=$r,heads=0.75"); done
+  grid+=(-p spatten:heads=0.75 -p spatten:heads=0.5)
+  for f in "${ltp_finals[@]}"; do grid+=(-p "ltp:final=$f" -p "ltp:final=$f,at=next"); done
+  # Training-free LTP thresholds placed at target keep ratios, on the calibration slice itself.
+  for keep in 0.7 0.5; do
+    grid+=(-p "$("$SIEVE" calibrate --model "$MODEL" --data "$cal" --keep "$keep" --limit 500 --threads "$THREADS" 2>/dev/null)")
   done
-  "${EVAL[@]}" --data "$data" --exits "$MODEL/exits-$VARIANT" --json "out/eval/$set-exit.json" \
-    "${exit_specs[@]}" -p "$ltp" -p "$spatten" "${spatten_pyramid_specs[@]}"
-  "${EVAL[@]}" --data "$data" --exits "$MODEL/exits-$VARIANT-ltp" --json "out/eval/$set-pyramid.json" "${pyramid_specs[@]}"
-done
+  exit_grid=()
+  for t in "${taus[@]}"; do
+    exit_grid+=(-p "exit:tau=$t")
+    for r in "${pyr_ratios[@]}"; do exit_grid+=(-p "spatten:tokens=$r+exit:tau=$t"); done
+  done
+  ltp_pyramid=()
+  for t in "${taus[@]}"; do for f in "${pyr_ltp[@]}"; do ltp_pyramid+=(-p "ltp:final=$f+exit:tau=$t"); done; done
 
-# LTP with learned thresholds (tools/train_ltp.py: soft-mask stage, then hard-mask fine-tuning), for
-# each such model present: its own spec against its own dense, on SST-2.
-for dir in "$MODEL"-ltp*; do
-  [[ -f "$dir/ltp.json" ]] || continue
-  spec="$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["spec"])' "$dir/ltp.json")"
-  "$SIEVE" eval --model "$dir" --threads 2 --batch-size 1 --data "$SST2" --json "out/eval/sst2-$(basename "$dir").json" -p "$spec"
-done
+  echo "==> $NAME $set: calibration grid ($(( (${#grid[@]} + ${#exit_grid[@]} + ${#ltp_pyramid[@]}) / 2 )) settings)"
+  "${EVAL[@]}" --batch-size 1 --data "$cal" --json "$OUT/$set-calibration-pruning.json" "${grid[@]}" >"$OUT/$set-calibration-pruning.txt"
+  "${EVAL[@]}" --batch-size 1 --data "$cal" --exits "$EXITS" --json "$OUT/$set-calibration-exit.json" "${exit_grid[@]}" >"$OUT/$set-calibration-exit.txt"
+  "${EVAL[@]}" --batch-size 1 --data "$cal" --exits "$LTP_EXITS" --json "$OUT/$set-calibration-ltp-pyramid.json" "${ltp_pyramid[@]}" >"$OUT/$set-calibration-ltp-pyramid.txt"
 
-# The same kinds of settings with the layers' GEMMs in bf16 (--precision bf16), against bf16 dense.
-for set in sst2 long; do
-  if [[ $set == sst2 ]]; then data="$SST2"; specs=(-p spatten:tokens=0.3 -p ltp:final=0.005 -p exit:tau=0.9 -p spatten:tokens=0.2+exit:tau=0.92)
-  else data="$LONG"; specs=(-p spatten:tokens=0.15 -p ltp:final=0.002 -p exit:tau=0.9 -p spatten:tokens=0.15+exit:tau=0.9); fi
-  "${EVAL[@]}" --precision bf16 --data "$data" --exits "$MODEL/exits-$VARIANT" --json "out/eval/$set-bf16.json" "${specs[@]}"
-done
+  "$PY" tools/select_settings.py "$OUT/$set-calibration-pruning.json" "$OUT/$set-calibration-exit.json" \
+    "$OUT/$set-calibration-ltp-pyramid.json" --budget "$BUDGET" "${FAMILIES[@]}" --out "$OUT/$set-picks.json" >"$OUT/$set-picks.txt"
+  picks=() ltp_picks=()
+  while read -r spec; do
+    if [[ $spec == ltp:*+exit:* ]]; then ltp_picks+=(-p "$spec"); else picks+=(-p "$spec"); fi
+  done <"$OUT/$set-picks.txt"
 
-for f in sst2-pruning long-pruning sst2-bf16 long-bf16; do "$PY" tools/eval_table.py "out/eval/$f.json" >"out/eval/$f.md"; done
-for set in sst2 long; do
-  "$PY" tools/eval_table.py --skip-dense-after-first "out/eval/$set-exit.json" "out/eval/$set-pyramid.json" >"out/eval/$set-exit.md"
-  "$PY" tools/plot_tradeoff.py "out/eval/$set-exit.json" "out/eval/$set-pyramid.json" "out/eval/$set-pruning.json" \
+  for batch in 1 32; do
+    echo "==> $NAME $set: validation, batch $batch, the calibration picks"
+    "${EVAL[@]}" --batch-size "$batch" --data "$val" --exits "$EXITS" --json "$OUT/$set-validation-b$batch.json" "${picks[@]}" >"$OUT/$set-validation-b$batch.txt"
+    if ((${#ltp_picks[@]})); then
+      "${EVAL[@]}" --batch-size "$batch" --data "$val" --exits "$LTP_EXITS" --json "$OUT/$set-validation-ltp-pyramid-b$batch.json" \
+        "${ltp_picks[@]}" >"$OUT/$set-validation-ltp-pyramid-b$batch.txt"
+    fi
+  done
+  "$PY" tools/eval_table.py --picks "$OUT/$set-picks.json" "$OUT/$set-validation-b1.json" \
+    $( [[ -f "$OUT/$set-validation-ltp-pyramid-b1.json" ]] && echo "$OUT/$set-validation-ltp-pyramid-b1.json" ) \
+    --batch32 "$OUT/$set-validation-b32.json" \
+    $( [[ -f "$OUT/$set-validation-ltp-pyramid-b32.json" ]] && echo "$OUT/$set-validation-ltp-pyramid-b32.json" ) >"$OUT/$set-table.md"
+  "$PY" tools/plot_tradeoff.py "$OUT/$set-calibration-pruning.json" "$OUT/$set-calibration-exit.json" "$OUT/$set-calibration-ltp-pyramid.json" \
     --group "LTP pyramid=^ltp.*\+exit" --group "SpAtten pyramid=^spatten.*\+exit" --group "early exit=^exit:" \
-    --group "LTP alone=^ltp:final=[0-9.]+$" --group "SpAtten alone=^spatten:tokens=[0-9.]+$" \
-    --title "$set: accuracy vs speedup ($MODEL, batch 1, 2 threads)" --out "docs/tradeoff-$set.png"
+    --group "LTP alone=^ltp:" --group "SpAtten alone=^spatten:tokens=[0-9.]+$" \
+    --title "$NAME $set calibration slice: accuracy vs speedup (batch 1, $THREADS threads)" --out "docs/$NAME-tradeoff-$set.png"
 done
-echo "tables: out/eval/*.md, plots: docs/tradeoff-*.png"
+echo "==> tables in $OUT/*-table.md"

@@ -20,13 +20,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from glue_data import load_split  # noqa: E402
+from glue_data import load_split, split_train  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path, help="GLUE task directory (train/validation parquet or tsv)")
-    ap.add_argument("--split", default="validation")
+    ap.add_argument("--split", default="validation",
+                    help="validation, or 'calibration' for the held-out calibration slice of the training split")
     ap.add_argument("--model", required=True, type=Path, help="model directory whose tokenizer counts tokens")
     ap.add_argument("--out", required=True, type=Path, help="TSV file to write")
     ap.add_argument("--docs", type=int, default=400)
@@ -39,7 +40,10 @@ def main():
 
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(str(args.model))
-    rows = load_split(args.data, args.split)
+    if args.split == "calibration":
+        rows = split_train(args.data, load_split(args.data, "train"))[1]
+    else:
+        rows = load_split(args.data, args.split)
     by_label = {}
     for sentence, label in rows:
         # Tokens a sentence adds inside a document: its own, without [CLS]/[SEP].

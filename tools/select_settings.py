@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Choose knobs on the calibration slice: from `sieve eval --json` files measured on calibration data,
+pick for each family of settings (a name and a regex over the policy spec) the fastest setting whose
+accuracy is within --budget points of the same run's dense accuracy. The picks are then evaluated once
+on validation (bench/run_evals.sh); nothing here ever reads validation.
+
+    python tools/select_settings.py out/eval/minilm/sst2-calibration.json --budget 1.0 \
+        --family "SpAtten tokens=^spatten:tokens=[0-9.]+$" --family "pyramid=\\+exit" --out picks.json
+
+Prints one picked spec per line (for a shell loop) and writes --out with every family's pick and the
+calibration numbers it was chosen on. A family with no setting within budget is reported and skipped.
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def candidates(files):
+    """Every non-dense result of the files, each with its accuracy change vs its own file's dense."""
+    for file in files:
+        results = json.loads(Path(file).read_text())["results"]
+        dense = results[0]
+        for r in results[1:]:
+            yield {**r, "delta_points": 100 * (r["accuracy"] - dense["accuracy"]),
+                   "dense_accuracy": dense["accuracy"], "file": str(file)}
+
+
+def pick(rows, budget):
+    """The fastest row within budget (ties: the more accurate), or None."""
+    within = [r for r in rows if r["delta_points"] >= -budget]
+    return max(within, key=lambda r: (r["speedup"], r["delta_points"]), default=None)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", type=Path, help="sieve eval --json files measured on calibration data")
+    ap.add_argument("--budget", type=float, default=1.0, help="accuracy points that may be lost vs dense")
+    ap.add_argument("--family", action="append", default=[], metavar="NAME=REGEX", required=True)
+    ap.add_argument("--out", type=Path, help="JSON with the picks")
+    args = ap.parse_args()
+    if not args.budget >= 0:
+        ap.error("--budget must be a number >= 0")
+    rows = list(candidates(args.files))
+    picks = []
+    for family in args.family:
+        name, _, pattern = family.partition("=")
+        members = [r for r in rows if re.search(pattern, r["policy"])]
+        best = pick(members, args.budget)
+        if best is None:
+            print(f"{name}: none of {len(members)} settings within {args.budget} points", file=sys.stderr)
+            continue
+        picks.append({"family": name, "policy": best["policy"], "calibration": {
+            k: best[k] for k in ("accuracy", "dense_accuracy", "delta_points", "speedup", "flops_reduction",
+                                 "latency_ms_per_example")}, "candidates": len(members)})
+        print(best["policy"])
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"budget_points": args.budget, "calibration_files": [str(f) for f in args.files],
+                                        "picks": picks}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
