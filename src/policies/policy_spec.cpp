@@ -118,7 +118,10 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
   bool seen_cta = false;
   if (spec.empty()) throw Error("policy: empty spec (use 'dense' for no pruning)");
   for (const auto& part : split(spec, '+')) {
-    const auto [name, p] = parse_one(part, allowed);
+    // Not a structured binding: the lambdas below capture p, which clang before 16 refuses for bindings.
+    const auto parsed = parse_one(part, allowed);
+    const std::string& name = parsed.first;
+    const std::map<std::string, std::string>& p = parsed.second;
     if (name == "dense") continue;
     if (name == "spatten") {
       const int start = p.count("start") ? parse_integer(p.at("start"), "start", 0, layers - 1) : 1;
