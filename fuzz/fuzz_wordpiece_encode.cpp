@@ -25,6 +25,13 @@ void check(const sieve::WordPieceTokenizer& tokenizer, const sieve::Encoding& en
 
 }  // namespace
 
+// Load both vocabularies once, outside libFuzzer's per-input timeout.
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  uncased();
+  cased();
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace sieve;
   if (size == 0) return 0;
