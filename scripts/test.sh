@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone: setup (idempotent), the Release build and its tests,
 # then the same tests built with AddressSanitizer + UBSan. Reference files must exist here:
 # SIEVE_REQUIRE_REFERENCE=1 turns a missing one into a failure instead of a skip.
-# Set SIEVE_SKIP_ASAN=1 to run only the Release pass (a quick local check).
+# Set SIEVE_SKIP_ASAN=1 to run only the Release pass (a quick local check). Last, every fuzz
+# target runs for SIEVE_FUZZ_SECONDS (default 30) on its corpus; SIEVE_SKIP_FUZZ=1 skips that.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -26,5 +27,8 @@ if [[ "${SIEVE_SKIP_ASAN:-0}" != 1 ]]; then
   # Leak checking stays on; any sanitizer report fails the test that triggered it.
   ASAN_OPTIONS="abort_on_error=1:detect_leaks=1" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
     ctest --test-dir build-asan --output-on-failure -j"$JOBS" --timeout 1200
+fi
+if [[ "${SIEVE_SKIP_FUZZ:-0}" != 1 ]]; then
+  bash scripts/fuzz.sh "${SIEVE_FUZZ_SECONDS:-30}"
 fi
 echo "==> all tests passed"

@@ -430,7 +430,7 @@ TEST(CtaSpec, BadSpecsAreRejectedClearly) {
   EXPECT_NE(message("cta:w=2,l=0").find("integer in [1, 64]"), std::string::npos);
   EXPECT_NE(message("cta:w=2,l=2.5").find("integer in [1, 64]"), std::string::npos);
   EXPECT_NE(message("cta:w=2,seed=-1").find("non-negative integer"), std::string::npos);
-  EXPECT_NE(message("cta:w=2,layers=6").find("outside [0, 5]"), std::string::npos);
+  EXPECT_NE(message("cta:w=2,layers=6").find("in [0, 5]"), std::string::npos);
   EXPECT_NE(message("cta:w=2,layers=4-2").find("empty range"), std::string::npos);
   EXPECT_NE(message("cta:w=2,layers=x").find("not a number"), std::string::npos);
   EXPECT_NE(message("cta:w=2,bucket=3").find("unknown option"), std::string::npos);

@@ -45,10 +45,11 @@ struct CliResult {
 };
 
 // Runs `sieve <args>` through the shell; `timeout` turns a hang into exit code 124 instead of a
-// stuck test.
-inline CliResult run_cli(const std::string& args, int timeout_seconds = 60, bool with_stderr = true) {
-  const std::string command = "timeout " + std::to_string(timeout_seconds) + " " + std::string(SIEVE_CLI_PATH) + " " +
-                              args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+// stuck test. shell_prefix runs first in the same shell (e.g. "ulimit -f 8;").
+inline CliResult run_cli(const std::string& args, int timeout_seconds = 60, bool with_stderr = true,
+                         const std::string& shell_prefix = "") {
+  const std::string command = shell_prefix + "timeout " + std::to_string(timeout_seconds) + " " +
+                              std::string(SIEVE_CLI_PATH) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
   CliResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;

@@ -1,7 +1,12 @@
 // sieve: the command-line front end. Each subcommand lives in cli/commands/ and registers itself;
 // this file only parses and turns errors into a message and a non-zero exit code.
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
 #include <exception>
 
 #include "cli/commands/common.h"
@@ -27,8 +32,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sieve: error: unknown command '%s' (run 'sieve --help' for the list)\n", argv[1]);
     return 2;
   }
+  // Past a file-size limit, a write should fail with EFBIG and be reported, not kill the process
+  // halfway through an output file.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     app.parse(argc, argv);
+    // Output goes to stdout through both iostreams and stdio; a full disk or a closed pipe shows
+    // only here, and must not end with exit code 0.
+    std::cout.flush();
+    if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      std::fprintf(stderr, "sieve: error: writing the output failed: %s\n", std::strerror(errno));
+      return 1;
+    }
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -37,6 +52,9 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;
   } catch (const sieve::Error& e) {
+    std::fprintf(stderr, "sieve: error: %s\n", e.what());
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {  // a path the user gave: a link loop, no permission
     std::fprintf(stderr, "sieve: error: %s\n", e.what());
     return 1;
   } catch (const std::bad_alloc&) {

@@ -1,7 +1,5 @@
 #include "eval/dataset.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
@@ -9,6 +7,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/files.h"
 
 namespace sieve {
 
@@ -23,10 +22,15 @@ std::vector<std::string> split_tabs(const std::string& line) {
   return cells;
 }
 
+// A row longer than this is a damaged file (GLUE's longest are a few KiB), and the whole file is
+// held as examples, so it is bounded too (GLUE's largest TSV, MNLI's training set, is ~80 MB).
+constexpr size_t kMaxRowBytes = 1 << 20;
+constexpr uintmax_t kMaxDataBytes = 1ull << 30;
+
 std::vector<LabelledExample> read_tsv(std::istream& in, const std::string& name) {
+  LineReader lines(in, name, kMaxRowBytes);
   std::string line;
-  if (!std::getline(in, line)) throw Error(name + ": empty file");
-  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (!lines.next(line)) throw Error(name + ": empty file");
   const auto header = split_tabs(line);
   int sentence = -1, first = -1, second = -1, label = -1;
   for (size_t i = 0; i < header.size(); ++i) {
@@ -38,8 +42,8 @@ std::vector<LabelledExample> read_tsv(std::istream& in, const std::string& name)
   if (sentence < 0 && first < 0) throw Error(name + ": header has no 'sentence' (or 'sentence1') column");
   if (label < 0) throw Error(name + ": header has no 'label' column");
   std::vector<LabelledExample> rows;
-  for (size_t line_no = 2; std::getline(in, line); ++line_no) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  while (lines.next(line)) {
+    const size_t line_no = lines.line_number();
     if (line.empty()) continue;
     const auto cells = split_tabs(line);
     const size_t need = static_cast<size_t>(std::max({sentence, first, second, label})) + 1;
@@ -60,7 +64,10 @@ std::vector<LabelledExample> read_tsv(std::istream& in, const std::string& name)
 }  // namespace
 
 std::vector<LabelledExample> load_glue_file(const std::filesystem::path& path) {
-  if (!std::filesystem::is_regular_file(path)) throw Error("data file not found: " + path.string());
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) throw Error("data file not found: " + path.string());
+  if (std::filesystem::file_size(path, error) > kMaxDataBytes)
+    throw Error(path.string() + ": larger than the " + std::to_string(kMaxDataBytes >> 30) + " GiB Sieve reads as a data set");
   if (path.extension() != ".parquet") {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error("cannot open " + path.string());
@@ -68,17 +75,15 @@ std::vector<LabelledExample> load_glue_file(const std::filesystem::path& path) {
   }
   const char* py_env = std::getenv("SIEVE_PYTHON");
   const std::string python = py_env && *py_env ? py_env : std::string(SIEVE_SOURCE_DIR) + "/.venv/bin/python";
-  const auto tsv = std::filesystem::temp_directory_path() / ("sieve-data-" + std::to_string(getpid()) + ".tsv");
-  const std::string cmd = "'" + python + "' '" + SIEVE_SOURCE_DIR + "/tools/glue_to_tsv.py' '" + path.string() + "' --out '" + tsv.string() + "'";
+  // A fresh file with a random name (not "sieve-data-<pid>.tsv", which anyone could plant a link at).
+  const TempFile tsv(std::filesystem::temp_directory_path(), "sieve-data-", ".tsv");
+  const std::string cmd = "'" + python + "' '" + SIEVE_SOURCE_DIR + "/tools/glue_to_tsv.py' '" + path.string() + "' --out '" + tsv.path().string() + "'";
   if (path.string().find('\'') != std::string::npos) throw Error("data path may not contain a quote: " + path.string());
   if (std::system(cmd.c_str()) != 0) {
-    std::filesystem::remove(tsv);
     throw Error("could not convert " + path.string() + " (needs the project's Python venv with pyarrow: run scripts/setup.sh)");
   }
-  std::ifstream in(tsv, std::ios::binary);
-  auto rows = read_tsv(in, path.string());
-  std::filesystem::remove(tsv);
-  return rows;
+  std::ifstream in(tsv.path(), std::ios::binary);
+  return read_tsv(in, path.string());
 }
 
 }  // namespace sieve

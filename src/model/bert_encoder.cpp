@@ -154,7 +154,11 @@ BertEncoder BertEncoder::load(const std::filesystem::path& model_dir) {
   }
   // The classification head sits outside the "bert." prefix.
   if (file.contains("classifier.weight")) {
-    const int64_t labels = file.info("classifier.weight").shape.at(0);
+    const std::vector<int64_t>& shape = file.info("classifier.weight").shape;
+    if (shape.size() != 2 || shape[0] < 1)
+      throw Error("tensor 'classifier.weight' in " + weights_path.string() + " must be a [labels, " + std::to_string(H) +
+                  "] matrix");
+    const int64_t labels = shape[0];
     enc.classifier_w_ = transposed(file.load_f32("classifier.weight", {labels, H}));
     enc.classifier_b_ = file.load_f32("classifier.bias", {labels});
     if (!enc.has_pooler()) throw Error("checkpoint has a classifier but no pooler: " + weights_path.string());

@@ -1,13 +1,13 @@
 #include "model/exit_heads.h"
 
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "kernels/gemm.h"
 #include "kernels/row_kernels.h"
 #include "model/safetensors.h"
 #include "util/error.h"
+#include "util/json_file.h"
 
 namespace sieve {
 
@@ -60,55 +60,79 @@ double folded_cls_attention(const float* q, const float* x, int64_t n, int64_t d
   return 2.0 * din * width + 2.0 * n * din * heads;
 }
 
+// Sizes above these are a damaged file, not a classifier.
+constexpr int64_t kMaxExitLabels = 1 << 20;
+constexpr int64_t kMaxExitWidth = 1 << 20;
+
+// Typed, range-checked fields of exits.json: every error names the file and the field, and no
+// value is silently cut to fit (2^40 is refused, not read as 0).
+struct ExitsField {
+  std::string file;
+
+  [[noreturn]] void fail(const std::string& name, const std::string& problem) const {
+    throw Error("bad " + file + ": '" + name + "' " + problem);
+  }
+  const nlohmann::json& require(const nlohmann::json& object, const char* name) const {
+    if (!object.is_object()) fail(name, "must be inside a JSON object");
+    const auto it = object.find(name);
+    if (it == object.end()) fail(name, "is missing");
+    return *it;
+  }
+  int64_t integer(const nlohmann::json& object, const char* name, int64_t low, int64_t high) const {
+    return json_integer(require(object, name), low, high, "bad " + file + ": '" + name + "'");
+  }
+  std::string string(const nlohmann::json& object, const char* name) const {
+    const nlohmann::json& value = require(object, name);
+    if (!value.is_string()) fail(name, "must be a string");
+    return value.get<std::string>();
+  }
+  double positive_number(const nlohmann::json& object, const char* name, double fallback) const {
+    const auto it = object.find(name);
+    if (it == object.end()) return fallback;
+    if (!it->is_number() || !(it->get<double>() > 0) || !std::isfinite(it->get<double>()))
+      fail(name, "must be a positive number");
+    return it->get<double>();
+  }
+};
+
 }  // namespace
 
 ExitHeads ExitHeads::load(const std::filesystem::path& dir, const ModelConfig& config) {
   const auto json_path = dir / "exits.json";
-  std::ifstream in(json_path);
-  if (!in) throw Error("exit classifiers not found: " + json_path.string() + " (make them with tools/train_exits.py)");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-    if (j.value("format", "") != "sieve-exits") throw Error("not a sieve-exits file");
-  } catch (const std::exception& e) {
-    throw Error("cannot read " + json_path.string() + ": " + e.what());
-  }
+  if (!std::filesystem::exists(std::filesystem::symlink_status(json_path)))
+    throw Error("exit classifiers not found: " + json_path.string() + " (make them with tools/train_exits.py)");
+  const nlohmann::json j = read_json_file(json_path, kMaxSmallJsonBytes);
+  const ExitsField field{json_path.string()};
+  if (!j.is_object() || j.value("format", nlohmann::json()) != "sieve-exits")
+    throw Error("bad " + json_path.string() + ": not a sieve-exits file (\"format\": \"sieve-exits\" is missing)");
   ExitHeads e;
   const int64_t H = config.hidden_size;
-  try {
-    e.variant_ = j.at("variant").get<std::string>();
-    e.num_labels_ = j.at("num_labels").get<int>();
-    if (j.at("hidden_size").get<int64_t>() != H) throw Error("hidden_size differs from the model's");
-    if (e.variant_ != "light" && e.variant_ != "block" && e.variant_ != "fastbert")
-      throw Error("variant must be light, block or fastbert");
-    if (e.num_labels_ < 2) throw Error("num_labels must be at least 2");
-  } catch (const nlohmann::json::exception& ex) {
-    throw Error("bad " + json_path.string() + ": " + ex.what());
-  } catch (const Error& ex) {
-    throw Error("bad " + json_path.string() + ": " + ex.what());
+  e.variant_ = field.string(j, "variant");
+  if (e.variant_ != "light" && e.variant_ != "block" && e.variant_ != "fastbert")
+    field.fail("variant", "must be light, block or fastbert");
+  e.num_labels_ = static_cast<int>(field.integer(j, "num_labels", 2, kMaxExitLabels));
+  if (field.integer(j, "hidden_size", 1, kMaxExitWidth) != H) field.fail("hidden_size", "differs from the model's");
+  const nlohmann::json& layers = field.require(j, "layers");
+  if (!layers.is_array()) field.fail("layers", "must be an array of layer indices");
+  // Every exit sits after a layer that has another after it; checked before any weight is read.
+  std::vector<int> exit_layers;
+  for (const auto& layer : layers) {
+    exit_layers.push_back(static_cast<int>(json_integer(layer, 0, config.num_hidden_layers - 2, "bad " + json_path.string() + ": exit layer")));
   }
   const SafetensorsFile file = SafetensorsFile::open(dir / "exits.safetensors");
   e.hidden_ = H;
   e.heads_.resize(static_cast<size_t>(config.num_hidden_layers));
   const int64_t N = e.num_labels_;
-  for (const auto& layer_json : j.at("layers")) {
-    const int l = layer_json.get<int>();
-    if (l < 0 || l >= config.num_hidden_layers - 1)
-      throw Error("bad " + json_path.string() + ": exit layer " + std::to_string(l) + " out of range");
+  for (const int l : exit_layers) {
     const std::string p = "exit." + std::to_string(l) + ".";
     Head h;
     int64_t C = H;  // width of the row the pooler reads
     if (e.variant_ == "fastbert") {
       Fastbert f;
-      int64_t D = 0;
-      try {
-        D = j.at("fastbert").at("hidden_size").get<int64_t>();
-        f.heads = j.at("fastbert").at("num_attention_heads").get<int>();
-      } catch (const nlohmann::json::exception& ex) {
-        throw Error("bad " + json_path.string() + ": " + ex.what());
-      }
-      if (D <= 0 || f.heads <= 0 || D % f.heads != 0)
-        throw Error("bad " + json_path.string() + ": fastbert heads must divide a positive hidden_size");
+      const nlohmann::json& fastbert = field.require(j, "fastbert");
+      const int64_t D = field.integer(fastbert, "hidden_size", 1, kMaxExitWidth);
+      f.heads = static_cast<int>(field.integer(fastbert, "num_attention_heads", 1, D));
+      if (D % f.heads != 0) field.fail("fastbert", "num_attention_heads must divide hidden_size");
       f.reduce_w = transposed(file.load_f32(p + "reduce.weight", {D, H}));
       f.reduce_b = file.load_f32(p + "reduce.bias", {D});
       f.wq = transposed(file.load_f32(p + "query.weight", {D, D}));
@@ -125,12 +149,12 @@ ExitHeads ExitHeads::load(const std::filesystem::path& dir, const ModelConfig& c
     h.classifier_w = transposed(file.load_f32(p + "classifier.weight", {N, C}));
     h.classifier_b = file.load_f32(p + "classifier.bias", {N});
     if (e.variant_ == "block") {
-      const auto& bj = j.at("block");
+      const nlohmann::json& bj = field.require(j, "block");
       Block b;
-      b.heads = bj.at("num_attention_heads").get<int>();
-      b.eps = bj.value("layer_norm_eps", 1e-12f);
-      const int64_t I = bj.at("intermediate_size").get<int64_t>();
-      if (b.heads <= 0 || H % b.heads != 0) throw Error("bad " + json_path.string() + ": block heads must divide hidden_size");
+      b.heads = static_cast<int>(field.integer(bj, "num_attention_heads", 1, H));
+      b.eps = static_cast<float>(field.positive_number(bj, "layer_norm_eps", 1e-12));
+      const int64_t I = field.integer(bj, "intermediate_size", 1, kMaxExitWidth);
+      if (H % b.heads != 0) field.fail("block", "num_attention_heads must divide hidden_size");
       const std::string q = p + "block.";
       b.wq = transposed(file.load_f32(q + "attention.self.query.weight", {H, H}));
       b.bq = file.load_f32(q + "attention.self.query.bias", {H});

@@ -2,13 +2,12 @@
 
 #include <array>
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "util/error.h"
+#include "util/json_file.h"
 
 namespace sieve {
 
@@ -16,11 +15,12 @@ namespace {
 
 using nlohmann::json;
 
-// Real configs are a few KiB (a large id2label adds a little); refuse to slurp anything huge.
-constexpr uintmax_t kMaxConfigBytes = 16 << 20;
-
 // Sizes feed into index arithmetic downstream; anything above int32 is a corrupt config.
 constexpr int64_t kMaxSize = std::numeric_limits<int32_t>::max();
+
+// A class name is made for every label the config declares; the largest real label sets
+// (ImageNet-21k) have ~22k classes.
+constexpr int64_t kMaxLabels = 1 << 20;
 
 struct ActivationSpelling {
   std::string_view name;
@@ -126,6 +126,10 @@ std::vector<std::string> parse_labels(const FieldReader& reader) {
   const json* id2label = reader.find("id2label");
   const json* num_labels = reader.find("num_labels");
   const int64_t count = num_labels ? reader.integer("num_labels", *num_labels, 1) : 0;  // 0: not given
+  if (count > kMaxLabels) {
+    reader.fail("num_labels", "is " + std::to_string(count) + ", more than the " + std::to_string(kMaxLabels) +
+                                  " classes Sieve allows");
+  }
   if (!id2label) {
     // At most a count: name the classes the way Hugging Face does.
     std::vector<std::string> generated;
@@ -226,25 +230,12 @@ nlohmann::json read_config_json(const std::filesystem::path& path, std::filesyst
   std::error_code ignored;
   const std::filesystem::path file =
       std::filesystem::is_directory(path, ignored) ? path / "config.json" : path;
-  if (!std::filesystem::is_regular_file(file, ignored)) {
+  // Only "nothing there" is "not found"; a looping link or a directory gets the reader's own message.
+  if (!std::filesystem::exists(std::filesystem::symlink_status(file, ignored))) {
     const std::filesystem::path directory = file.has_parent_path() ? file.parent_path() : ".";
     throw Error(file.filename().string() + " not found in " + directory.string());
   }
-  if (const uintmax_t bytes = std::filesystem::file_size(file, ignored); bytes > kMaxConfigBytes) {
-    throw Error(file.string() + ": " + std::to_string(bytes) + " bytes is too large for a config (limit " +
-                std::to_string(kMaxConfigBytes) + ")");
-  }
-  std::ifstream in(file);
-  if (!in) throw Error(file.string() + ": cannot open for reading");
-  std::stringstream text;
-  text << in.rdbuf();
-
-  json root;
-  try {
-    root = json::parse(text.str());
-  } catch (const json::exception& e) {
-    throw Error(file.string() + ": not valid JSON (" + e.what() + ")");
-  }
+  const json root = read_json_file(file, kMaxSmallJsonBytes);
   if (!root.is_object()) throw Error(file.string() + ": must be a JSON object, got " + root.type_name());
   if (config_file) *config_file = file;
   return root;

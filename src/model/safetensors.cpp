@@ -14,9 +14,9 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "util/error.h"
+#include "util/json_file.h"
 
 namespace sieve {
 
@@ -95,39 +95,22 @@ struct FileDescriptor {
   }
 };
 
-// Parses the header, also rejecting duplicate keys in any object: JSON libraries disagree on
-// which duplicate wins, so a file that has them means different things to different readers.
+// The header through the shared bounded JSON reader: linear time, depth-limited, duplicate keys
+// refused (they would mean different tensors to different readers).
 json parse_header_json(std::string_view text, const std::string& file) {
-  // The JSON library stops at a NUL as if the input ended, which would silently ignore the rest.
-  if (const size_t nul = text.find('\0'); nul != std::string_view::npos) {
-    throw Error(file + ": safetensors header is not valid JSON (NUL byte at header offset " + std::to_string(nul) + ")");
-  }
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate_key;
-  auto watch_keys = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && duplicate_key.empty() &&
-               !open_objects.back().insert(parsed.get<std::string>()).second) {
-      duplicate_key = parsed.get<std::string>();
-    }
-    return true;
-  };
-  json header;
-  try {
-    header = json::parse(text.begin(), text.end(), watch_keys);
-  } catch (const json::exception& e) {
-    throw Error(file + ": safetensors header is not valid JSON (" + e.what() + ")");
-  }
-  if (!duplicate_key.empty()) {
-    throw Error(file + ": safetensors header has the key '" + duplicate_key + "' twice");
-  }
+  const json header = parse_json_text(text, file + ": safetensors header");
   if (!header.is_object()) {
     throw Error(file + ": safetensors header must be a JSON object, got " + header.type_name());
   }
   return header;
+}
+
+// The index of the first NaN or infinity among n floats, or n.
+int64_t first_non_finite(const float* values, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(values[i])) return i;
+  }
+  return n;
 }
 
 // A non-negative JSON integer; `what` names the value in messages. Messages quote only
@@ -346,6 +329,12 @@ Tensor SafetensorsFile::load_f32(const std::string& name, const std::vector<int6
     default:  // BF16, the only other type let through above
       convert_16bit<bf16_to_f32>(source, result.data(), result.size());
       break;
+  }
+  // One NaN weight turns every output it touches into NaN, or, through a clamping exp kernel,
+  // into finite but wrong numbers: refuse the file instead of computing with it.
+  if (const int64_t bad = first_non_finite(result.data(), result.size()); bad != result.size()) {
+    throw Error(describe(name) + " holds " + (std::isnan(result.data()[bad]) ? "NaN" : "infinity") + " at element " +
+                std::to_string(bad) + "; the checkpoint is corrupt");
   }
   return result;
 }

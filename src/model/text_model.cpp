@@ -2,10 +2,11 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/json_file.h"
 
 #ifndef SIEVE_DEFAULT_MODEL_DIR
 #define SIEVE_DEFAULT_MODEL_DIR "models/all-MiniLM-L6-v2"
@@ -15,14 +16,20 @@ namespace sieve {
 
 namespace {
 
-nlohmann::json read_json_if_exists(const std::filesystem::path& path) {
-  if (!std::filesystem::exists(path)) return nullptr;
-  std::ifstream in(path);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("cannot parse " + path.string() + ": " + e.what());
+using nlohmann::json;
+
+// A field of a sentence-transformers file that, when present, must be of `type`; the error names
+// the file and the field instead of surfacing as a library exception.
+const json* optional_field(const json& document, const char* field, json::value_t type,
+                           const std::filesystem::path& file) {
+  const auto it = document.find(field);
+  if (it == document.end() || it->is_null()) return nullptr;
+  const bool matches = it->type() == type || (type == json::value_t::number_integer && it->is_number_integer());
+  if (!matches) {
+    throw Error(file.string() + ": field '" + field + "' must be a " + json(type).type_name() + ", got " +
+                it->type_name());
   }
+  return &*it;
 }
 
 }  // namespace
@@ -40,21 +47,31 @@ TextModel TextModel::load(const std::filesystem::path& model_dir, const std::fil
   model.max_length_ = static_cast<size_t>(model.encoder_.config().max_position_embeddings);
 
   // sentence-transformers directories say how they pool and cut; plain HF ones use [CLS].
-  const auto st = read_json_if_exists(model_dir / "sentence_bert_config.json");
-  if (st.is_object() && st.contains("max_seq_length") && st["max_seq_length"].is_number_integer())
-    model.max_length_ = std::min(model.max_length_, st["max_seq_length"].get<size_t>());
-  const auto pooling = read_json_if_exists(model_dir / "1_Pooling" / "config.json");
-  if (pooling.is_object()) {
-    model.pooling_ = pooling.value("pooling_mode_mean_tokens", false) ? Pooling::Mean : Pooling::Cls;
+  const auto st_file = model_dir / "sentence_bert_config.json";
+  if (const json st = read_json_file_if_exists(st_file, kMaxSmallJsonBytes); st.is_object()) {
+    if (const json* cut = optional_field(st, "max_seq_length", json::value_t::number_integer, st_file)) {
+      const int64_t length = json_integer(*cut, 3, std::numeric_limits<int32_t>::max(), st_file.string() + ": field 'max_seq_length'");
+      model.max_length_ = std::min(model.max_length_, static_cast<size_t>(length));
+    }
+  }
+  const auto pooling_file = model_dir / "1_Pooling" / "config.json";
+  if (const json pooling = read_json_file_if_exists(pooling_file, kMaxSmallJsonBytes); pooling.is_object()) {
+    const json* mean = optional_field(pooling, "pooling_mode_mean_tokens", json::value_t::boolean, pooling_file);
+    model.pooling_ = mean && mean->get<bool>() ? Pooling::Mean : Pooling::Cls;
   }
   if (!exits_dir.empty())
     model.exits_ = ExitHeads::load(exits_dir, model.encoder_.config());
   else if (std::filesystem::exists(model_dir / "exits" / "exits.json"))
     model.exits_ = ExitHeads::load(model_dir / "exits", model.encoder_.config());
-  const auto modules = read_json_if_exists(model_dir / "modules.json");
-  if (modules.is_array())
-    for (const auto& m : modules)
-      if (m.is_object() && m.value("type", "") == "sentence_transformers.models.Normalize") model.normalize_ = true;
+  const auto modules_file = model_dir / "modules.json";
+  if (const json modules = read_json_file_if_exists(modules_file, kMaxSmallJsonBytes); !modules.is_null()) {
+    if (!modules.is_array()) throw Error(modules_file.string() + ": must be a JSON array of modules");
+    for (const json& module : modules) {
+      if (!module.is_object()) throw Error(modules_file.string() + ": each module must be a JSON object");
+      const json* type = optional_field(module, "type", json::value_t::string, modules_file);
+      if (type && *type == "sentence_transformers.models.Normalize") model.normalize_ = true;
+    }
+  }
   return model;
 }
 

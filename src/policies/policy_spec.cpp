@@ -44,6 +44,15 @@ double parse_number(const std::string& text, const std::string& what) {
   return v;
 }
 
+// A whole number in [low, high]. Checked as a double first: casting 1e308 to int is undefined,
+// and 2.7 must not quietly become 2.
+int parse_integer(const std::string& text, const std::string& what, int low, int high) {
+  const double v = parse_number(text, what);
+  if (v != std::floor(v) || v < low || v > high)
+    throw Error("policy: " + what + "=" + text + " must be an integer in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
+  return static_cast<int>(v);
+}
+
 std::vector<double> parse_list(const std::string& text, const std::string& what, int expected) {
   std::vector<double> values;
   for (const auto& part : split(text, '/')) values.push_back(parse_number(part, what));
@@ -78,12 +87,7 @@ std::vector<uint8_t> parse_layer_set(const std::string& text, int layers) {
   std::vector<uint8_t> on(static_cast<size_t>(layers), 0);
   for (const auto& part : split(text, '/')) {
     const size_t dash = part.find('-');
-    auto index = [&](const std::string& t) {
-      const double v = parse_number(t, "cta layers");
-      if (v != std::floor(v) || v < 0 || v >= layers)
-        throw Error("policy: cta layers=" + text + ": layer " + t + " is outside [0, " + std::to_string(layers - 1) + "]");
-      return static_cast<int>(v);
-    };
+    auto index = [&](const std::string& t) { return parse_integer(t, "cta layers", 0, layers - 1); };
     const int a = index(part.substr(0, dash));
     const int b = dash == std::string::npos ? a : index(part.substr(dash + 1));
     if (b < a) throw Error("policy: cta layers=" + text + ": empty range " + part);
@@ -114,10 +118,13 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
   bool seen_cta = false;
   if (spec.empty()) throw Error("policy: empty spec (use 'dense' for no pruning)");
   for (const auto& part : split(spec, '+')) {
-    const auto [name, p] = parse_one(part, allowed);
+    // Not a structured binding: the lambdas below capture p, which clang before 16 refuses for bindings.
+    const auto parsed = parse_one(part, allowed);
+    const std::string& name = parsed.first;
+    const std::map<std::string, std::string>& p = parsed.second;
     if (name == "dense") continue;
     if (name == "spatten") {
-      const int start = p.count("start") ? static_cast<int>(parse_number(p.at("start"), "start")) : 1;
+      const int start = p.count("start") ? parse_integer(p.at("start"), "start", 0, layers - 1) : 1;
       if (p.count("tokens") && p.count("token_ratios")) throw Error("policy: give tokens or token_ratios, not both");
       if (p.count("heads") && p.count("head_ratios")) throw Error("policy: give heads or head_ratios, not both");
       auto schedule = [&](const char* ratio_key, const char* list_key) {
@@ -133,7 +140,6 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
         }
         return KeepSchedule();
       };
-      if (start < 0 || start >= layers) throw Error("policy: start=" + std::to_string(start) + " is outside [0, " + std::to_string(layers - 1) + "]");
       CascadePruner::Options o{schedule("tokens", "token_ratios"), schedule("heads", "head_ratios"), parse_point(p)};
       chain->add(std::make_unique<CascadePruner>(std::move(o)));
     } else if (name == "exit") {
@@ -148,15 +154,14 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
       if (!p.count("w")) throw Error("policy: cta needs w=W (the LSH bucket width, > 0)");
       const double w = parse_number(p.at("w"), "cta w");
       if (!(w > 0.0) || !std::isfinite(w)) throw Error("policy: cta w=" + p.at("w") + " must be a positive number");
-      const double l = p.count("l") ? parse_number(p.at("l"), "cta l") : 6.0;
-      if (l != std::floor(l) || l < 1 || l > 64) throw Error("policy: cta l=" + p.at("l") + " must be an integer in [1, 64]");
+      const int l = p.count("l") ? parse_integer(p.at("l"), "cta l", 1, 64) : 6;
       const double seed = p.count("seed") ? parse_number(p.at("seed"), "cta seed") : 0.0;
       if (seed != std::floor(seed) || seed < 0 || seed > 9.0e15) throw Error("policy: cta seed=" + p.at("seed") + " must be a non-negative integer");
       std::vector<uint8_t> on = p.count("layers") ? parse_layer_set(p.at("layers"), layers)
                                                   : std::vector<uint8_t>(static_cast<size_t>(layers), 1);
       const std::string share = p.count("share") ? p.at("share") : "head";
       if (share != "head" && share != "layer") throw Error("policy: cta share=" + share + " (expected head or layer)");
-      chain->add(std::make_unique<CtaBackend>(CtaConfig::make(w, static_cast<int>(l), static_cast<uint64_t>(seed), std::move(on),
+      chain->add(std::make_unique<CtaBackend>(CtaConfig::make(w, l, static_cast<uint64_t>(seed), std::move(on),
                                                               config.hidden_size, static_cast<int>(config.num_attention_heads),
                                                               share == "layer")));
     } else if (name == "ltp") {
@@ -178,11 +183,7 @@ std::unique_ptr<GenerationPolicyChain> parse_generation_spec(const std::string& 
   };
   // An integer option in [low, high], or `fallback` when absent.
   auto integer = [](const std::map<std::string, std::string>& p, const std::string& key, int fallback, int low, int high) {
-    if (!p.count(key)) return fallback;
-    const double v = parse_number(p.at(key), key);
-    if (v != std::floor(v) || v < low || v > high)
-      throw Error("policy: " + key + "=" + p.at(key) + " must be an integer in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
-    return static_cast<int>(v);
+    return p.count(key) ? parse_integer(p.at(key), key, low, high) : fallback;
   };
   auto fraction = [](const std::map<std::string, std::string>& p, const std::string& key, bool exclude_zero) {
     const double v = parse_number(p.at(key), key);
@@ -204,6 +205,9 @@ std::unique_ptr<GenerationPolicyChain> parse_generation_spec(const std::string& 
       chain->add(std::make_unique<LocalValuePruner>(integer(p, "k", 0, 1, 1 << 24), integer(p, "renorm", 0, 0, 1) == 1));
     } else if (name == "progressive") {
       SplitQuantization format{integer(p, "msb", 4, 1, 8), integer(p, "lsb", 4, 0, 8)};
+      // A signed code needs a sign bit and a magnitude bit: with 1 bit the largest code is 0 and
+      // the scale divides by it.
+      if (format.total_bits() < 2) throw Error("policy: progressive needs msb + lsb >= 2 bits, got " + std::to_string(format.total_bits()));
       const double threshold = p.count("threshold") ? fraction(p, "threshold", false) : 0.1;
       chain->add(std::make_unique<ProgressiveQuantization>(format, threshold));
     }

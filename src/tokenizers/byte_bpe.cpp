@@ -4,13 +4,16 @@
 #include <pcre2.h>
 
 #include <array>
-#include <fstream>
+#include <functional>
+#include <queue>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "tokenizers/unicode_text.h"
 #include "util/error.h"
+#include "util/files.h"
+#include "util/json_file.h"
 
 namespace sieve {
 
@@ -63,20 +66,22 @@ std::string spelling_to_bytes(const std::string& spelling, const std::string& so
   return bytes;
 }
 
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open " + path.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+// Bounds on what a vocabulary file may make us hold; GPT-2's are 50257 entries and 50000 merges
+// in 1 MB + 456 kB, the largest real byte-level vocabularies ~250k entries.
+constexpr uint64_t kMaxMergesBytes = 64ull << 20;
+constexpr int64_t kMaxTokenId = (int64_t{1} << 21) - 1;
+
+// A token id from a vocabulary file: an integer in [0, kMaxTokenId], never silently cut to fit.
+int32_t read_token_id(const json& value, const std::string& source, const std::string& token) {
+  return static_cast<int32_t>(json_integer(value, 0, kMaxTokenId, source + ": id of '" + token.substr(0, 100) + "'"));
 }
 
-json parse_json_file(const std::filesystem::path& path) {
-  try {
-    return json::parse(read_text_file(path));
-  } catch (const json::exception& e) {
-    throw Error(path.string() + ": not valid JSON (" + e.what() + ")");
-  }
+// Splits "left right" at its single space; merges.txt and old tokenizer.json files spell merges so.
+std::pair<std::string, std::string> split_merge(const std::string& line, const std::string& where) {
+  const size_t space = line.find(' ');
+  if (space == std::string::npos || space == 0 || space + 1 == line.size() || line.find(' ', space + 1) != std::string::npos)
+    throw Error(where + " is not 'left right': '" + line.substr(0, 100) + "'");
+  return {line.substr(0, space), line.substr(space + 1)};
 }
 
 }  // namespace
@@ -101,25 +106,19 @@ ByteLevelBpe::~ByteLevelBpe() = default;
 
 ByteLevelBpe ByteLevelBpe::from_files(const std::filesystem::path& vocab_json, const std::filesystem::path& merges_txt) {
   ByteLevelBpe bpe;
-  const json vocab = parse_json_file(vocab_json);
-  if (!vocab.is_object()) throw Error(vocab_json.string() + ": must map tokens to ids");
-  for (const auto& [token, id] : vocab.items()) {
-    if (!id.is_number_integer()) throw Error(vocab_json.string() + ": id of '" + token + "' is not an integer");
-    bpe.vocab_[token] = id.get<int32_t>();
-  }
-  std::istringstream merges(read_text_file(merges_txt));
-  int32_t rank = 0;
-  for (std::string line; std::getline(merges, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+  const std::string source = vocab_json.string();
+  const json vocab = read_json_file(vocab_json, kMaxTokenizerJsonBytes);
+  if (!vocab.is_object()) throw Error(source + ": must map tokens to ids");
+  for (const auto& [token, id] : vocab.items()) bpe.vocab_[token] = read_token_id(id, source, token);
+  std::istringstream merges(read_file_bounded(merges_txt, kMaxMergesBytes));
+  LineReader lines(merges, merges_txt.string(), 4096);
+  for (std::string line; lines.next(line);) {
     if (line.empty() || line.rfind("#version", 0) == 0) continue;
-    const size_t space = line.find(' ');
-    if (space == std::string::npos || space == 0 || space + 1 == line.size() || line.find(' ', space + 1) != std::string::npos)
-      throw Error(merges_txt.string() + ": merge " + std::to_string(rank + 1) + " is not 'left right': '" + line + "'");
-    bpe.merge_rank_.emplace(line, rank++);  // the first occurrence of a pair wins, as in HF
+    bpe.merge_list_.push_back(split_merge(line, merges_txt.string() + ":" + std::to_string(lines.line_number())));
   }
   // GPT2TokenizerFast built from these two files treats <|endoftext|> as its one special token.
   if (bpe.vocab_.count("<|endoftext|>")) bpe.special_tokens_.emplace_back("<|endoftext|>", bpe.vocab_.at("<|endoftext|>"));
-  bpe.finish_loading(vocab_json.string());
+  bpe.finish_loading(source);
   return bpe;
 }
 
@@ -127,83 +126,124 @@ ByteLevelBpe ByteLevelBpe::from_model_dir(const std::filesystem::path& dir) {
   if (std::filesystem::exists(dir / "vocab.json") && std::filesystem::exists(dir / "merges.txt"))
     return from_files(dir / "vocab.json", dir / "merges.txt");
   const auto path = dir / "tokenizer.json";
+  const std::string source = path.string();
   if (!std::filesystem::exists(path)) throw Error("no GPT-2 tokenizer in " + dir.string() + " (need vocab.json + merges.txt, or tokenizer.json)");
-  const json root = parse_json_file(path);
-  const json* model = root.contains("model") ? &root.at("model") : nullptr;
-  if (!model || model->value("type", "") != "BPE" || !model->contains("vocab") || !model->contains("merges"))
-    throw Error(path.string() + ": not a BPE tokenizer");
+  const json root = read_json_file(path, kMaxTokenizerJsonBytes);
+  const json* model = root.is_object() && root.contains("model") ? &root.at("model") : nullptr;
+  if (!model || !model->is_object() || model->value("type", json()) != "BPE" || !model->contains("vocab") ||
+      !model->contains("merges") || !model->at("vocab").is_object() || !model->at("merges").is_array())
+    throw Error(source + ": not a BPE tokenizer");
   ByteLevelBpe bpe;
-  try {
-    for (const auto& [token, id] : model->at("vocab").items()) bpe.vocab_[token] = id.get<int32_t>();
-    int32_t rank = 0;
-    for (const json& merge : model->at("merges")) {
-      // tokenizers < 0.20 writes "left right"; later versions write ["left", "right"].
-      const std::string pair = merge.is_array() ? merge.at(0).get<std::string>() + " " + merge.at(1).get<std::string>()
-                                                : merge.get<std::string>();
-      bpe.merge_rank_.emplace(pair, rank++);
+  for (const auto& [token, id] : model->at("vocab").items()) bpe.vocab_[token] = read_token_id(id, source, token);
+  for (const json& merge : model->at("merges")) {
+    // tokenizers < 0.20 writes "left right"; later versions write ["left", "right"].
+    const std::string where = source + ": merge " + std::to_string(bpe.merge_list_.size() + 1);
+    if (merge.is_string()) {
+      bpe.merge_list_.push_back(split_merge(merge.get<std::string>(), where));
+    } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+      bpe.merge_list_.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
+    } else {
+      throw Error(where + " must be \"left right\" or [\"left\", \"right\"]");
     }
-    if (root.contains("added_tokens"))
-      for (const json& added : root.at("added_tokens"))
-        bpe.special_tokens_.emplace_back(added.at("content").get<std::string>(), added.at("id").get<int32_t>());
-  } catch (const json::exception& e) {
-    throw Error(path.string() + ": malformed BPE model (" + e.what() + ")");
   }
-  bpe.finish_loading(path.string());
+  if (const auto added = root.find("added_tokens"); added != root.end() && !added->is_null()) {
+    if (!added->is_array()) throw Error(source + ": 'added_tokens' must be an array");
+    for (const json& token : *added) {
+      const auto content = token.is_object() ? token.find("content") : token.end();
+      if (content == token.end() || !content->is_string() || content->get_ref<const std::string&>().empty() ||
+          !token.contains("id"))
+        throw Error(source + ": each added token needs a non-empty 'content' and an 'id'");
+      const std::string& text = content->get_ref<const std::string&>();
+      bpe.special_tokens_.emplace_back(text, read_token_id(token.at("id"), source, text));
+    }
+  }
+  bpe.finish_loading(source);
   return bpe;
 }
 
 void ByteLevelBpe::finish_loading(const std::string& source) {
   int32_t max_id = -1;
-  for (const auto& [token, id] : vocab_) {
-    if (id < 0) throw Error(source + ": negative id for '" + token + "'");
-    max_id = std::max(max_id, id);
-  }
+  for (const auto& [token, id] : vocab_) max_id = std::max(max_id, id);
   for (const auto& [token, id] : special_tokens_) {
-    if (id < 0) throw Error(source + ": negative id for '" + token + "'");
     vocab_.emplace(token, id);
     max_id = std::max(max_id, id);
   }
-  // Ids index a table: a sparse or huge id means a corrupt vocabulary, not a 2-billion-entry one.
+  // Ids index a table: a sparse or huge id means a corrupt vocabulary, not a 2-million-entry one.
   if (static_cast<size_t>(max_id) >= 2 * vocab_.size() + 1024)
     throw Error(source + ": token id " + std::to_string(max_id) + " is far beyond the " + std::to_string(vocab_.size()) + " entries");
   id_to_bytes_.assign(static_cast<size_t>(max_id + 1), std::string());
   for (const auto& [token, id] : vocab_) id_to_bytes_[static_cast<size_t>(id)] = spelling_to_bytes(token, source);
   // Every single byte must be a token, or some texts could not be encoded at all.
-  for (const std::string& spelling : byte_spellings())
-    if (!vocab_.count(spelling)) throw Error(source + ": vocabulary lacks the byte token '" + spelling + "'");
+  for (size_t byte = 0; byte < 256; ++byte) {
+    const auto it = vocab_.find(byte_spellings()[byte]);
+    if (it == vocab_.end()) throw Error(source + ": vocabulary lacks the byte token '" + byte_spellings()[byte] + "'");
+    byte_ids_[byte] = it->second;
+  }
+  // Merges by id, as Hugging Face's BPE builds them: both sides and their concatenation must be
+  // tokens (so encoding never meets a symbol it cannot name), and the first occurrence of a pair wins.
+  for (size_t rank = 0; rank < merge_list_.size(); ++rank) {
+    const auto& [left, right] = merge_list_[rank];
+    const auto id_of = [&](const std::string& token) {
+      const auto it = vocab_.find(token);
+      if (it == vocab_.end())
+        throw Error(source + ": merge " + std::to_string(rank + 1) + " needs '" + token.substr(0, 100) + "', which is not in the vocabulary");
+      return it->second;
+    };
+    merges_.try_emplace(pair_key(id_of(left), id_of(right)), Merge{static_cast<int32_t>(rank), id_of(left + right)});
+  }
+  merge_list_.clear();
+  merge_list_.shrink_to_fit();
 }
 
 void ByteLevelBpe::encode_piece(std::string_view piece, std::vector<int32_t>& ids) const {
-  std::vector<std::string> symbols;
-  for (char byte : piece) symbols.push_back(byte_spellings()[static_cast<unsigned char>(byte)]);
-  std::string pair;
-  while (symbols.size() > 1) {
-    int32_t best_rank = std::numeric_limits<int32_t>::max();
-    size_t best = 0;
-    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-      pair = symbols[i] + ' ' + symbols[i + 1];
-      const auto it = merge_rank_.find(pair);
-      if (it != merge_rank_.end() && it->second < best_rank) best_rank = it->second, best = i;
+  // Hugging Face's merge loop (tokenizers' Word::merge_all): a heap of candidate merges ordered by
+  // rank, then position, over a linked list of symbols, so a piece of n bytes costs O(n log n).
+  // Rescanning every pair after each merge, as GPT-2's encoder.py does, is quadratic: a 1 MB run
+  // of letters is one piece and never finished. (The two orders agree whenever a merge's operands
+  // come from lower-ranked merges, as in every trained merges list.)
+  struct Symbol {
+    int32_t id;
+    int32_t previous, next;  // indices of the neighbours, -1 at either end
+    bool merged_away = false;
+  };
+  struct Candidate {
+    int32_t rank, position, result;
+    bool operator>(const Candidate& other) const {
+      return rank != other.rank ? rank > other.rank : position > other.position;
     }
-    if (best_rank == std::numeric_limits<int32_t>::max()) break;
-    // Merge every occurrence of the best pair, left to right (as GPT-2's encoder.py does).
-    const std::string left = symbols[best], right = symbols[best + 1];
-    std::vector<std::string> merged;
-    for (size_t i = 0; i < symbols.size(); ++i) {
-      if (i + 1 < symbols.size() && symbols[i] == left && symbols[i + 1] == right) {
-        merged.push_back(left + right);
-        ++i;
-      } else {
-        merged.push_back(std::move(symbols[i]));
-      }
-    }
-    symbols = std::move(merged);
+  };
+  const auto size = static_cast<int32_t>(piece.size());
+  std::vector<Symbol> symbols(piece.size());
+  for (int32_t i = 0; i < size; ++i) {
+    symbols[static_cast<size_t>(i)] = {byte_ids_[static_cast<unsigned char>(piece[static_cast<size_t>(i)])], i - 1,
+                                       i + 1 < size ? i + 1 : -1};
   }
-  for (const std::string& symbol : symbols) {
-    const auto it = vocab_.find(symbol);
-    if (it == vocab_.end()) throw Error("tokenizer: merged symbol '" + symbol + "' is not in the vocabulary");
-    ids.push_back(it->second);
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+  const auto push_pair = [&](int32_t position) {  // the pair starting at `position`, if it merges
+    const int32_t next = symbols[static_cast<size_t>(position)].next;
+    if (next < 0) return;
+    const auto it = merges_.find(pair_key(symbols[static_cast<size_t>(position)].id, symbols[static_cast<size_t>(next)].id));
+    if (it != merges_.end()) queue.push({it->second.rank, position, it->second.result});
+  };
+  for (int32_t i = 0; i + 1 < size; ++i) push_pair(i);
+  while (!queue.empty()) {
+    const Candidate top = queue.top();
+    queue.pop();
+    Symbol& left = symbols[static_cast<size_t>(top.position)];
+    if (left.merged_away || left.next < 0) continue;
+    Symbol& right = symbols[static_cast<size_t>(left.next)];
+    // Skip a stale entry: one of its symbols has changed since it was pushed.
+    const auto it = merges_.find(pair_key(left.id, right.id));
+    if (it == merges_.end() || it->second.result != top.result) continue;
+    left.id = top.result;
+    right.merged_away = true;
+    left.next = right.next;
+    if (right.next >= 0) symbols[static_cast<size_t>(right.next)].previous = top.position;
+    if (left.previous >= 0) push_pair(left.previous);
+    push_pair(top.position);
   }
+  for (const Symbol& symbol : symbols)
+    if (!symbol.merged_away) ids.push_back(symbol.id);
 }
 
 std::vector<int32_t> ByteLevelBpe::encode(std::string_view text) const {
@@ -225,14 +265,18 @@ std::vector<int32_t> ByteLevelBpe::encode(std::string_view text) const {
       offset = span[1];
     }
   };
+  // Where each special token next occurs at or after `begin`; searched again only once `begin`
+  // has passed it, so a text full of one special token does not rescan the rest for the others.
+  std::vector<size_t> next_at;
+  for (const auto& special : special_tokens_) next_at.push_back(text.find(special.first));
   size_t begin = 0;
   while (true) {
     // The earliest special token at or after `begin`.
     size_t found = std::string_view::npos;
     const std::pair<std::string, int32_t>* special = nullptr;
-    for (const auto& candidate : special_tokens_) {
-      const size_t at = text.find(candidate.first, begin);
-      if (at < found) found = at, special = &candidate;
+    for (size_t s = 0; s < special_tokens_.size(); ++s) {
+      if (next_at[s] != std::string_view::npos && next_at[s] < begin) next_at[s] = text.find(special_tokens_[s].first, begin);
+      if (next_at[s] < found) found = next_at[s], special = &special_tokens_[s];
     }
     if (!special) {
       encode_plain(text.substr(begin));

@@ -8,6 +8,7 @@
 //   4. BPE: the adjacent pair with the lowest merge rank is merged, everywhere, until none is left.
 // Decoding maps the pieces back to bytes; a prefix of a generated sequence may end inside a
 // multi-byte character, so decode() returns raw bytes.
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -46,8 +47,18 @@ class ByteLevelBpe {
   void finish_loading(const std::string& source);
   void encode_piece(std::string_view piece, std::vector<int32_t>& ids) const;
 
+  struct Merge {
+    int32_t rank;    // lower merges first
+    int32_t result;  // the id of left + right
+  };
+  static uint64_t pair_key(int32_t left, int32_t right) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
+  }
+
   std::unordered_map<std::string, int32_t> vocab_;       // byte-mapped spelling -> id
-  std::unordered_map<std::string, int32_t> merge_rank_;  // "left right" -> rank (lower merges first)
+  std::vector<std::pair<std::string, std::string>> merge_list_;  // as read, in rank order; ids made by finish_loading
+  std::unordered_map<uint64_t, Merge> merges_;           // pair_key(left id, right id) -> merge
+  std::array<int32_t, 256> byte_ids_{};                  // the id of each single byte
   std::vector<std::string> id_to_bytes_;                 // id -> raw bytes
   std::vector<std::pair<std::string, int32_t>> special_tokens_;
   std::unique_ptr<Regex> regex_;

@@ -207,15 +207,25 @@ void append_nfd(std::u32string_view text, std::u32string& out) {
     }
     for (utf8proc_ssize_t i = 0; i < count; ++i) out.push_back(static_cast<char32_t>(decomposed[i]));
   }
-  // Canonical ordering: a mark moves before any preceding mark of higher combining class;
-  // starters (class 0) never move. Runs of marks are short, so insertion sort suits.
+  // Canonical ordering: within each run of marks (combining class > 0) the marks are put in
+  // ascending class order, keeping the text's order among equal classes; starters (class 0) never
+  // move. A stable sort per run is O(n log n) even for a hostile run of 200k marks, where moving
+  // each mark back one swap at a time was quadratic (58 s).
   const auto combining_class = [](char32_t c) {
     return utf8proc_get_property(static_cast<utf8proc_int32_t>(c))->combining_class;
   };
-  for (size_t i = start + 1; i < out.size(); ++i) {
-    const auto cls = combining_class(out[i]);
-    if (cls == 0) continue;
-    for (size_t j = i; j > start && combining_class(out[j - 1]) > cls; --j) std::swap(out[j - 1], out[j]);
+  for (size_t run_start = start; run_start < out.size();) {
+    if (combining_class(out[run_start]) == 0) {
+      ++run_start;
+      continue;
+    }
+    size_t run_end = run_start + 1;
+    while (run_end < out.size() && combining_class(out[run_end]) != 0) ++run_end;
+    if (run_end - run_start > 1) {
+      std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(run_start), out.begin() + static_cast<std::ptrdiff_t>(run_end),
+                       [&](char32_t a, char32_t b) { return combining_class(a) < combining_class(b); });
+    }
+    run_start = run_end;
   }
 }
 

@@ -1,13 +1,16 @@
 #include "tokenizers/wordpiece.h"
 
 #include <algorithm>
-#include <fstream>
+#include <sstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 #include <utility>
 
 #include "tokenizers/unicode_text.h"
 #include "util/error.h"
+#include "util/files.h"
+#include "util/json_file.h"
 
 namespace sieve {
 namespace {
@@ -15,8 +18,13 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Larger ids in a tokenizer.json are taken as a damaged file rather than allocated for.
-constexpr int64_t kMaxVocabSize = int64_t{1} << 24;
+// Larger ids in a tokenizer.json are taken as a damaged file rather than allocated for (real
+// WordPiece vocabularies have 30k-250k entries).
+constexpr int64_t kMaxVocabSize = int64_t{1} << 21;
+// Longest match walks at most this far from each position, so tokenizing costs at most this many
+// steps per byte of text however the vocabulary was made (real entries are under 100 bytes).
+constexpr size_t kMaxTokenBytes = 1024;
+constexpr uint64_t kMaxVocabTxtBytes = 64ull << 20;
 
 std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
 
@@ -31,29 +39,19 @@ void require_regular_file(const fs::path& path, const char* what) {
 // of the token, and a token repeated later takes the later id.
 std::vector<std::string> read_vocab_txt(const fs::path& path) {
   require_regular_file(path, "vocab file");
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw Error("cannot open vocab file " + quoted(path));
+  std::istringstream text(read_file_bounded(path, kMaxVocabTxtBytes));
+  LineReader lines(text, path.string(), kMaxTokenBytes);
   std::vector<std::string> tokens;
-  for (std::string line; std::getline(file, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    tokens.push_back(std::move(line));
-  }
-  if (file.bad()) throw Error("error reading vocab file " + quoted(path));
+  for (std::string line; lines.next(line);) tokens.push_back(std::move(line));
   if (tokens.empty()) throw Error("vocab file " + quoted(path) + " is empty");
   return tokens;
 }
 
-json read_json(const fs::path& path) {
+json read_json(const fs::path& path, uint64_t max_bytes) {
   require_regular_file(path, "tokenizer file");
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw Error("cannot open " + quoted(path));
-  try {
-    json document = json::parse(file);
-    if (!document.is_object()) throw Error(quoted(path) + ": expected a JSON object at the top level");
-    return document;
-  } catch (const json::exception& e) {
-    throw Error(quoted(path) + ": not valid JSON (" + e.what() + ")");
-  }
+  json document = read_json_file(path, max_bytes);
+  if (!document.is_object()) throw Error(quoted(path) + ": expected a JSON object at the top level");
+  return document;
 }
 
 std::optional<bool> optional_bool_field(const json& object, const char* key, const fs::path& path) {
@@ -116,7 +114,7 @@ void require_type(const json& document, const char* key, const char* expected, c
 }
 
 TokenizerJson read_tokenizer_json(const fs::path& path) {
-  const json document = read_json(path);
+  const json document = read_json(path, kMaxTokenizerJsonBytes);
   require_type(document, "model", "WordPiece", path);
   require_type(document, "normalizer", "BertNormalizer", path);
   require_type(document, "pre_tokenizer", "BertPreTokenizer", path);
@@ -163,6 +161,29 @@ TokenizerJson read_tokenizer_json(const fs::path& path) {
   return result;
 }
 
+// A stale vocab.txt next to tokenizer.json (one line added or lost) would shift every id without a
+// word: the ids tokenizer.json gives must be the ids vocab.txt gives (its last line for a repeat).
+void require_same_vocab(const std::vector<std::string>& vocab_txt, const std::vector<std::string>& json_vocab,
+                        const fs::path& vocab_path, const fs::path& json_path) {
+  std::unordered_map<std::string_view, size_t> txt_ids;
+  for (size_t id = 0; id < vocab_txt.size(); ++id) txt_ids.insert_or_assign(vocab_txt[id], id);
+  const auto disagree = [&](const std::string& detail) {
+    throw Error(quoted(vocab_path) + " and " + quoted(json_path) + " disagree (" + detail +
+                "); remove the stale one");
+  };
+  if (vocab_txt.size() != json_vocab.size()) {
+    disagree(std::to_string(vocab_txt.size()) + " entries against " + std::to_string(json_vocab.size()));
+  }
+  for (size_t id = 0; id < json_vocab.size(); ++id) {
+    if (json_vocab[id].empty()) continue;  // an id tokenizer.json leaves unused
+    const auto it = txt_ids.find(json_vocab[id]);
+    if (it == txt_ids.end() || it->second != id) {
+      disagree("token '" + json_vocab[id].substr(0, 100) + "' is id " + std::to_string(id) + " in tokenizer.json, " +
+               (it == txt_ids.end() ? std::string("absent from vocab.txt") : "id " + std::to_string(it->second) + " in vocab.txt"));
+    }
+  }
+}
+
 // transformers' "longest_first" for pairs: cut the longer text alone while that suffices;
 // otherwise cut both to half the budget, the odd token going to the longer (the second on a tie).
 std::pair<size_t, size_t> longest_first_lengths(size_t first, size_t second, size_t budget) {
@@ -188,14 +209,23 @@ WordPieceTokenizer::WordPieceTokenizer(std::vector<std::string> tokens_by_id, co
     throw Error("tokenizer option max_input_chars_per_word must be at least 1, got " +
                 std::to_string(options_.max_input_chars_per_word));
   }
-  if (tokens_.size() > static_cast<size_t>(kMaxVocabSize)) throw Error(source + ": vocabulary is too large");
+  if (tokens_.size() > static_cast<size_t>(kMaxVocabSize)) {
+    throw Error(source + ": vocabulary of " + std::to_string(tokens_.size()) + " entries is larger than the " +
+                std::to_string(kMaxVocabSize) + " Sieve allows");
+  }
   for (size_t id = 0; id < tokens_.size(); ++id) {
     const std::string& token = tokens_[id];
-    ids_.insert_or_assign(token, static_cast<int32_t>(id));  // a repeated token keeps its last id
-    if (token.starts_with(continuing_prefix)) {
-      continuation_ids_.insert_or_assign(token.substr(continuing_prefix.size()), static_cast<int32_t>(id));
+    if (token.size() > kMaxTokenBytes) {
+      throw Error(source + ": vocabulary entry " + std::to_string(id) + " is " + std::to_string(token.size()) +
+                  " bytes long, more than the " + std::to_string(kMaxTokenBytes) + " Sieve allows");
     }
-    longest_token_bytes_ = std::max(longest_token_bytes_, token.size());
+    const auto token_id = static_cast<int32_t>(id);
+    ids_.insert_or_assign(token, token_id);  // a repeated token keeps its last id
+    if (token.empty()) continue;
+    word_start_pieces_.insert(token, token_id);
+    if (token.size() > continuing_prefix.size() && token.starts_with(continuing_prefix)) {
+      continuation_pieces_.insert(std::string_view(token).substr(continuing_prefix.size()), token_id);
+    }
   }
   const auto required_id = [&](const std::string& name) {
     const std::optional<int32_t> id = find_id(name);
@@ -208,7 +238,7 @@ WordPieceTokenizer::WordPieceTokenizer(std::vector<std::string> tokens_by_id, co
   unk_id_ = required_id(names.unk);
   for (const std::string& text : added_tokens) {
     const std::optional<int32_t> id = find_id(text);
-    if (id && !text.empty()) added_tokens_.push_back({unicode::decode_utf8(text, source + ": added token"), *id});
+    if (id && !text.empty()) added_tokens_.insert(unicode::decode_utf8(text, source + ": added token"), *id, false);
   }
 }
 
@@ -230,7 +260,7 @@ WordPieceTokenizer WordPieceTokenizer::from_model_dir(const fs::path& dir) {
   TokenizerOptions options;
   SpecialTokenNames names;
   if (fs::exists(config_path, error)) {
-    const json config = read_json(config_path);
+    const json config = read_json(config_path, kMaxSmallJsonBytes);
     options.lowercase = bool_field(config, "do_lower_case", true, config_path);
     options.split_cjk = bool_field(config, "tokenize_chinese_chars", true, config_path);
     options.strip_accents = optional_bool_field(config, "strip_accents", config_path);
@@ -246,6 +276,7 @@ WordPieceTokenizer WordPieceTokenizer::from_model_dir(const fs::path& dir) {
   const bool has_vocab_txt = fs::exists(vocab_path, error);
   if (!has_vocab_txt && !tokenizer_json) throw Error(quoted(dir) + " has neither vocab.txt nor tokenizer.json");
   std::vector<std::string> tokens = has_vocab_txt ? read_vocab_txt(vocab_path) : std::move(tokenizer_json->vocab);
+  if (has_vocab_txt && tokenizer_json) require_same_vocab(tokens, tokenizer_json->vocab, vocab_path, tokenizer_json_path);
   const std::string source = (has_vocab_txt ? vocab_path : tokenizer_json_path).string();
 
   if (!tokenizer_json) {
@@ -328,30 +359,21 @@ void WordPieceTokenizer::append_text_ids(std::string_view text, std::string_view
                                          std::vector<int32_t>& ids) const {
   const std::u32string code_points = unicode::decode_utf8(text, what);
   const std::u32string_view all(code_points);
+  const auto anywhere = [](size_t) { return true; };
   size_t segment_start = 0;
   for (size_t pos = 0; pos < all.size();) {
-    const AddedToken* added = added_token_at(all, pos);
-    if (!added) {
+    // HF takes the longest of the added tokens starting here.
+    const auto added = added_tokens_.longest_prefix(all.substr(pos), anywhere);
+    if (added.length == 0) {
       ++pos;
       continue;
     }
     append_segment_ids(all.substr(segment_start, pos - segment_start), ids);
-    ids.push_back(added->id);
-    pos += added->text.size();
+    ids.push_back(added.value);
+    pos += added.length;
     segment_start = pos;
   }
   append_segment_ids(all.substr(segment_start), ids);
-}
-
-const WordPieceTokenizer::AddedToken* WordPieceTokenizer::added_token_at(std::u32string_view text, size_t pos) const {
-  const AddedToken* longest = nullptr;  // HF takes the longest of the matches starting here
-  for (const AddedToken& added : added_tokens_) {
-    if (text[pos] == added.text[0] && text.substr(pos).starts_with(added.text) &&
-        (!longest || added.text.size() > longest->text.size())) {
-      longest = &added;
-    }
-  }
-  return longest;
 }
 
 std::u32string WordPieceTokenizer::normalize(std::u32string_view text) const {
@@ -413,29 +435,22 @@ void WordPieceTokenizer::append_word_ids(std::string_view word, size_t char_coun
     return;
   }
   const size_t first_piece = ids.size();
-  size_t start = 0;
-  while (start < word.size()) {
-    const IdMap& pieces = start == 0 ? ids_ : continuation_ids_;
-    // Try the longest candidate first, shrinking one character at a time.
-    size_t end = std::min(word.size(), start + longest_token_bytes_);
-    while (end > start && end < word.size() && unicode::is_utf8_continuation_byte(word[end])) --end;
-    std::optional<int32_t> match;
-    while (end > start) {
-      if (const auto it = pieces.find(word.substr(start, end - start)); it != pieces.end()) {
-        match = it->second;
-        break;
-      }
-      do {
-        --end;
-      } while (end > start && unicode::is_utf8_continuation_byte(word[end]));
-    }
-    if (!match) {  // some stretch matches no piece: the whole word is unknown
+  // A piece may only end between two characters, never inside one's UTF-8 bytes.
+  const auto at_character_end = [&](size_t start) {
+    return [&word, start](size_t length) {
+      return start + length == word.size() || !unicode::is_utf8_continuation_byte(word[start + length]);
+    };
+  };
+  for (size_t start = 0; start < word.size();) {
+    const PrefixTrie<char>& pieces = start == 0 ? word_start_pieces_ : continuation_pieces_;
+    const auto match = pieces.longest_prefix(word.substr(start), at_character_end(start));
+    if (match.length == 0) {  // some stretch matches no piece: the whole word is unknown
       ids.resize(first_piece);
       ids.push_back(unk_id_);
       return;
     }
-    ids.push_back(*match);
-    start = end;
+    ids.push_back(match.value);
+    start += match.length;
   }
 }
 

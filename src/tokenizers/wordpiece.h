@@ -18,6 +18,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizers/prefix_trie.h"
+
 namespace sieve {
 
 struct TokenizerOptions {
@@ -76,11 +78,6 @@ class WordPieceTokenizer {
     std::string cls = "[CLS]", sep = "[SEP]", pad = "[PAD]", unk = "[UNK]", mask = "[MASK]";
     std::vector<std::string> all() const { return {pad, unk, cls, sep, mask}; }
   };
-  struct AddedToken {
-    std::u32string text;
-    int32_t id;
-  };
-
   // source names the vocab's file in error messages. Those added_tokens that are in the vocab
   // are matched in the raw text before anything else.
   WordPieceTokenizer(std::vector<std::string> tokens_by_id, const std::string& source, TokenizerOptions options,
@@ -93,14 +90,13 @@ class WordPieceTokenizer {
   void append_segment_ids(std::u32string_view segment, std::vector<int32_t>& ids) const;
   std::u32string normalize(std::u32string_view text) const;
   void append_word_ids(std::string_view word, size_t char_count, std::vector<int32_t>& ids) const;
-  const AddedToken* added_token_at(std::u32string_view text, size_t pos) const;
   Encoding make_encoding(std::vector<int32_t> ids, std::vector<int32_t> type_ids, bool truncated) const;
 
   std::vector<std::string> tokens_;  // by id
-  IdMap ids_;                        // every token, for pieces that start a word
-  IdMap continuation_ids_;           // "##ing" is found here as "ing"
-  size_t longest_token_bytes_ = 0;   // no piece can match beyond this
-  std::vector<AddedToken> added_tokens_;
+  IdMap ids_;                                  // every token, for find_id
+  PrefixTrie<char> word_start_pieces_;         // every token, for pieces that start a word
+  PrefixTrie<char> continuation_pieces_;       // "##ing" is found here as "ing"
+  PrefixTrie<char32_t> added_tokens_;          // matched in the raw text, longest first
   TokenizerOptions options_;
   int32_t cls_id_ = 0, sep_id_ = 0, pad_id_ = 0, unk_id_ = 0;
 };

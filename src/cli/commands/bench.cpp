@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/commands/common.h"
+#include "util/json_file.h"
 #include "util/error.h"
 
 namespace sieve::cli {
@@ -65,17 +66,15 @@ nlohmann::json run_baselines(const BenchOptions& o, const std::filesystem::path&
                                    shell_quote(model_dir.string()) + " --out " + shell_quote(onnx) + " >&2";
     if (std::system(export_cmd.c_str()) != 0) throw Error("ONNX export failed: " + export_cmd);
   }
-  const std::filesystem::path out = std::filesystem::temp_directory_path() / ("sieve-baselines-" + std::to_string(getpid()) + ".json");
+  const TempFile results(std::filesystem::temp_directory_path(), "sieve-baselines-", ".json");
+  const std::filesystem::path& out = results.path();
   const std::string cmd = shell_quote(python) + " " + shell_quote(src + "/bench/baselines.py") + " --model " +
                           shell_quote(model_dir.string()) + " --onnx " + shell_quote(onnx) + " --seq " + join(o.seqs) +
                           " --batch " + join(o.batches) + " --threads " + std::to_string(o.threads) + " --warmup " +
                           std::to_string(o.warmup) + " --repeats " + std::to_string(o.repeats) + " --engines " +
                           shell_quote(o.baselines) + " --out " + shell_quote(out.string()) + " >&2";
   if (std::system(cmd.c_str()) != 0) throw Error("baseline benchmark failed: " + cmd);
-  std::ifstream in(out);
-  nlohmann::json j = nlohmann::json::parse(in);
-  std::filesystem::remove(out);
-  return j;
+  return read_json_file(out, kMaxTokenizerJsonBytes);
 }
 
 void run(const BenchOptions& o) {
@@ -144,7 +143,7 @@ void run(const BenchOptions& o) {
     std::printf("\n");
   }
   if (!o.json_out.empty()) {
-    write_file_atomically(o.json_out, [&](const std::filesystem::path& tmp) { std::ofstream(tmp) << report.dump(2) << "\n"; });
+    write_file_atomically(o.json_out, [&](std::ostream& out) { out << report.dump(2) << "\n"; });
     std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
   }
 }

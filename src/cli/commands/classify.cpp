@@ -16,16 +16,14 @@ struct ClassifyOptions {
 };
 
 void run(const ClassifyOptions& o) {
-  const auto texts = collect_texts(o.texts, o.file);
+  TextSource source(o.texts, o.file);
   const TextModel model = load_model(o.model);
   const BertEncoder& enc = model.encoder();
   if (!enc.has_classifier())
     throw Error("this model has no sequence-classification head (classifier.weight); use `sieve embed`, "
                 "or fine-tune one with tools/finetune_classifier.py");
   const auto& names = enc.config().id2label;
-  std::vector<TextPair> inputs;
-  for (const auto& t : texts) inputs.push_back({t, ""});
-  run_batched(model, inputs, o.model, nullptr, [&](size_t i, const SequenceOutput& out) {
+  run_streamed(model, source, o.model, [&](size_t, const std::string& text, const SequenceOutput& out) {
     std::vector<float> p = enc.classify(out);
     const float mx = *std::max_element(p.begin(), p.end());
     float sum = 0;
@@ -36,8 +34,8 @@ void run(const ClassifyOptions& o) {
       if (p[c] > p[best]) best = c;
     }
     auto label = [&](size_t c) { return c < names.size() ? names[c] : "LABEL_" + std::to_string(c); };
-    std::printf("{\"text\": %s, \"label\": %s, \"probabilities\": {", json_escape(texts[i]).c_str(), json_escape(label(best)).c_str());
-    for (size_t c = 0; c < p.size(); ++c) std::printf("%s%s: %.6f", c ? ", " : "", json_escape(label(c)).c_str(), static_cast<double>(p[c]));
+    std::printf("{\"text\": %s, \"label\": %s, \"probabilities\": {", json_escape(text).c_str(), json_escape(label(best)).c_str());
+    for (size_t c = 0; c < p.size(); ++c) std::printf("%s%s: %s", c ? ", " : "", json_escape(label(c)).c_str(), json_number(p[c]).c_str());
     std::printf("}}\n");
   });
 }

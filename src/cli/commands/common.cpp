@@ -2,6 +2,11 @@
 
 #include <omp.h>
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -34,42 +39,85 @@ TextModel load_model(const ModelOptions& o) {
   return model;
 }
 
-std::vector<std::string> collect_texts(const std::vector<std::string>& args, const std::string& file) {
+TextSource::TextSource(const std::vector<std::string>& args, const std::string& file) : args_(args), file_(file) {
   if (!args.empty() && !file.empty()) throw Error("give texts as arguments or with --file, not both");
   if (file.empty()) {
     if (args.empty()) throw Error("no input: give texts as arguments or --file FILE");
-    return args;
+    for (size_t i = 0; i < args_.size(); ++i) {
+      if (args_[i].size() > kMaxTextBytes)
+        throw Error("text " + std::to_string(i + 1) + " is longer than the " + std::to_string(kMaxTextBytes >> 20) + " MiB limit");
+    }
+    return;
   }
-  std::ifstream in_file;
   std::istream* in = &std::cin;
   if (file != "-") {
-    if (std::filesystem::is_directory(file)) throw Error("input is a directory: " + file);
-    in_file.open(file, std::ios::binary);
-    if (!in_file) throw Error("cannot open input file: " + file);
-    in = &in_file;
+    std::error_code error;
+    if (std::filesystem::is_directory(file, error)) throw Error("input is a directory: " + file);
+    file_stream_.open(file, std::ios::binary);
+    if (!file_stream_) throw Error("cannot open input file: " + file);
+    in = &file_stream_;
   }
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(*in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-  }
-  if (lines.empty()) throw Error("input file is empty: " + file);
-  return lines;
+  lines_ = std::make_unique<LineReader>(*in, file == "-" ? "standard input" : file, kMaxTextBytes);
 }
 
-void write_file_atomically(const std::filesystem::path& path, const std::function<void(const std::filesystem::path&)>& write) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  try {
-    write(tmp);
-    std::filesystem::rename(tmp, path);
-  } catch (...) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    throw;
+bool TextSource::next_chunk(size_t count, std::vector<std::string>& texts) {
+  texts.clear();
+  if (!lines_) {  // the arguments, all in the first chunk
+    if (texts_read_ == 0) texts = args_;
+  } else {
+    for (std::string line; texts.size() < count && lines_->next(line);) texts.push_back(std::move(line));
+    if (texts_read_ == 0 && texts.empty()) throw Error("input file is empty: " + file_);
   }
+  texts_read_ += texts.size();
+  return !texts.empty();
+}
+
+std::vector<std::string> collect_texts(const std::vector<std::string>& args, const std::string& file, size_t max_texts) {
+  TextSource source(args, file);
+  std::vector<std::string> all, chunk;
+  while (source.next_chunk(4096, chunk)) {
+    if (all.size() + chunk.size() > max_texts)
+      throw Error("more than " + std::to_string(max_texts) + " inputs; this command takes at most that many");
+    std::move(chunk.begin(), chunk.end(), std::back_inserter(all));
+  }
+  return all;
+}
+
+void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
+  const std::string name = path.string();
+  std::error_code error;
+  const auto status = std::filesystem::symlink_status(path, error);
+  if (error && error != std::errc::no_such_file_or_directory) throw Error("cannot write " + name + ": " + error.message());
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    throw Error("cannot write " + name + ": it exists and is not a regular file (a directory, link or device)");
+  const std::filesystem::path directory = path.has_parent_path() ? path.parent_path() : ".";
+  TempFile tmp(directory, "." + path.filename().string() + ".", ".tmp");
+  const mode_t umask_bits = ::umask(0);  // the mode a plain open() would give, not mkstemp's 0600
+  ::umask(umask_bits);
+  ::fchmod(tmp.fd(), 0666 & ~umask_bits);
+  {
+    // Reopened by its random name, which only this process knows; O_EXCL made the file ours.
+    std::ofstream out(tmp.path(), std::ios::binary | std::ios::trunc);
+    if (!out) throw Error("cannot write " + name + ": " + std::strerror(errno));
+    write(out);
+    out.flush();
+    if (!out) throw Error("cannot write " + name + ": " + std::strerror(errno));
+    out.close();
+    if (!out) throw Error("cannot write " + name + ": " + std::strerror(errno));
+  }
+  tmp.close();
+  std::filesystem::rename(tmp.path(), path, error);
+  if (error) throw Error("cannot write " + name + ": " + error.message());
 }
 
 std::string json_escape(const std::string& s) { return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+std::string json_number(double value) {
+  if (!std::isfinite(value)) return "null";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.7g", value);
+  return text;
+}
 
 }  // namespace sieve::cli
 
@@ -79,13 +127,13 @@ namespace sieve::cli {
 
 void run_batched(const TextModel& model, const std::vector<TextPair>& inputs, const ModelOptions& options,
                  LayerPolicy* policy, const std::function<void(size_t, const SequenceOutput&)>& on_output,
-                 ForwardStats* stats) {
+                 ForwardStats* stats, size_t first_index) {
   // Tokenize everything first: invalid UTF-8 anywhere fails before any output is produced.
   EncodedBatch all = model.encode(inputs, options.max_length);
   size_t truncated = 0;
   for (size_t i = 0; i < inputs.size(); ++i)
     if (all.truncated[i] && truncated++ < 5)
-      std::fprintf(stderr, "sieve: warning: input %zu truncated to %zu tokens\n", i + 1, all.inputs[i].ids.size());
+      std::fprintf(stderr, "sieve: warning: input %zu truncated to %zu tokens\n", first_index + i + 1, all.inputs[i].ids.size());
   if (truncated > 5) std::fprintf(stderr, "sieve: warning: %zu inputs truncated in all\n", truncated);
 
   ProgressBar progress("encoding", static_cast<int64_t>(inputs.size()));
@@ -98,6 +146,19 @@ void run_batched(const TextModel& model, const std::vector<TextPair>& inputs, co
     if (stats) stats->add(batch_stats);
     for (size_t i = begin; i < end; ++i) on_output(i, outputs[i - begin]);
     progress.advance(static_cast<int64_t>(end - begin));
+  }
+}
+
+void run_streamed(const TextModel& model, TextSource& source, const ModelOptions& options,
+                  const std::function<void(size_t, const std::string&, const SequenceOutput&)>& on_output) {
+  constexpr size_t kChunkTexts = 4096;  // texts (at most 1 MiB each) tokenized and held at once
+  std::vector<std::string> texts;
+  std::vector<TextPair> inputs;
+  for (size_t first = 0; source.next_chunk(kChunkTexts, texts); first += texts.size()) {
+    inputs.clear();
+    for (const std::string& text : texts) inputs.push_back({text, ""});
+    run_batched(model, inputs, options, nullptr,
+                [&](size_t i, const SequenceOutput& out) { on_output(first + i, texts[i], out); }, nullptr, first);
   }
 }
 

@@ -3,12 +3,15 @@
 // without leaving half-written files behind.
 #include <CLI/CLI.hpp>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "eval/dataset.h"
 #include "model/text_model.h"
+#include "util/files.h"
 
 namespace sieve::cli {
 
@@ -26,14 +29,43 @@ void add_model_options(CLI::App& cmd, ModelOptions& options);
 TextModel load_model(const ModelOptions& options);
 void set_threads(int threads);
 
-// Texts from positional arguments, or one per line from --file ("-" = stdin). Empty lines in a file
-// are kept (they are valid, empty inputs) except a final newline.
-std::vector<std::string> collect_texts(const std::vector<std::string>& args, const std::string& file);
+// Longest single input text, in bytes: the model reads at most 512 tokens of it anyway, and a
+// bound keeps a file without newlines (or /dev/zero) from being read into memory whole.
+inline constexpr size_t kMaxTextBytes = 1 << 20;
 
-// Writes to path.tmp then renames, so a failure never leaves a truncated output file.
-void write_file_atomically(const std::filesystem::path& path, const std::function<void(const std::filesystem::path&)>& write);
+// Texts from positional arguments, or one per line from --file ("-" = stdin), read a chunk at a
+// time so a million-line file never sits in memory whole. Empty lines in a file are kept (they are
+// valid, empty inputs) except a final newline. Throws Error for a missing file, a text over
+// kMaxTextBytes, a read error, or no input at all.
+class TextSource {
+ public:
+  TextSource(const std::vector<std::string>& args, const std::string& file);
+  // Replaces `texts` with up to `count` more texts; false when none were left.
+  bool next_chunk(size_t count, std::vector<std::string>& texts);
+  size_t texts_read() const { return texts_read_; }
+
+ private:
+  std::vector<std::string> args_;
+  std::string file_;
+  std::ifstream file_stream_;
+  std::unique_ptr<LineReader> lines_;
+  size_t texts_read_ = 0;
+};
+
+// All texts of a TextSource, refused beyond max_texts (for commands that need them together).
+std::vector<std::string> collect_texts(const std::vector<std::string>& args, const std::string& file,
+                                       size_t max_texts = 1'000'000);
+
+// Writes `path` through a new temporary file in the same directory, renamed over `path` only when
+// everything was written, so a failure (a full disk, a file-size limit) never leaves a truncated
+// output. The temporary is created exclusively with a random name, so a planted "<path>.tmp"
+// symlink is never followed; a target that exists and is not a regular file (a directory, a
+// device, a symlink) is refused rather than replaced.
+void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write);
 
 std::string json_escape(const std::string& s);
+// A number for JSON output: %.7g, or null for NaN and infinity (bare "nan" is not JSON).
+std::string json_number(double value);
 
 // Each subcommand registers itself; main() only dispatches.
 void register_embed(CLI::App& app);
@@ -52,8 +84,14 @@ namespace sieve::cli {
 
 // Tokenizes and runs `inputs` through the encoder in batches, with a progress bar on long inputs and
 // one warning per truncated input; calls on_output(i, output) for input i in order.
+// first_index: the number of inputs handled before these, for the input numbers in warnings.
 void run_batched(const TextModel& model, const std::vector<TextPair>& inputs, const ModelOptions& options,
                  LayerPolicy* policy, const std::function<void(size_t, const SequenceOutput&)>& on_output,
-                 ForwardStats* stats = nullptr);
+                 ForwardStats* stats = nullptr, size_t first_index = 0);
+
+// Runs every text of a TextSource through the model, a chunk at a time: memory stays bounded by
+// the chunk whatever the number of inputs. on_output(i, text, output) gets input i's text.
+void run_streamed(const TextModel& model, TextSource& source, const ModelOptions& options,
+                  const std::function<void(size_t, const std::string&, const SequenceOutput&)>& on_output);
 
 }  // namespace sieve::cli

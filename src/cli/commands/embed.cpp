@@ -1,5 +1,7 @@
 // sieve embed: sentence embeddings as JSON or .npy, or a cosine-similarity table.
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -43,42 +45,77 @@ void print_similarity(const std::vector<std::string>& texts, const std::vector<s
   }
 }
 
-void run(const EmbedOptions& o) {
-  const auto texts = collect_texts(o.texts, o.file);
-  const TextModel model = load_model(o.model);
-  std::vector<TextPair> inputs;
-  for (const auto& t : texts) inputs.push_back({t, ""});
-  std::vector<std::vector<float>> vectors(texts.size());
-  run_batched(model, inputs, o.model, nullptr, [&](size_t i, const SequenceOutput& out) { vectors[i] = model.embedding(out); });
+// Similarity prints an n x n table, so it takes few texts; embeddings stream without a limit.
+constexpr size_t kMaxSimilarityTexts = 1000;
 
-  if (o.similarity) return print_similarity(texts, vectors);
-  const size_t dim = vectors.empty() ? 0 : vectors[0].size();
-  auto write_json = [&](std::ostream& out) {
-    out << "{\"dim\": " << dim << ", \"embeddings\": [\n";
-    for (size_t i = 0; i < vectors.size(); ++i) {
-      out << "  {\"text\": " << json_escape(texts[i]) << ", \"vector\": [";
-      char buf[32];
-      for (size_t c = 0; c < dim; ++c) {
-        std::snprintf(buf, sizeof buf, "%s%.7g", c ? ", " : "", static_cast<double>(vectors[i][c]));
-        out << buf;
-      }
-      out << "]}" << (i + 1 < vectors.size() ? ",\n" : "\n");
-    }
-    out << "]}\n";
-  };
-  if (o.output.empty()) return write_json(std::cout);
-  write_file_atomically(o.output, [&](const std::filesystem::path& tmp) {
-    if (std::filesystem::path(o.output).extension() == ".npy") {
-      std::vector<float> flat;
-      for (const auto& v : vectors) flat.insert(flat.end(), v.begin(), v.end());
-      write_npy(tmp, flat, static_cast<int64_t>(vectors.size()), static_cast<int64_t>(dim));
+// Writes embeddings as they are computed: JSON ({"dim": D, "embeddings": [...]}) or a float32 .npy
+// whose header is rewritten with the final row count at the end (it has a fixed size for that).
+class EmbeddingWriter {
+ public:
+  EmbeddingWriter(std::ostream& out, size_t dim, bool npy) : out_(out), dim_(dim), npy_(npy) {
+    if (npy_) {
+      out_ << npy_header(0, static_cast<int64_t>(dim_));
     } else {
-      std::ofstream out(tmp);
-      if (!out) throw Error("cannot write " + o.output);
-      write_json(out);
+      out_ << "{\"dim\": " << dim_ << ", \"embeddings\": [";
     }
+  }
+  void add(const std::string& text, const std::vector<float>& vector) {
+    if (npy_) {
+      out_.write(reinterpret_cast<const char*>(vector.data()), static_cast<std::streamsize>(vector.size() * sizeof(float)));
+    } else {
+      out_ << (rows_ ? ",\n" : "\n") << "  {\"text\": " << json_escape(text) << ", \"vector\": [";
+      for (size_t c = 0; c < vector.size(); ++c) out_ << (c ? ", " : "") << json_number(vector[c]);
+      out_ << "]}";
+    }
+    ++rows_;
+    if (!out_) throw Error("writing the embeddings failed: " + std::string(std::strerror(errno)));
+  }
+  void finish() {
+    if (npy_) {
+      out_.seekp(0);
+      out_ << npy_header(static_cast<int64_t>(rows_), static_cast<int64_t>(dim_));
+    } else {
+      out_ << "\n]}\n";
+    }
+  }
+  size_t rows() const { return rows_; }
+
+ private:
+  std::ostream& out_;
+  size_t dim_;
+  bool npy_;
+  size_t rows_ = 0;
+};
+
+void run(const EmbedOptions& o) {
+  TextSource source(o.texts, o.file);
+  const TextModel model = load_model(o.model);
+  if (o.similarity) {
+    const auto texts = collect_texts(o.texts, o.file, kMaxSimilarityTexts);
+    std::vector<TextPair> inputs;
+    for (const auto& t : texts) inputs.push_back({t, ""});
+    std::vector<std::vector<float>> vectors(texts.size());
+    run_batched(model, inputs, o.model, nullptr, [&](size_t i, const SequenceOutput& out) { vectors[i] = model.embedding(out); });
+    return print_similarity(texts, vectors);
+  }
+  const auto dim = static_cast<size_t>(model.encoder().config().hidden_size);
+  auto embed_all = [&](EmbeddingWriter& writer) {
+    run_streamed(model, source, o.model,
+                 [&](size_t, const std::string& text, const SequenceOutput& out) { writer.add(text, model.embedding(out)); });
+    writer.finish();
+    return writer.rows();
+  };
+  if (o.output.empty()) {
+    EmbeddingWriter writer(std::cout, dim, false);
+    embed_all(writer);
+    return;
+  }
+  size_t rows = 0;
+  write_file_atomically(o.output, [&](std::ostream& out) {
+    EmbeddingWriter writer(out, dim, std::filesystem::path(o.output).extension() == ".npy");
+    rows = embed_all(writer);
   });
-  std::fprintf(stderr, "wrote %zu embeddings of dimension %zu to %s\n", vectors.size(), dim, o.output.c_str());
+  std::fprintf(stderr, "wrote %zu embeddings of dimension %zu to %s\n", rows, dim, o.output.c_str());
 }
 
 }  // namespace

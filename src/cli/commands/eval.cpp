@@ -85,7 +85,7 @@ void run(EvalCommandOptions o) {
     j["results"][i]["cta"] = {{"rl", r.cta_rl}, {"ra", r.cta_ra}, {"overhead", r.cta_overhead}, {"n_per_layer", r.cta_n},
                               {"k0_per_layer", r.cta_k0}, {"k1_per_layer", r.cta_k1}, {"k2_per_layer", r.cta_k2}};
   }
-  write_file_atomically(o.json_out, [&](const std::filesystem::path& tmp) { std::ofstream(tmp) << j.dump(2) << "\n"; });
+  write_file_atomically(o.json_out, [&](std::ostream& out) { out << j.dump(2) << "\n"; });
   std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
 }
 

@@ -80,7 +80,7 @@ std::string render(const std::vector<std::string>& tokens, const std::vector<Lay
     survivors = t.kept;
   }
   h << "</table><p><b>Survivors after the last layer:</b> ";
-  for (int32_t p : survivors) h << html_escape(tokens[static_cast<size_t>(p)]) << " ";
+  for (int32_t p : survivors) h << html_escape(tokens.at(static_cast<size_t>(p))) << " ";
   h << "</p></body></html>\n";
   return h.str();
 }
@@ -92,8 +92,10 @@ void run(const ExplainOptions& o) {
   PruningTrace trace(chain.get());
   const EncodedBatch batch = model.encode({TextPair{o.text, o.pair}}, o.model.max_length);
   const auto outputs = enc.forward(batch.inputs, {&trace});
-  const Encoding enc_tokens = o.pair.empty() ? model.tokenizer().encode(o.text, model.max_length())
-                                             : model.tokenizer().encode_pair(o.text, o.pair, model.max_length());
+  // The page shows the tokens the model ran on: the same ids, so every position a trace names
+  // exists (tokenizing again at another length once indexed past the end).
+  std::vector<std::string> tokens;
+  for (const int32_t id : batch.inputs[0].ids) tokens.push_back(model.tokenizer().token(id));
   std::string prediction;
   if (enc.has_classifier()) {
     const auto logits = enc.classify(outputs[0]);
@@ -101,15 +103,11 @@ void run(const ExplainOptions& o) {
     const auto& names = enc.config().id2label;
     prediction = "<br><b>Prediction:</b> " + html_escape(best < names.size() ? names[best] : std::to_string(best));
   }
-  const std::string html = render(enc_tokens.tokens, trace.layers()[0], static_cast<int>(enc.config().num_attention_heads),
+  const std::string html = render(tokens, trace.layers()[0], static_cast<int>(enc.config().num_attention_heads),
                                   o.text, chain->describe(), prediction);
-  write_file_atomically(o.output, [&](const std::filesystem::path& tmp) {
-    std::ofstream out(tmp);
-    out << html;
-    if (!out) throw Error("cannot write " + o.output);
-  });
+  write_file_atomically(o.output, [&](std::ostream& out) { out << html; });
   std::string survivors;
-  for (int32_t p : trace.layers()[0].back().kept) survivors += enc_tokens.tokens[static_cast<size_t>(p)] + " ";
+  for (int32_t p : trace.layers()[0].back().kept) survivors += tokens.at(static_cast<size_t>(p)) + " ";
   std::printf("survivors: %s\nwrote %s\n", survivors.c_str(), o.output.c_str());
 }
 
