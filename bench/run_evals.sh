@@ -33,8 +33,8 @@ CAL_SHORT="out/data/$(basename "$DATA")-calibration.tsv"
 [[ -f "$CAL_SHORT" ]] || "$PY" tools/glue_to_tsv.py "$DATA/train.parquet" --calibration-slice --out "$CAL_SHORT"
 CAL_LONG="out/data/$(basename "$DATA")-long-calibration-$NAME.tsv"
 VAL_LONG="out/data/$(basename "$DATA")-long-validation-$NAME.tsv"
-[[ -f "$CAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split calibration --model "$MODEL" --out "$CAL_LONG"
-[[ -f "$VAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split validation --model "$MODEL" --out "$VAL_LONG"
+[[ -f "$CAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split calibration --model "$MODEL" --docs "${LONG_DOCS:-200}" --out "$CAL_LONG"
+[[ -f "$VAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split validation --model "$MODEL" --docs 400 --out "$VAL_LONG"
 
 EVAL=("$SIEVE" eval --model "$MODEL" --threads "$THREADS")
 FAMILIES=(
@@ -50,16 +50,17 @@ FAMILIES=(
 for set in $SETS; do
   if [[ $set == sst2 ]]; then
     cal="$CAL_SHORT"; val="$DATA/validation.parquet"
-    ratios=(0.7 0.5 0.4 0.3 0.2); ltp_finals=(0.005 0.01 0.02 0.03); pyr_ratios=(0.3 0.2); pyr_ltp=(0.005 0.01)
+    ratios=(0.5 0.3 0.2); ltp_finals=(0.005 0.01 0.02); pyr_ratios=(0.3 0.2); pyr_ltp=(0.005 0.01)
   else
     cal="$CAL_LONG"; val="$VAL_LONG"
-    ratios=(0.5 0.3 0.2 0.15 0.1); ltp_finals=(0.001 0.002 0.004 0.006); pyr_ratios=(0.2 0.15 0.1); pyr_ltp=(0.002 0.004)
+    ratios=(0.3 0.15 0.1); ltp_finals=(0.002 0.004 0.006); pyr_ratios=(0.15 0.1); pyr_ltp=(0.002 0.004)
   fi
-  taus=(0.5 0.8 0.9 0.92 0.95 0.97)
+  taus=(0.8 0.9 0.95 0.97)
   grid=()
-  for r in "${ratios[@]}"; do grid+=(-p "spatten:tokens=$r" -p "spatten:tokens=$r,start=2" -p "spatten:tokens=$r,heads=0.75"); done
-  grid+=(-p spatten:heads=0.75 -p spatten:heads=0.5)
-  for f in "${ltp_finals[@]}"; do grid+=(-p "ltp:final=$f" -p "ltp:final=$f,at=next"); done
+  for r in "${ratios[@]}"; do grid+=(-p "spatten:tokens=$r" -p "spatten:tokens=$r,start=2"); done
+  grid+=(-p "spatten:tokens=${ratios[1]},heads=0.75" -p spatten:heads=0.75)
+  for f in "${ltp_finals[@]}"; do grid+=(-p "ltp:final=$f"); done
+  grid+=(-p "ltp:final=${ltp_finals[1]},at=next")
   # Training-free LTP thresholds placed at target keep ratios, on the calibration slice itself.
   for keep in 0.7 0.5; do
     grid+=(-p "$("$SIEVE" calibrate --model "$MODEL" --data "$cal" --keep "$keep" --limit 500 --threads "$THREADS" 2>/dev/null)")

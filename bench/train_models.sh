@@ -36,7 +36,7 @@ for job in "${@:-minilm-sst2 minilm-exits minilm-mrpc e5-sst2 e5-exits}"; do
       minilm-sst2) train minilm-sst2 tools/finetune_classifier.py --model models/all-MiniLM-L6-v2 --data "$SST2" \
                      --out models/minilm-sst2 --epochs 2 --threads 2 ;;
       minilm-mrpc) train minilm-mrpc tools/finetune_classifier.py --model models/all-MiniLM-L6-v2 --data "$MRPC" \
-                     --out models/minilm-mrpc --epochs 4 --lr 5e-5 --batch-size 16 --threads 2 ;;
+                     --out models/minilm-mrpc --epochs 3 --lr 5e-5 --batch-size 16 --threads 2 ;;
       minilm-exits) exits models/minilm-sst2 "$SST2" ;;
       e5-sst2) train e5-sst2 tools/finetune_classifier.py --model models/multilingual-e5-small --data "$SST2" \
                  --out models/e5-sst2 --epochs "$E5_EPOCHS" --train-limit "$E5_SST2_ROWS" --lr 5e-5 --threads 2 ;;

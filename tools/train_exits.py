@@ -175,8 +175,8 @@ def export(out, model, exits, args, train_rows, accuracies, tokenizer, dev):
     if args.variant == "fastbert":
         meta["fastbert"] = {"hidden_size": FASTBERT_HIDDEN, "num_attention_heads": FASTBERT_HEADS}
     meta["trained"] = {"data": str(args.data), "train_rows": train_rows, "epochs": args.epochs, "lr": args.lr,
-                       "ltp_final": args.ltp_final, "dev_accuracy_per_exit": accuracies[:-1],
-                       "final_dev_accuracy": accuracies[-1]}
+                       "ltp_final": args.ltp_final, "calibration_accuracy_per_exit": accuracies[:-1],
+                       "final_calibration_accuracy": accuracies[-1]}
     save_safetensors(out / "exits.safetensors", tensors)
     write_atomically(out / "exits.json", lambda f: f.write(json.dumps(meta, indent=2) + "\n"))
 
@@ -186,7 +186,7 @@ def export(out, model, exits, args, train_rows, accuracies, tokenizer, dev):
         for row in dev[:REFERENCE_SENTENCES]:
             enc = encode_rows(tokenizer, [row], args.max_length)
             states, final = backbone(model, enc, 0.0, tokenizer.sep_token_id)
-            lines.append(json.dumps({"text": text, "ids": enc["input_ids"][0].tolist(),
+            lines.append(json.dumps({"text": row[0], "ids": enc["input_ids"][0].tolist(),
                                      "exit_logits": [e(*states[l])[0].tolist() for l, e in zip(layers, exits)],
                                      "final_logits": final[0].tolist()}))
     write_atomically(out / "reference.jsonl", lambda f: f.write("\n".join(lines) + "\n"))
