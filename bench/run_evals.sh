@@ -55,7 +55,9 @@ for set in $SETS; do
     cal="$CAL_LONG"; val="$VAL_LONG"
     ratios=(0.3 0.15 0.1); ltp_finals=(0.002 0.004 0.006); pyr_ratios=(0.15 0.1); pyr_ltp=(0.002 0.004)
   fi
-  taus=(0.8 0.9 0.95 0.97)
+  # u = normalized entropy of the exit's prediction; with 2 labels u <= 0.5 means p >= 0.89, and the
+  # fine-tuned SST-2 exits are confident early: taus above 0.5 exit almost everything at layer 1.
+  taus=(0.05 0.1 0.2 0.3 0.5)
   grid=()
   for r in "${ratios[@]}"; do grid+=(-p "spatten:tokens=$r" -p "spatten:tokens=$r,start=2"); done
   grid+=(-p "spatten:tokens=${ratios[1]},heads=0.75" -p spatten:heads=0.75)
