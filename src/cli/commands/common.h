@@ -4,10 +4,12 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
 #include "eval/dataset.h"
+#include "eval/evaluator.h"
 #include "model/text_model.h"
 
 namespace sieve::cli {
@@ -34,6 +36,9 @@ std::vector<std::string> collect_texts(const std::vector<std::string>& args, con
 void write_file_atomically(const std::filesystem::path& path, const std::function<void(const std::filesystem::path&)>& write);
 
 std::string json_escape(const std::string& s);
+
+// One evaluator result as JSON, the same in `sieve eval --json` and `sieve tune --json`.
+nlohmann::json eval_result_json(const EvalResult& r);
 
 // Each subcommand registers itself; main() only dispatches.
 void register_embed(CLI::App& app);
