@@ -48,6 +48,7 @@ void register_bench(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_explain(CLI::App& app);
 void register_calibrate(CLI::App& app);
+void register_tune(CLI::App& app);        // fastest policy within an accuracy budget (tune.cpp)
 void register_generate(CLI::App& app);    // GPT-2 decoding (generate.cpp)
 void register_perplexity(CLI::App& app);  // GPT-2 perplexity (perplexity.cpp)
 
