@@ -102,6 +102,7 @@ TEST_F(GemmBf16Test, EncoderInBf16StaysCloseToFp32AndPruneNothingIsIdentical) {
     inputs.push_back(in);
   }
   const auto fp32 = encoder.forward(inputs);
+  EXPECT_THROW(encoder.forward(inputs, {nullptr, Precision::Bf16}), Error);  // no bf16 weight copies yet
   encoder.set_precision(Precision::Bf16);
   const auto bf16 = encoder.forward(inputs);
   double worst = 0, total = 0;
@@ -115,15 +116,17 @@ TEST_F(GemmBf16Test, EncoderInBf16StaysCloseToFp32AndPruneNothingIsIdentical) {
   EXPECT_LT(worst, 0.1);
   EXPECT_LT(total / static_cast<double>(count), 0.02);
 
+  auto expect_identical = [&](const std::vector<SequenceOutput>& a, const std::vector<SequenceOutput>& b, const char* what) {
+    for (size_t i = 0; i < inputs.size(); ++i)
+      for (int64_t e = 0; e < a[i].hidden.size(); ++e) ASSERT_EQ(a[i].hidden.data()[e], b[i].hidden.data()[e]) << what;
+  };
   auto chain = parse_policy_spec("spatten:tokens=1,heads=1", encoder.config());
-  const auto unpruned = encoder.forward(inputs, {chain.get()});
-  for (size_t i = 0; i < inputs.size(); ++i)
-    for (int64_t e = 0; e < bf16[i].hidden.size(); ++e) ASSERT_EQ(unpruned[i].hidden.data()[e], bf16[i].hidden.data()[e]);
-
+  expect_identical(encoder.forward(inputs, {chain.get()}), bf16, "prune nothing");
   encoder.set_precision(Precision::Fp32);  // and back: fp32 again, bit for bit
-  const auto again = encoder.forward(inputs);
-  for (size_t i = 0; i < inputs.size(); ++i)
-    for (int64_t e = 0; e < fp32[i].hidden.size(); ++e) ASSERT_EQ(again[i].hidden.data()[e], fp32[i].hidden.data()[e]);
+  expect_identical(encoder.forward(inputs), fp32, "fp32 again");
+  // A per-call precision (sieve tune times fp32 and bf16 settings in one run) is the same arithmetic.
+  expect_identical(encoder.forward(inputs, {nullptr, Precision::Bf16}), bf16, "per-call bf16");
+  EXPECT_EQ(parse_precision(precision_name(Precision::Bf16)), Precision::Bf16);
   EXPECT_THROW(parse_precision("fp16"), Error);
   std::filesystem::remove_all(dir);
 }

@@ -5,8 +5,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 
+#include "kernels/gemm.h"
 #include "test_helpers.h"
 #include "tiny_bert.h"
 
@@ -47,7 +50,7 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, HelpWorksForEveryCommand) {
-  for (const char* cmd : {"", "embed", "classify", "tokenize", "bench", "eval", "explain"}) {
+  for (const char* cmd : {"", "embed", "classify", "tokenize", "bench", "eval", "explain", "calibrate", "tune"}) {
     const CliResult r = run_cli(std::string(cmd) + " --help");
     EXPECT_TRUE(r.exited && r.code == 0) << cmd << ":\n" << r.output;
     EXPECT_NE(r.output.find("--"), std::string::npos) << cmd;
@@ -133,6 +136,88 @@ TEST_F(CliTest, EvalRejectsBadDataFiles) {
   std::ofstream(no_label) << "sentence\tlabel\nw5 w6\tnot-a-number\n";
   expect_clean_failure(run_cli("eval --model " + quoted(model_) + " --data " + quoted(no_label)), "label");
   expect_clean_failure(run_cli("eval --model " + quoted(model_) + " --data " + quoted(scratch_ / "none.tsv")), "none.tsv");
+}
+
+// A labelled TSV of `rows` random sentences over the tiny model's vocabulary (w5..w119).
+fs::path write_random_tsv(const fs::path& path, int rows) {
+  std::mt19937 rng(11);
+  std::ofstream out(path);
+  out << "sentence\tlabel\n";
+  for (int i = 0; i < rows; ++i) {
+    const int words = 3 + static_cast<int>(rng() % 20);
+    for (int w = 0; w < words; ++w) out << (w ? " " : "") << "w" << 5 + rng() % 115;
+    out << "\t" << rng() % 2 << "\n";
+  }
+  return path;
+}
+
+TEST_F(CliTest, TuneSearchesRoundsAndBudgetZeroIsLossless) {
+  const fs::path data = write_random_tsv(scratch_ / "calib.tsv", 100), json = scratch_ / "tune.json";
+  const fs::path validation = write_random_tsv(scratch_ / "validation.tsv", 20);
+  const CliResult r = run_cli("tune --threads 1 --model " + quoted(model_) + " --data " + quoted(data) + " --budget 0 --first-rows 24 --json " +
+                              quoted(json) + " --verify " + quoted(validation));
+  ASSERT_TRUE(r.exited && r.code == 0) << r.output;
+  EXPECT_NE(r.output.find("Pareto front"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\nbest: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("verified on"), std::string::npos) << r.output;
+
+  const auto j = nlohmann::json::parse(std::ifstream(json));
+  EXPECT_EQ(j["subset_rows"], nlohmann::json::parse("[24, 100]"));
+  ASSERT_EQ(j["rounds"].size(), 2u);
+  EXPECT_GT(j["candidates"].get<size_t>(), 5u);  // SpAtten tokens, heads, both, calibrated LTP
+  EXPECT_EQ(j["rounds"][0]["measured"].size(), j["candidates"].get<size_t>());
+  size_t kept = 0;
+  for (const auto& m : j["rounds"][0]["measured"]) {
+    for (const char* key : {"policy", "precision", "accuracy", "loss_points", "loss_se_points", "speedup", "kept"})
+      EXPECT_TRUE(m.contains(key)) << key;
+    kept += m["kept"].get<bool>();
+  }
+  EXPECT_EQ(j["rounds"][1]["measured"].size(), kept) << "the second round measures exactly the survivors";
+  EXPECT_EQ(j["rounds"][1]["dense"]["examples"], 100);
+  // Budget 0: the choice loses nothing on the calibration rows (or is dense itself).
+  EXPECT_LE(j["best"]["loss_points"].get<double>(), 1e-9) << j["best"].dump();
+  // The front: last-round points (or dense) that none of the last round's points beats.
+  ASSERT_FALSE(j["front"].empty());
+  for (const auto& f : j["front"]) {
+    EXPECT_EQ(f["examples"], 100);
+    for (const auto& m : j["rounds"][1]["measured"]) {
+      const double fl = f["loss_points"], fs = f["speedup"], ml = m["loss_points"], ms = m["speedup"];
+      EXPECT_FALSE(ml <= fl && ms >= fs && (ml < fl || ms > fs)) << m["policy"] << " beats " << f["policy"];
+    }
+  }
+  EXPECT_EQ(j["verification"]["best"]["examples"], 20);
+}
+
+TEST_F(CliTest, TuneTakesTheUsersCandidatesAtEachPrecision) {
+  const fs::path data = write_random_tsv(scratch_ / "calib.tsv", 40), json = scratch_ / "tune.json";
+  const bool bf16 = bf16_gemm_available();
+  const CliResult r = run_cli("tune --threads 1 --model " + quoted(model_) + " --data " + quoted(data) + " --budget 100 --json " + quoted(json) +
+                              " -c 'spatten:tokens=1;spatten:tokens=0.5' -c ltp:final=0.01 -c dense" +
+                              (bf16 ? " --precision fp32,bf16" : ""));
+  ASSERT_TRUE(r.exited && r.code == 0) << r.output;
+  const auto j = nlohmann::json::parse(std::ifstream(json));
+  ASSERT_EQ(j["rounds"].size(), 1u);  // 40 rows: one round
+  std::vector<std::string> measured;
+  for (const auto& m : j["rounds"][0]["measured"]) measured.push_back(m["policy"].get<std::string>() + "@" + m["precision"].get<std::string>());
+  std::vector<std::string> expected{"spatten:tokens=1@fp32", "spatten:tokens=0.5@fp32", "ltp:final=0.01@fp32"};
+  if (bf16)  // dense in bf16 is a candidate; in fp32 it is the anchor
+    for (const char* s : {"spatten:tokens=1@bf16", "spatten:tokens=0.5@bf16", "ltp:final=0.01@bf16", "dense@bf16"}) expected.push_back(s);
+  EXPECT_EQ(measured, expected);
+}
+
+TEST_F(CliTest, TuneRejectsBadBudgetsAndSpecs) {
+  const fs::path data = write_random_tsv(scratch_ / "calib.tsv", 10);
+  const std::string base = "tune --threads 1 --model " + quoted(model_) + " --data " + quoted(data);
+  for (const char* budget : {"-1", "nan", "inf", "abc", "''"}) {
+    const CliResult r = run_cli(base + " --budget " + budget);
+    expect_clean_failure(r, "budget");
+    EXPECT_EQ(r.code, 2) << budget << ": bad usage\n" << r.output;
+  }
+  EXPECT_EQ(run_cli(base).code, 2) << "--budget is required";
+  expect_clean_failure(run_cli(base + " --budget 1 -c magic"), "magic");
+  expect_clean_failure(run_cli(base + " --budget 1 -c 'dense;spatten:tokens=1.5'"), "spatten:tokens=1.5");
+  expect_clean_failure(run_cli(base + " --budget 1 --precision fp16"), "fp16");
+  expect_clean_failure(run_cli(base + " --budget 1 --metric f1"), "f1");
 }
 
 }  // namespace

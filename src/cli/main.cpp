@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   sieve::cli::register_eval(app);
   sieve::cli::register_explain(app);
   sieve::cli::register_calibrate(app);
+  sieve::cli::register_tune(app);
   sieve::cli::register_generate(app);
   sieve::cli::register_perplexity(app);
   // CLI11 only says "A subcommand is required" for a misspelt command; name it instead.

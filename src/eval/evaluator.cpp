@@ -17,8 +17,15 @@ int argmax(const std::vector<float>& v) {
 
 }  // namespace
 
-std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vector<LabelledExample>& all,
+std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vector<LabelledExample>& data,
                                           const std::vector<std::string>& specs, const EvalOptions& options) {
+  std::vector<EvalSetting> settings;
+  for (const auto& spec : specs) settings.push_back({spec, model.encoder().precision()});
+  return evaluate_settings(model, data, settings, options);
+}
+
+std::vector<EvalResult> evaluate_settings(const TextModel& model, const std::vector<LabelledExample>& all,
+                                          const std::vector<EvalSetting>& measured, const EvalOptions& options) {
   const BertEncoder& enc = model.encoder();
   if (!enc.has_classifier())
     throw Error("eval needs a model with a sequence-classification head (tools/finetune_classifier.py makes one)");
@@ -28,10 +35,10 @@ std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vec
       throw Error("example " + std::to_string(i + 1) + " has label " + std::to_string(all[i].label) + " but the model has " +
                   std::to_string(enc.num_labels()) + " labels");
 
-  std::vector<std::string> settings{"dense"};
-  settings.insert(settings.end(), specs.begin(), specs.end());
+  std::vector<EvalSetting> settings{{"dense", options.anchor_precision.value_or(enc.precision())}};
+  settings.insert(settings.end(), measured.begin(), measured.end());
   std::vector<std::unique_ptr<PolicyChain>> policies;
-  for (const auto& s : settings) policies.push_back(parse_policy_spec(s, enc.config(), model.exits()));
+  for (const auto& s : settings) policies.push_back(parse_policy_spec(s.spec, enc.config(), model.exits()));
 
   std::vector<TextPair> texts;
   for (size_t i = 0; i < n; ++i) texts.push_back(all[i].text);
@@ -44,7 +51,8 @@ std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vec
   std::vector<size_t> true_pos(settings.size(), 0), false_pos(settings.size(), 0), false_neg(settings.size(), 0);
   std::vector<double> seconds(settings.size(), 0.0);
   for (size_t s = 0; s < settings.size(); ++s) {
-    results[s].spec = settings[s];
+    results[s].spec = settings[s].spec;
+    results[s].precision = settings[s].precision;
     results[s].description = policies[s]->describe();
     results[s].exit_layers.assign(layers, 0);
   }
@@ -52,9 +60,9 @@ std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vec
   // One untimed batch per setting first, so first-touch costs land on nobody.
   const size_t batch = static_cast<size_t>(options.batch_size);
   for (size_t s = 0; s < settings.size(); ++s)
-    enc.forward(std::span(encoded.inputs).subspan(0, std::min(batch, n)), {policies[s].get()});
+    enc.forward(std::span(encoded.inputs).subspan(0, std::min(batch, n)), {policies[s].get(), settings[s].precision});
 
-  ProgressBar progress("evaluating", static_cast<int64_t>(n));
+  ProgressBar progress(options.progress_label, static_cast<int64_t>(n));
   for (size_t begin = 0; begin < n; begin += batch) {
     const size_t end = std::min(n, begin + batch);
     const auto inputs = std::span(encoded.inputs).subspan(begin, end - begin);
@@ -62,7 +70,7 @@ std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vec
     for (size_t s = 0; s < settings.size(); ++s) {
       ForwardStats st;
       const auto t0 = std::chrono::steady_clock::now();
-      const auto outputs = enc.forward(inputs, {policies[s].get()}, &st);
+      const auto outputs = enc.forward(inputs, {policies[s].get(), settings[s].precision}, &st);
       std::vector<int> pred;
       for (const auto& out : outputs) pred.push_back(argmax(enc.classify(out)));
       seconds[s] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

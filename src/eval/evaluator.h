@@ -2,6 +2,7 @@
 // Accuracy / FLOPs / latency of pruning policies on a labelled data set, each measured against the
 // dense model in the same run. Settings are interleaved batch by batch (dense, policy 1, policy 2,
 // dense, ...), so machine noise hits all of them alike and the speedup ratio stays honest.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,10 +15,19 @@ struct EvalOptions {
   int batch_size = 1;
   size_t max_length = 0;  // 0 = the model's
   size_t limit = 0;       // 0 = all examples
+  std::optional<Precision> anchor_precision = std::nullopt;  // the dense anchor's GEMMs; empty = the model's precision
+  std::string progress_label = "evaluating";
+};
+
+// One setting to measure: a policy spec and the precision of the layers' GEMMs it runs at.
+struct EvalSetting {
+  std::string spec;
+  Precision precision = Precision::Fp32;
 };
 
 struct EvalResult {
   std::string spec;
+  Precision precision = Precision::Fp32;
   std::string description;
   size_t examples = 0;
   double accuracy = 0.0;
@@ -42,8 +52,12 @@ struct EvalResult {
   std::vector<double> cta_k0, cta_k1, cta_k2, cta_n;
 };
 
-// results[0] is always the dense anchor; then one result per spec in order.
+// results[0] is always the dense anchor; then one result per spec in order, all at the model's precision.
 std::vector<EvalResult> evaluate_policies(const TextModel& model, const std::vector<LabelledExample>& data,
                                           const std::vector<std::string>& specs, const EvalOptions& options);
+// The same with a precision per setting (speedups stay against the one dense anchor). A bf16
+// setting needs the model's bf16 weight copies: set_precision(Bf16) once before.
+std::vector<EvalResult> evaluate_settings(const TextModel& model, const std::vector<LabelledExample>& data,
+                                          const std::vector<EvalSetting>& settings, const EvalOptions& options);
 
 }  // namespace sieve

@@ -193,6 +193,8 @@ Precision parse_precision(const std::string& name) {
   throw Error("unknown precision '" + name + "' (fp32 or bf16)");
 }
 
+const char* precision_name(Precision precision) { return precision == Precision::Bf16 ? "bf16" : "fp32"; }
+
 void BertEncoder::set_precision(Precision precision) {
   if (precision == Precision::Bf16 && !bf16_gemm_available())
     throw Error("this CPU has no bf16 matrix multiply in oneDNN (use --precision fp32)");
@@ -205,16 +207,16 @@ void BertEncoder::set_precision(Precision precision) {
   precision_ = precision;
 }
 
-void BertEncoder::layer_gemm(int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w, const Bf16Matrix& w16,
-                             int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const {
+void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w,
+                             const Bf16Matrix& w16, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const {
   const int64_t ld = w.dim(1);
-  if (precision_ == Precision::Bf16)
+  if (precision == Precision::Bf16)
     gemm_bf16(m, n, k, x, {w16.row(row0) + col0, ld}, c, ldc, beta);
   else
     gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta);
 }
 
-void BertEncoder::attention_block(const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
+void BertEncoder::attention_block(Precision precision, const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
                                   const std::vector<PackedSequence>& seqs, const Tensor& x,
                                   Tensor& qkv, Tensor& context, Tensor& out,
                                   std::vector<std::vector<float>>* received,
@@ -234,7 +236,7 @@ void BertEncoder::attention_block(const Layer& layer, int layer_index, const Cta
     for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
       for (auto [h0, h1] : head_runs(hs)) {
         const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
-        layer_gemm(n, width, H, {x.row(row0), H}, layer.qkv_w, layer.qkv_w16, 0, col0, qkv.row(row0) + col0, 3 * H, 0.0f);
+        layer_gemm(precision, n, width, H, {x.row(row0), H}, layer.qkv_w, layer.qkv_w16, 0, col0, qkv.row(row0) + col0, 3 * H, 0.0f);
         for_each_row(n, width, [&](int64_t r) { k.bias_add(qkv.row(row0 + r) + col0, layer.qkv_b.data() + col0, width); });
         stats.flops += 2.0 * n * width * H;
       }
@@ -356,7 +358,7 @@ void BertEncoder::attention_block(const Layer& layer, int layer_index, const Cta
     float beta = 0.0f;
     for (auto [h0, h1] : runs) {
       const int64_t col0 = h0 * d, width = (h1 - h0) * d;
-      layer_gemm(n, H, width, {context.row(row0) + col0, H}, layer.attn_out_w, layer.attn_out_w16, col0, 0, out.row(row0), H, beta);
+      layer_gemm(precision, n, H, width, {context.row(row0) + col0, H}, layer.attn_out_w, layer.attn_out_w16, col0, 0, out.row(row0), H, beta);
       beta = 1.0f;
       stats.flops += 2.0 * n * H * width;
     }
@@ -367,15 +369,15 @@ void BertEncoder::attention_block(const Layer& layer, int layer_index, const Cta
   });
 }
 
-void BertEncoder::ffn_block(const Layer& layer, const Tensor& x, Tensor& intermediate, Tensor& out,
+void BertEncoder::ffn_block(Precision precision, const Layer& layer, const Tensor& x, Tensor& intermediate, Tensor& out,
                             ForwardStats& stats) const {
   const int64_t H = config_.hidden_size, I = config_.intermediate_size, rows = x.dim(0);
   const RowKernels& k = row_kernels();
   intermediate.reshape({rows, I});
-  layer_gemm(rows, I, H, {x.data(), H}, layer.ffn_in_w, layer.ffn_in_w16, 0, 0, intermediate.data(), I, 0.0f);
+  layer_gemm(precision, rows, I, H, {x.data(), H}, layer.ffn_in_w, layer.ffn_in_w16, 0, 0, intermediate.data(), I, 0.0f);
   for_each_row(rows, I, [&](int64_t r) { k.bias_gelu(intermediate.row(r), layer.ffn_in_b.data(), I); });
   out.reshape({rows, H});
-  layer_gemm(rows, H, I, {intermediate.data(), I}, layer.ffn_out_w, layer.ffn_out_w16, 0, 0, out.data(), H, 0.0f);
+  layer_gemm(precision, rows, H, I, {intermediate.data(), I}, layer.ffn_out_w, layer.ffn_out_w16, 0, 0, out.data(), H, 0.0f);
   for_each_row(rows, H, [&](int64_t r) {
     k.bias_residual_layernorm(out.row(r), layer.ffn_out_b.data(), x.row(r), layer.ffn_ln_g.data(),
                               layer.ffn_ln_b.data(), static_cast<float>(config_.layer_norm_eps), H);
@@ -457,6 +459,9 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
   embed(inputs, seqs, x);
 
   LayerPolicy* policy = options.policy;
+  const Precision precision = options.precision.value_or(precision_);
+  if (precision == Precision::Bf16 && !layers_.empty() && layers_.front().qkv_w16.bits.empty())
+    throw Error("forward: bf16 asked for, but the bf16 weight copies were never made (set_precision(Bf16) first)");
   const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
   if (policy) policy->begin(seqs, num_layers, heads);
   std::vector<std::vector<float>> received, head_magnitude;
@@ -475,7 +480,7 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
     for (const auto& s : seqs) stats.heads_per_layer[static_cast<size_t>(l)] += static_cast<int64_t>(s.heads.size());
     const CtaConfig* cta = policy ? policy->attention_backend(l) : nullptr;
     const auto t0 = std::chrono::steady_clock::now();
-    attention_block(layer, l, cta ? &cta->layers[static_cast<size_t>(l)] : nullptr, seqs, x, qkv, context, attn,
+    attention_block(precision, layer, l, cta ? &cta->layers[static_cast<size_t>(l)] : nullptr, seqs, x, qkv, context, attn,
                     needs.attention_received ? &received : nullptr, needs.head_magnitude ? &head_magnitude : nullptr,
                     stats);
     stats.attention_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -490,7 +495,7 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
     }
     for (const auto& s : seqs) stats.tokens_per_layer[static_cast<size_t>(l)] += s.length();
 
-    ffn_block(layer, attn, intermediate, x, stats);
+    ffn_block(precision, layer, attn, intermediate, x, stats);
     if (!drop_after_ffn.empty()) {
       compact_rows(x, seqs, drop_after_ffn);
       drop_after_ffn.clear();

@@ -3,6 +3,7 @@
 // variable-length batch and one policy hook per layer (see policies/layer_policy.h).
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -39,16 +40,20 @@ struct ForwardStats {
   void add(const ForwardStats& other);
 };
 
-struct ForwardOptions {
-  LayerPolicy* policy = nullptr;  // null = dense
-};
-
 // Arithmetic of the layers' four weight GEMMs (QKV, attention output, FFN in and out). fp32 is
 // the default and what the reference parity tests pin; bf16 rounds weights and activations to
 // bfloat16 with fp32 accumulation (gemm_bf16). Everything else (attention, LayerNorm, policies)
 // stays fp32 either way.
 enum class Precision { Fp32, Bf16 };
 Precision parse_precision(const std::string& name);  // "fp32" | "bf16"; throws Error otherwise
+const char* precision_name(Precision precision);     // the name parse_precision takes
+
+struct ForwardOptions {
+  LayerPolicy* policy = nullptr;  // null = dense
+  // This call's GEMM precision instead of set_precision()'s, so one run can time fp32 and bf16
+  // settings side by side (sieve tune). bf16 needs set_precision(Bf16) once, for the weight copies.
+  std::optional<Precision> precision = std::nullopt;
+};
 
 class BertEncoder {
  public:
@@ -89,16 +94,16 @@ class BertEncoder {
   };
   // C = x W (+ C when accumulate), W one of the layer's transposed weights (its fp32 and bf16
   // copies given together) or a block of its columns starting at col0 / of its rows starting at row0.
-  void layer_gemm(int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w, const Bf16Matrix& w16,
-                  int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const;
+  void layer_gemm(Precision precision, int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w,
+                  const Bf16Matrix& w16, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const;
 
   void embed(std::span<const EncoderInput> inputs, const std::vector<PackedSequence>& seqs, Tensor& x) const;
   // cta: Compressed Token Attention's hashes for this layer, or null for dense attention.
-  void attention_block(const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
+  void attention_block(Precision precision, const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
                        const std::vector<PackedSequence>& seqs, const Tensor& x,
                        Tensor& qkv, Tensor& context, Tensor& out, std::vector<std::vector<float>>* received,
                        std::vector<std::vector<float>>* head_magnitude, ForwardStats& stats) const;
-  void ffn_block(const Layer& layer, const Tensor& x, Tensor& intermediate, Tensor& out, ForwardStats& stats) const;
+  void ffn_block(Precision precision, const Layer& layer, const Tensor& x, Tensor& intermediate, Tensor& out, ForwardStats& stats) const;
 
   ModelConfig config_;
   int64_t head_dim_ = 0;

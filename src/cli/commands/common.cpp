@@ -119,6 +119,20 @@ std::string json_number(double value) {
   return text;
 }
 
+nlohmann::json eval_result_json(const EvalResult& r) {
+  nlohmann::json j{{"policy", r.spec}, {"precision", precision_name(r.precision)}, {"description", r.description},
+                   {"examples", r.examples}, {"accuracy", r.accuracy}, {"f1", r.f1}, {"agreement_with_dense", r.agreement_with_dense},
+                   {"gflops_per_example", r.gflops_per_example}, {"flops_reduction", r.flops_reduction},
+                   {"latency_ms_per_example", r.latency_ms_per_example}, {"total_seconds", r.total_seconds},
+                   {"speedup", r.speedup}, {"tokens_kept_per_layer", r.tokens_kept}, {"heads_per_layer", r.heads_kept},
+                   {"exit_layer_histogram", r.exit_layers}, {"attention_seconds", r.attention_seconds},
+                   {"attention_speedup", r.attention_speedup}};
+  if (r.cta)
+    j["cta"] = {{"rl", r.cta_rl}, {"ra", r.cta_ra}, {"overhead", r.cta_overhead}, {"n_per_layer", r.cta_n},
+                {"k0_per_layer", r.cta_k0}, {"k1_per_layer", r.cta_k1}, {"k2_per_layer", r.cta_k2}};
+  return j;
+}
+
 }  // namespace sieve::cli
 
 #include "util/progress.h"

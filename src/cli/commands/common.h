@@ -6,10 +6,12 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
 #include "eval/dataset.h"
+#include "eval/evaluator.h"
 #include "model/text_model.h"
 #include "util/files.h"
 
@@ -67,6 +69,9 @@ std::string json_escape(const std::string& s);
 // A number for JSON output: %.7g, or null for NaN and infinity (bare "nan" is not JSON).
 std::string json_number(double value);
 
+// One evaluator result as JSON, the same in `sieve eval --json` and `sieve tune --json`.
+nlohmann::json eval_result_json(const EvalResult& r);
+
 // Each subcommand registers itself; main() only dispatches.
 void register_embed(CLI::App& app);
 void register_classify(CLI::App& app);
@@ -75,6 +80,7 @@ void register_bench(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_explain(CLI::App& app);
 void register_calibrate(CLI::App& app);
+void register_tune(CLI::App& app);        // fastest policy within an accuracy budget (tune.cpp)
 void register_generate(CLI::App& app);    // GPT-2 decoding (generate.cpp)
 void register_perplexity(CLI::App& app);  // GPT-2 perplexity (perplexity.cpp)
 

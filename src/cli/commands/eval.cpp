@@ -72,19 +72,7 @@ void run(EvalCommandOptions o) {
   nlohmann::json j{{"model", o.model.model_dir.empty() ? default_model_dir().string() : o.model.model_dir},
                    {"data", o.data}, {"examples", results[0].examples}, {"batch_size", eo.batch_size},
                    {"threads", o.model.threads}, {"results", nlohmann::json::array()}};
-  for (const auto& r : results)
-    j["results"].push_back({{"policy", r.spec}, {"description", r.description}, {"accuracy", r.accuracy}, {"f1", r.f1},
-                            {"agreement_with_dense", r.agreement_with_dense}, {"gflops_per_example", r.gflops_per_example},
-                            {"flops_reduction", r.flops_reduction}, {"latency_ms_per_example", r.latency_ms_per_example},
-                            {"total_seconds", r.total_seconds}, {"speedup", r.speedup}, {"tokens_kept_per_layer", r.tokens_kept},
-                            {"heads_per_layer", r.heads_kept}, {"exit_layer_histogram", r.exit_layers},
-                            {"attention_seconds", r.attention_seconds}, {"attention_speedup", r.attention_speedup}});
-  for (size_t i = 0; i < results.size(); ++i) {
-    const auto& r = results[i];
-    if (!r.cta) continue;
-    j["results"][i]["cta"] = {{"rl", r.cta_rl}, {"ra", r.cta_ra}, {"overhead", r.cta_overhead}, {"n_per_layer", r.cta_n},
-                              {"k0_per_layer", r.cta_k0}, {"k1_per_layer", r.cta_k1}, {"k2_per_layer", r.cta_k2}};
-  }
+  for (const auto& r : results) j["results"].push_back(eval_result_json(r));
   write_file_atomically(o.json_out, [&](std::ostream& out) { out << j.dump(2) << "\n"; });
   std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
 }
