@@ -47,9 +47,11 @@ mmdebstrap --quiet --variant=apt "$SUITE" "$CHROOT" >"$WORK/mmdebstrap.log" 2>&1
 
 # What the registries need on this network, and nothing that the project should install itself.
 cp -L /etc/resolv.conf "$CHROOT/etc/resolv.conf"
+# The host's CA bundle goes to a file of its own: installing ca-certificates inside the root
+# regenerates /etc/ssl/certs/ca-certificates.crt from Debian's list and would drop a proxy's CA.
+HOST_CA=/etc/sieve-host-ca-bundle.crt
 if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
-  mkdir -p "$CHROOT/etc/ssl/certs"
-  cp /etc/ssl/certs/ca-certificates.crt "$CHROOT/etc/ssl/certs/ca-certificates.crt"
+  cp /etc/ssl/certs/ca-certificates.crt "$CHROOT$HOST_CA"
 fi
 for conf in /etc/pip.conf /etc/apt/apt.conf.d/99artifact-registry; do
   [[ -f $conf ]] && mkdir -p "$CHROOT$(dirname "$conf")" && cp "$conf" "$CHROOT$conf"
@@ -65,11 +67,12 @@ mount --bind /dev/pts "$CHROOT/dev/pts"
 mount -t proc proc "$CHROOT/proc"
 mount -t sysfs sys "$CHROOT/sys"
 
-# A clean environment: only what a new login shell on a fresh machine would have, plus the proxy's
-# CA bundle for pip (the same file the host's pip.conf names).
+# A clean environment: only what a new login shell on a fresh machine would have, plus the host's
+# CA bundle for pip and Python's HTTPS (environment variables override the copied pip.conf).
 run_inside() {
   chroot "$CHROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 PIP_CERT=/etc/ssl/certs/ca-certificates.crt CI=true /bin/bash -c "cd $CHECKOUT && $1"
+    LANG=C.UTF-8 PIP_CERT=$HOST_CA REQUESTS_CA_BUNDLE=$HOST_CA SSL_CERT_FILE=$HOST_CA CI=true \
+    /bin/bash -c "cd $CHECKOUT && $1"
 }
 
 echo "==> root ready in $((SECONDS - start)) s"
