@@ -119,7 +119,8 @@ TEST(TuneSearch, GeneratedCandidatesParseAndCoverEachFamily) {
                         "ltp:final=0.004", "ltp:final=0.01"})
     EXPECT_TRUE(has(plain, s)) << s;
   for (const auto& spec : plain) EXPECT_EQ(spec.find("exit"), std::string::npos) << "no exits without exit classifiers";
-  for (const char* s : {"exit:tau=0.9", "spatten:tokens=0.2+exit:tau=0.9", "ltp:final=0.01+exit:tau=0.9"})
+  for (const char* s : {"exit:tau=0.1", "exit:tau=0.9", "spatten:tokens=0.2,start=3+exit:tau=0.3",
+                        "ltp:final=0.004+exit:tau=0.3"})
     EXPECT_TRUE(has(with_exits, s)) << s;
   for (const auto& spec : candidate_specs(2, false, {})) EXPECT_EQ(spec.find("start="), std::string::npos) << spec;
 }

@@ -143,11 +143,17 @@ std::vector<std::string> candidate_specs(int layers, bool exits, const std::vect
   specs.push_back("spatten:tokens=0.3,heads=0.75");
   for (double t : ltp_finals) specs.push_back("ltp:final=" + number(t));
   if (exits) {
-    // u of a 2-class softmax stays above 0.5 until p > 0.89: useful taus sit high.
-    for (double tau : {0.6, 0.8, 0.9, 0.95}) specs.push_back("exit:tau=" + number(tau));
-    for (const char* pruning : {"spatten:tokens=0.3", "spatten:tokens=0.2"})
-      for (double tau : {0.8, 0.9, 0.95}) specs.push_back(std::string(pruning) + "+exit:tau=" + number(tau));
-    if (!ltp_finals.empty()) specs.push_back("ltp:final=" + number(ltp_finals[ltp_finals.size() / 2]) + "+exit:tau=0.9");
+    // u is the exit's normalized entropy: with 2 labels u <= 0.5 means p >= 0.89. How sure exits
+    // are differs by model and data (genuine SST-2 exits are sure after layer 1: tau 0.3 already
+    // halves the layers), so the taus span the whole range.
+    const std::string late_start = middle > 1 ? ",start=" + std::to_string(middle) : "";
+    for (double tau : {0.1, 0.2, 0.3, 0.5, 0.7, 0.9}) specs.push_back("exit:tau=" + number(tau));
+    for (double tau : {0.2, 0.3, 0.5, 0.8}) {
+      for (const char* ratio : {"0.3", "0.2"})
+        specs.push_back(std::string("spatten:tokens=") + ratio + late_start + "+exit:tau=" + number(tau));
+      if (!ltp_finals.empty())
+        specs.push_back("ltp:final=" + number(ltp_finals.front()) + "+exit:tau=" + number(tau));
+    }
   }
   return specs;
 }
