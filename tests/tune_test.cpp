@@ -85,7 +85,7 @@ TEST(TuneSearch, BadBudgetsAreRejected) {
   EXPECT_THROW(parse_tune_metric("f1"), Error);
 }
 
-TEST(TuneSearch, SurvivorsAreFrontPointsThatCouldFitThenFastFitsThenTheRestOfTheFront) {
+TEST(TuneSearch, SurvivorsAreFrontPointsThatCouldFitThenSureFitsThenTheRestOfTheFront) {
   const std::vector<TunePoint> points{
       {0.2, 0.5, 1.3},  // 0 front, fits
       {3.0, 0.5, 3.0},  // 1 front, cannot fit a 1-point budget even at -2 se
@@ -93,10 +93,11 @@ TEST(TuneSearch, SurvivorsAreFrontPointsThatCouldFitThenFastFitsThenTheRestOfThe
       {0.0, 0.5, 0.8},  // 3 front (least loss), fits
       {5.0, 0.5, 1.0},  // 4 off the front, cannot fit: always dropped
       {2.5, 0.5, 2.0},  // 5 front, cannot fit
+      {0.5, 0.5, 1.1},  // 6 off the front (0 beats it), fits, surer than 2
   };
-  EXPECT_EQ(promising(points, 1.0, 2.0, 10), (std::vector<size_t>{0, 3, 2, 5, 1}));
+  EXPECT_EQ(promising(points, 1.0, 2.0, 10), (std::vector<size_t>{0, 3, 6, 2, 5, 1}));
   EXPECT_EQ(promising(points, 1.0, 2.0, 2), (std::vector<size_t>{0, 3}));
-  EXPECT_EQ(promising(points, 1.0, 0.0, 10), (std::vector<size_t>{0, 3, 5, 1}));  // no margin: 2 cannot fit
+  EXPECT_EQ(promising(points, 1.0, 0.0, 10), (std::vector<size_t>{0, 3, 6, 5, 1}));  // no margin: 2 cannot fit
 }
 
 TEST(TuneSearch, RoundsGrowToTheWholeSet) {

@@ -103,21 +103,27 @@ std::optional<size_t> select_fastest(const std::vector<TunePoint>& points, doubl
 
 std::vector<size_t> promising(const std::vector<TunePoint>& points, double budget, double z, size_t keep) {
   std::vector<uint8_t> on_front(points.size(), 0);
-  std::vector<size_t> front = pareto_front(points);
-  for (size_t i : front) on_front[i] = 1;
+  for (size_t i : pareto_front(points)) on_front[i] = 1;
   auto could_fit = [&](size_t i) { return within(points[i].loss - z * points[i].loss_se, budget); };
-  std::vector<size_t> fastest(points.size());
-  std::iota(fastest.begin(), fastest.end(), 0);
-  std::stable_sort(fastest.begin(), fastest.end(), [&](size_t a, size_t b) { return points[a].speedup > points[b].speedup; });
-  std::stable_sort(front.begin(), front.end(), [&](size_t a, size_t b) { return points[a].loss < points[b].loss; });
+  auto sorted = [&](auto better) {
+    std::vector<size_t> order(points.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), better);
+    return order;
+  };
+  const auto fastest = sorted([&](size_t a, size_t b) { return points[a].speedup > points[b].speedup; });
+  const auto surest = sorted([&](size_t a, size_t b) {
+    return points[a].loss + z * points[a].loss_se < points[b].loss + z * points[b].loss_se;
+  });
+  const auto least_loss = sorted([&](size_t a, size_t b) { return points[a].loss < points[b].loss; });
 
   std::vector<size_t> order;
   for (size_t i : fastest)
     if (on_front[i] && could_fit(i)) order.push_back(i);
-  for (size_t i : fastest)
+  for (size_t i : surest)
     if (!on_front[i] && could_fit(i)) order.push_back(i);
-  for (size_t i : front)
-    if (!could_fit(i)) order.push_back(i);
+  for (size_t i : least_loss)
+    if (on_front[i] && !could_fit(i)) order.push_back(i);
   if (order.size() > keep) order.resize(keep);
   return order;
 }
@@ -182,6 +188,8 @@ TuneResult tune_policy(const TextModel& model, const std::vector<LabelledExample
     specs = candidate_specs(static_cast<int>(encoder.config().num_hidden_layers), model.exits() != nullptr,
                             calibrated_ltp_finals(model, first, o));
   }
+  // Dense at another precision is a candidate too (bf16 dense is often the cheapest speedup).
+  specs.insert(specs.begin(), "dense");
   std::vector<EvalSetting> candidates;
   for (Precision precision : o.precisions)
     for (const auto& spec : specs) {

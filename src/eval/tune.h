@@ -44,8 +44,9 @@ std::vector<size_t> pareto_front(const std::vector<TunePoint>& points);
 std::optional<size_t> select_fastest(const std::vector<TunePoint>& points, double budget, double z = 0.0);
 
 // The candidates that go on to the next round, at most `keep` of them, best first: those on the
-// front that could still be within budget (loss - z * loss_se <= budget), then the others that
-// could, fastest first, then the rest of the front, least loss first.
+// front that could still be within budget (loss - z * loss_se <= budget), fastest first; then the
+// others that could, the surest first (least loss + z * loss_se: on a small subset the fastest are
+// the most aggressive, and a noisy loss flatters them); then the rest of the front, least loss first.
 std::vector<size_t> promising(const std::vector<TunePoint>& points, double budget, double z, size_t keep);
 
 // Rows per round: first, first * growth, ... and finally `rows` (first and growth >= 1, growth >= 2

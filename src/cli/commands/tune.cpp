@@ -130,7 +130,7 @@ void register_tune(CLI::App& app) {
   cmd->remove_option(cmd->get_option("--precision"));  // tune takes a list: each candidate at each precision
   cmd->add_option("--precision", o->precisions, "GEMM precisions to try, e.g. fp32,bf16 (speedups are against fp32 dense)")
       ->delimiter(',')->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->add_option("--data", o->data, "Labelled calibration data (GLUE TSV or parquet), e.g. the training split")->required();
+  cmd->add_option("--data", o->data, "Labelled calibration data (GLUE TSV or parquet): rows kept apart from validation")->required();
   cmd->add_option("--budget", o->tune.budget, "Accuracy points you can lose against dense, e.g. 1.0 (0 = lossless)")
       ->required()->check(CLI::Validator(budget_problem, "POINTS"));
   cmd->add_option("-c,--candidates", o->tune.specs,
