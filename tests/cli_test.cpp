@@ -18,9 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::CliResult;
+using testing::quoted;
 using testing::run_cli;
-
-std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
 
 class CliTest : public ::testing::Test {
  protected:

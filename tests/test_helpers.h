@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -37,6 +38,9 @@ inline std::string policy_spec_error(const std::string& spec) {
   }
   return "no error";
 }
+
+// A path as one single-quoted shell word, for the command lines run_cli builds.
+inline std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 
 struct CliResult {
   bool exited = false;  // false: killed by a signal
