@@ -2,6 +2,7 @@
 // masked reference, "nothing pruned" bit-identical to dense, batched equal to one-by-one.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "model/bert_encoder.h"
@@ -117,6 +118,64 @@ TEST_F(EncoderTest, NothingPrunedIsBitIdenticalToDense) {
       ASSERT_EQ(out[i].hidden.shape(), dense[i].hidden.shape()) << spec;
       for (int64_t e = 0; e < dense[i].hidden.size(); ++e)
         ASSERT_EQ(out[i].hidden.data()[e], dense[i].hidden.data()[e]) << spec << " input " << i;
+    }
+  }
+}
+
+// Mean pooling under pruning against the masked reference: over the survivors, and with token
+// freezing, where a token pruned at layer l counts with the state it had then (its last complete
+// layer output: layer l's input when dropped before the FFN, layer l's output when dropped after).
+TEST_F(EncoderTest, PooledUnderPruningMatchesMaskedReference) {
+  const auto inputs = sample_inputs(shape_.vocab);
+  for (const char* spec : {"spatten:tokens=0.4,heads=0.5,at=ffn", "spatten:tokens=0.3,start=0,at=next", "ltp:final=0.05"}) {
+    const bool before_ffn = std::string(spec).find("at=next") == std::string::npos;
+    for (bool freeze : {false, true}) {
+      auto chain = parse_policy_spec(spec, encoder_->config());
+      RecordingPolicy recorder(chain.get());
+      ForwardOptions options{&recorder};
+      options.freeze_pruned_tokens = freeze;
+      const auto outputs = encoder_->forward(inputs, options);
+      bool any_frozen = false;
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        std::vector<std::vector<std::vector<double>>> layer_inputs;
+        const auto final_rows = reference_->forward(inputs[i].ids, recorder.alive[i], recorder.live_heads[i], &layer_inputs);
+        layer_inputs.push_back(final_rows);  // [layers] = the last layer's output
+        std::vector<double> expected(static_cast<size_t>(shape_.hidden), 0.0);
+        size_t counted = 0;
+        for (int t = 0; t < static_cast<int>(inputs[i].ids.size()); ++t) {
+          int last_alive = -1;
+          for (int l = 0; l < shape_.layers; ++l)
+            if (recorder.alive[i][static_cast<size_t>(l)].count(t)) last_alive = l;
+          const bool survived = std::count(outputs[i].positions.begin(), outputs[i].positions.end(), t) == 1;
+          const std::vector<double>* row = nullptr;
+          if (survived) row = &final_rows[static_cast<size_t>(t)];
+          else if (freeze) row = &layer_inputs[static_cast<size_t>(before_ffn ? last_alive : last_alive + 1)][static_cast<size_t>(t)];
+          if (!row) continue;
+          for (size_t c = 0; c < expected.size(); ++c) expected[c] += (*row)[c];
+          ++counted;
+        }
+        any_frozen |= freeze && counted > outputs[i].positions.size();
+        EXPECT_EQ(outputs[i].frozen_count, freeze ? static_cast<int64_t>(counted - outputs[i].positions.size()) : 0) << spec;
+        const auto pooled = BertEncoder::mean_pool(outputs[i]);
+        for (size_t c = 0; c < expected.size(); ++c)
+          ASSERT_NEAR(pooled[c], expected[c] / static_cast<double>(counted), 1e-4) << spec << " freeze " << freeze << " input " << i;
+      }
+      EXPECT_EQ(any_frozen, freeze) << spec;
+    }
+  }
+}
+
+TEST_F(EncoderTest, FreezingWithNothingPrunedIsBitIdenticalToDense) {
+  const auto inputs = sample_inputs(shape_.vocab);
+  const auto dense = encoder_->forward(inputs);
+  for (const char* spec : {"dense", "spatten:tokens=1,heads=1", "ltp:final=0"}) {
+    auto chain = parse_policy_spec(spec, encoder_->config());
+    ForwardOptions options{chain.get()};
+    options.freeze_pruned_tokens = true;
+    const auto out = encoder_->forward(inputs, options);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      EXPECT_EQ(out[i].frozen_count, 0);
+      EXPECT_EQ(BertEncoder::mean_pool(out[i]), BertEncoder::mean_pool(dense[i])) << spec << " input " << i;
     }
   }
 }

@@ -112,9 +112,11 @@ struct MaskedReference {
     return y;
   }
 
-  // Returns the final hidden rows for every original position.
+  // Returns the final hidden rows for every original position; layer_inputs (if given) gets the
+  // rows entering each layer, [layer][position][hidden], for checking token freezing.
   std::vector<std::vector<double>> forward(const std::vector<int32_t>& ids, const std::vector<std::set<int>>& alive,
-                                           const std::vector<std::set<int>>& heads) const {
+                                           const std::vector<std::set<int>>& heads,
+                                           std::vector<std::vector<std::vector<double>>>* layer_inputs = nullptr) const {
     const int n = static_cast<int>(ids.size()), H = s.hidden, d = s.hidden / s.heads;
     std::vector<std::vector<double>> h(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(H)));
     for (int t = 0; t < n; ++t) {
@@ -124,6 +126,7 @@ struct MaskedReference {
       layer_norm(h[t], p("embeddings.LayerNorm.weight"), p("embeddings.LayerNorm.bias"));
     }
     for (int l = 0; l < s.layers; ++l) {
+      if (layer_inputs) layer_inputs->push_back(h);
       const std::string pre = "encoder.layer." + std::to_string(l) + ".";
       std::vector<std::vector<double>> q(n), k(n), v(n);
       for (int t = 0; t < n; ++t) {

@@ -19,7 +19,7 @@ from pathlib import Path
 # training split is mostly short phrases (median 7 words) while validation holds whole sentences
 # (median 19), and knobs chosen on two-word phrases would not transfer.
 CALIBRATION_SEED = 20261201
-CALIBRATION_ROWS = {"sst2": 2000, "mrpc": 400, "rte": 250, "default": 1000}
+CALIBRATION_ROWS = {"sst2": 2000, "mrpc": 400, "rte": 250, "stsb": 1500, "default": 1000}
 CALIBRATION_MIN_WORDS = {"sst2": 9}
 
 
@@ -32,6 +32,10 @@ def read_rows(path):
         if "sentence" in names:
             table = pq.read_table(path, columns=["sentence", "label"]).to_pydict()
             texts = table["sentence"]
+        elif "sentence1" in names and "sentence2" in names and "score" in names:
+            # STS-B: a similarity score in [0, 5] instead of a class label.
+            table = pq.read_table(path, columns=["sentence1", "sentence2", "score"]).to_pydict()
+            return list(zip(zip(table["sentence1"], table["sentence2"]), (float(x) for x in table["score"])))
         elif "sentence1" in names and "sentence2" in names:
             table = pq.read_table(path, columns=["sentence1", "sentence2", "label"]).to_pydict()
             texts = list(zip(table["sentence1"], table["sentence2"]))
@@ -106,9 +110,10 @@ def write_tsv(rows, out):
         return s.replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
     if rows and isinstance(rows[0][0], tuple):
-        out.write("sentence1\tsentence2\tlabel\n")
+        column = "score" if isinstance(rows[0][1], float) else "label"  # STS-B scores are floats
+        out.write(f"sentence1\tsentence2\t{column}\n")
         for (a, b), label in rows:
-            out.write(f"{clean(a)}\t{clean(b)}\t{label}\n")
+            out.write(f"{clean(a)}\t{clean(b)}\t{label!r}\n" if column == "score" else f"{clean(a)}\t{clean(b)}\t{label}\n")
     else:
         out.write("sentence\tlabel\n")
         for sentence, label in rows:

@@ -6,6 +6,9 @@ transformers (fp32, eval mode, one sentence per forward pass, so no padding):
   text, ids, type_ids, last_hidden_state [tokens x hidden], mean_pooled,
   cls_pooled (only when the checkpoint has a pooler), logits (only for
   *ForSequenceClassification checkpoints).
+OUT/stsb/pairs.tsv and OUT/stsb/reference.json: the first STSB_PAIRS pairs of STS-B validation and
+what transformers + mean pooling + L2 normalization (sentence-transformers' pipeline for the
+default model) gives on them: the cosine of each pair, Spearman and Pearson against the gold scores.
 OUT/tokenizer_cases.jsonl is delegated to tools/make_tokenizer_cases.py when it exists.
 
 Outputs are cached: they are rebuilt only when older than the model files or the tools.
@@ -22,6 +25,8 @@ from common import is_up_to_date, quiet_libraries, write_atomically
 TOOLS_DIR = Path(__file__).resolve().parent
 TOKENIZER_CASES_TOOL = TOOLS_DIR / "make_tokenizer_cases.py"
 MAX_TOKENS = 512
+STSB_PAIRS = 300
+STSB_VALIDATION = TOOLS_DIR.parent.parent / "shared" / "data" / "stsb" / "validation.parquet"
 SIGNIFICANT_DIGITS = 7
 
 SENTENCES = [
@@ -198,6 +203,56 @@ def write_tokenizer_cases(model_dir: Path, out_file: Path):
     print(f"{out_file}: {case_count} tokenizer cases")
 
 
+def average_ranks(values):
+    """1-based ranks, ties sharing their average rank (scipy.stats.rankdata's default)."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def write_stsb_reference(model_dir: Path, out_dir: Path):
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from glue_data import read_rows, write_tsv
+
+    quiet_libraries()
+    torch.set_num_threads(1)
+    rows = read_rows(STSB_VALIDATION)[:STSB_PAIRS]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    encoder = AutoModel.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    max_length = json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
+
+    def embed(texts):
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        with torch.no_grad():
+            hidden = encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
+
+    first, second = embed([r[0][0] for r in rows]), embed([r[0][1] for r in rows])
+    cosines = (first * second).sum(1).double().numpy()
+    gold = np.array([r[1] for r in rows])
+    record = {"pairs": len(rows), "cosines": cosines.tolist(),
+              "spearman": float(np.corrcoef(average_ranks(cosines), average_ranks(gold))[0, 1]),
+              "pearson": float(np.corrcoef(cosines, gold)[0, 1])}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(out_dir / "pairs.tsv", lambda handle: write_tsv(rows, handle))
+    write_atomically(out_dir / "reference.json", lambda handle: handle.write(json.dumps(record) + "\n"))
+    print(f"{out_dir}: {len(rows)} STS-B validation pairs, Spearman {record['spearman']:.5f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="Hugging Face model directory")
@@ -221,6 +276,14 @@ def main():
         write_fixture(args.model, exit_fixture)
     else:
         print(f"{exit_fixture}: up to date")
+
+    stsb = args.out / "stsb"
+    if not STSB_VALIDATION.is_file():
+        print(f"{STSB_VALIDATION}: not found, no STS-B reference")
+    elif args.force or not is_up_to_date(stsb / "reference.json", [args.model, *own_sources, STSB_VALIDATION]):
+        write_stsb_reference(args.model, stsb)
+    else:
+        print(f"{stsb}: up to date")
 
     if TOKENIZER_CASES_TOOL.is_file():
         cases = args.out / "tokenizer_cases.jsonl"

@@ -314,6 +314,8 @@ std::vector<SequenceOutput> CudaBertEncoder::forward(std::span<const EncoderInpu
                   m.emb_ln_g.get(), m.emb_ln_b.get(), static_cast<float>(c.layer_norm_eps), m.x.get(), rows, H, m.stream);
 
   LayerPolicy* policy = options.policy;
+  if (policy && options.freeze_pruned_tokens)
+    throw Error("the CUDA encoder does not freeze pruned tokens yet (pool over the survivors: --pool survivors)");
   const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
   if (policy) {
     // Compressed token attention is a CPU-only backend so far: refuse rather than silently run dense.

@@ -410,6 +410,22 @@ void compact_rows(Tensor& x, std::vector<PackedSequence>& seqs, const std::vecto
   x.reshape({dst, H});
 }
 
+// Token freezing: adds the rows of `x` that `keep` drops to their input's running sum.
+void freeze_dropped_rows(const Tensor& x, const std::vector<PackedSequence>& seqs,
+                         const std::vector<std::vector<uint8_t>>& keep, std::vector<SequenceOutput>& outputs) {
+  const int64_t H = x.dim(1);
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    SequenceOutput& out = outputs[static_cast<size_t>(seqs[s].input_index)];
+    for (int64_t i = 0; i < seqs[s].length(); ++i) {
+      if (keep[s][static_cast<size_t>(i)]) continue;
+      if (out.frozen_sum.empty()) out.frozen_sum.assign(static_cast<size_t>(H), 0.0f);
+      const float* row = x.row(seqs[s].offset + i);
+      for (int64_t c = 0; c < H; ++c) out.frozen_sum[static_cast<size_t>(c)] += row[c];
+      ++out.frozen_count;
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> inputs, const ForwardOptions& options,
@@ -490,13 +506,19 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
       bool any_dropped = false;
       const AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, &attn};
       PruneDecision decision = decide_pruning(*policy, view, seqs, &any_dropped);
-      if (any_dropped && decision.drop_before_ffn) compact_rows(attn, seqs, decision.keep_token);
-      else if (any_dropped) drop_after_ffn = std::move(decision.keep_token);
+      if (any_dropped && decision.drop_before_ffn) {
+        // x still holds this layer's input, the dropped tokens' last complete layer output.
+        if (options.freeze_pruned_tokens) freeze_dropped_rows(x, seqs, decision.keep_token, outputs);
+        compact_rows(attn, seqs, decision.keep_token);
+      } else if (any_dropped) {
+        drop_after_ffn = std::move(decision.keep_token);
+      }
     }
     for (const auto& s : seqs) stats.tokens_per_layer[static_cast<size_t>(l)] += s.length();
 
     ffn_block(precision, layer, attn, intermediate, x, stats);
     if (!drop_after_ffn.empty()) {
+      if (options.freeze_pruned_tokens) freeze_dropped_rows(x, seqs, drop_after_ffn, outputs);
       compact_rows(x, seqs, drop_after_ffn);
       drop_after_ffn.clear();
     }
@@ -532,10 +554,10 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
 
 std::vector<float> BertEncoder::mean_pool(const SequenceOutput& out) {
   const int64_t n = out.hidden.dim(0), H = out.hidden.dim(1);
-  std::vector<float> v(static_cast<size_t>(H), 0.0f);
+  std::vector<float> v = out.frozen_sum.empty() ? std::vector<float>(static_cast<size_t>(H), 0.0f) : out.frozen_sum;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t c = 0; c < H; ++c) v[static_cast<size_t>(c)] += out.hidden.row(i)[c];
-  for (float& x : v) x /= static_cast<float>(n);
+  for (float& x : v) x /= static_cast<float>(n + out.frozen_count);
   return v;
 }
 

@@ -27,6 +27,11 @@ struct SequenceOutput {
   std::vector<int32_t> positions;  // original position of each row
   int exit_layer = 0;              // number of layers run (num_layers unless a policy exited early)
   std::vector<float> exit_logits;  // the exit classifier's logits when a policy exited early
+  // Token freezing (ForwardOptions::freeze_pruned_tokens): the sum of the rows pruned along the way,
+  // each as it was when pruned (its last complete layer output), and how many there were. Mean
+  // pooling adds them to the surviving rows, so a pruned token still counts in the embedding.
+  std::vector<float> frozen_sum;
+  int64_t frozen_count = 0;
 };
 
 // Counted from the shapes actually computed: FLOPs = 2 x multiply-adds of every matrix product
@@ -53,6 +58,9 @@ struct ForwardOptions {
   // This call's GEMM precision instead of set_precision()'s, so one run can time fp32 and bf16
   // settings side by side (sieve tune). bf16 needs set_precision(Bf16) once, for the weight copies.
   std::optional<Precision> precision = std::nullopt;
+  // Keep what pruned tokens were (SequenceOutput::frozen_sum) for pooling; off, a pruned token
+  // simply leaves and pooling sees only the survivors.
+  bool freeze_pruned_tokens = false;
 };
 
 class BertEncoder {
@@ -73,7 +81,8 @@ class BertEncoder {
                                       ForwardStats* stats = nullptr) const;
 
   // Pooling over what forward() returned. mean: average of the rows (all tokens when nothing was
-  // pruned, as sentence-transformers does); cls: row of position 0.
+  // pruned, as sentence-transformers does), frozen rows included when there are any; cls: row of
+  // position 0.
   static std::vector<float> mean_pool(const SequenceOutput& out);
   static std::vector<float> cls_vector(const SequenceOutput& out);
   // BERT pooler: tanh(W * h_cls + b). Requires has_pooler().

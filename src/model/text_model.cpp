@@ -97,14 +97,21 @@ EncodedBatch TextModel::encode(const std::vector<TextPair>& texts, size_t max_le
   return batch;
 }
 
+std::vector<float> TextModel::pooled(const SequenceOutput& out) const {
+  return pooling_ == Pooling::Mean ? BertEncoder::mean_pool(out) : BertEncoder::cls_vector(out);
+}
+
+void TextModel::normalize_if_declared(std::vector<float>& v) const {
+  if (!normalize_) return;
+  double norm = 0;
+  for (float x : v) norm += static_cast<double>(x) * x;
+  const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
+  for (float& x : v) x *= inv;
+}
+
 std::vector<float> TextModel::embedding(const SequenceOutput& out) const {
-  std::vector<float> v = pooling_ == Pooling::Mean ? BertEncoder::mean_pool(out) : BertEncoder::cls_vector(out);
-  if (normalize_) {
-    double norm = 0;
-    for (float x : v) norm += static_cast<double>(x) * x;
-    const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
-    for (float& x : v) x *= inv;
-  }
+  std::vector<float> v = pooled(out);
+  normalize_if_declared(v);
   return v;
 }
 

@@ -45,6 +45,9 @@ class TextModel {
   EncodedBatch encode(const std::vector<TextPair>& texts, size_t max_length = 0) const;
   // The sentence embedding the model's directory declares (pooling, then L2 normalization if any).
   std::vector<float> embedding(const SequenceOutput& out) const;
+  // The two halves of embedding(): the declared pooling alone, and the normalization (if declared).
+  std::vector<float> pooled(const SequenceOutput& out) const;
+  void normalize_if_declared(std::vector<float>& v) const;
 
  private:
   TextModel(BertEncoder encoder, WordPieceTokenizer tokenizer) : encoder_(std::move(encoder)), tokenizer_(std::move(tokenizer)) {}

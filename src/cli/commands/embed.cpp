@@ -7,6 +7,9 @@
 #include <iostream>
 
 #include "cli/commands/common.h"
+#include "model/text_embedder.h"
+#include "policies/policy_spec.h"
+#include "util/progress.h"
 #include "util/error.h"
 #include "util/npy.h"
 
@@ -19,7 +22,23 @@ struct EmbedOptions {
   std::vector<std::string> texts;
   std::string file, output;
   bool similarity = false;
+  std::string policy = "dense", pool = "survivors", long_inputs = "truncate";
+  size_t chunk_overlap = 32;
 };
+
+// Embeds `texts` in forward batches with a progress bar, warning once per truncated input.
+std::vector<std::vector<float>> embed_with_progress(TextEmbedder& embedder, const std::vector<std::string>& texts,
+                                                    size_t first_index) {
+  EmbedStats stats;
+  ProgressBar progress("encoding", static_cast<int64_t>(texts.size()));
+  auto vectors = embedder.embed(texts, &stats, [&](size_t n) { progress.advance(static_cast<int64_t>(n)); });
+  progress.finish();
+  for (size_t k = 0; k < stats.truncated_inputs.size() && k < 5; ++k)
+    std::fprintf(stderr, "sieve: warning: input %zu truncated to the model's length limit (--long chunk embeds all of it)\n",
+                 first_index + stats.truncated_inputs[k] + 1);
+  if (stats.truncated_inputs.size() > 5) std::fprintf(stderr, "sieve: warning: %zu inputs truncated in all\n", stats.truncated_inputs.size());
+  return vectors;
+}
 
 void print_similarity(const std::vector<std::string>& texts, const std::vector<std::vector<float>>& vectors) {
   auto cosine = [](const std::vector<float>& a, const std::vector<float>& b) {
@@ -90,18 +109,22 @@ class EmbeddingWriter {
 void run(const EmbedOptions& o) {
   TextSource source(o.texts, o.file);
   const TextModel model = load_model(o.model);
+  EmbedderOptions eo;
+  eo.policy = o.policy, eo.pruned_pooling = parse_pruned_pooling(o.pool), eo.long_inputs = parse_long_input_mode(o.long_inputs);
+  eo.max_length = o.model.max_length, eo.chunk_overlap = o.chunk_overlap, eo.batch_size = o.model.batch_size;
+  TextEmbedder embedder(model, eo);
   if (o.similarity) {
     const auto texts = collect_texts(o.texts, o.file, kMaxSimilarityTexts);
-    std::vector<TextPair> inputs;
-    for (const auto& t : texts) inputs.push_back({t, ""});
-    std::vector<std::vector<float>> vectors(texts.size());
-    run_batched(model, inputs, o.model, nullptr, [&](size_t i, const SequenceOutput& out) { vectors[i] = model.embedding(out); });
-    return print_similarity(texts, vectors);
+    return print_similarity(texts, embed_with_progress(embedder, texts, 0));
   }
-  const auto dim = static_cast<size_t>(model.encoder().config().hidden_size);
+  const size_t dim = embedder.dimension();
   auto embed_all = [&](EmbeddingWriter& writer) {
-    run_streamed(model, source, o.model,
-                 [&](size_t, const std::string& text, const SequenceOutput& out) { writer.add(text, model.embedding(out)); });
+    constexpr size_t kChunkTexts = 4096;  // texts (at most 1 MiB each) tokenized and held at once
+    std::vector<std::string> texts;
+    for (size_t first = 0; source.next_chunk(kChunkTexts, texts); first += texts.size()) {
+      const auto vectors = embed_with_progress(embedder, texts, first);
+      for (size_t i = 0; i < texts.size(); ++i) writer.add(texts[i], vectors[i]);
+    }
     writer.finish();
     return writer.rows();
   };
@@ -128,6 +151,12 @@ void register_embed(CLI::App& app) {
   cmd->add_option("--file,-f", options->file, "Read texts from FILE, one per line ('-' = stdin)");
   cmd->add_option("--output,-o", options->output, "Write to FILE: .npy (float32 matrix) or JSON (default: JSON on stdout)");
   cmd->add_flag("--similarity", options->similarity, "Print the cosine-similarity matrix of the inputs instead");
+  cmd->add_option("--policy,-p", options->policy, std::string("Pruning policy spec: ") + kPolicySpecHelp);
+  cmd->add_option("--pool", options->pool, "Pooling of pruned tokens: survivors (default: the mean of the tokens that reached the last layer) or frozen (a pruned token keeps its state when pruned)")
+      ->check(CLI::IsMember({"frozen", "survivors"}));
+  cmd->add_option("--long", options->long_inputs, "Inputs over the length limit: truncate (default) or chunk (overlapping windows, pooled)")
+      ->check(CLI::IsMember({"truncate", "chunk"}));
+  cmd->add_option("--chunk-overlap", options->chunk_overlap, "Tokens shared by neighbouring windows with --long chunk")->check(CLI::Range(0, 4096));
   cmd->callback([options] { run(*options); });
 }
 

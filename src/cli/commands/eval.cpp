@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands/common.h"
+#include "eval/embedding_eval.h"
 #include "eval/evaluator.h"
+#include "util/error.h"
 #include "policies/policy_spec.h"
 
 namespace sieve::cli {
@@ -17,6 +19,7 @@ struct EvalCommandOptions {
   std::string data, json_out;
   std::vector<std::string> policies;
   size_t limit = 0;
+  std::string pool = "survivors", long_inputs = "truncate";  // embedding data only; "both" measures both
 };
 
 std::string join_fractions(const std::vector<double>& v, const char* fmt) {
@@ -29,8 +32,67 @@ std::string join_fractions(const std::vector<double>& v, const char* fmt) {
   return s;
 }
 
+// Similarity (STS-B) or retrieval pairs: embedding fidelity and cost per setting.
+void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPair>& data) {
+  const TextModel model = load_model(o.model);
+  std::vector<PrunedPooling> pools;
+  for (const char* name : {"survivors", "frozen"})
+    if (o.pool == name || o.pool == "both") pools.push_back(parse_pruned_pooling(name));
+  std::vector<LongInputMode> longs;
+  for (const char* name : {"truncate", "chunk"})
+    if (o.long_inputs == name || o.long_inputs == "both") longs.push_back(parse_long_input_mode(name));
+  std::vector<EmbeddingEvalSetting> settings;
+  for (LongInputMode l : longs)
+    for (PrunedPooling p : pools) {
+      if (l != LongInputMode::Truncate || p != PrunedPooling::Survivors) settings.push_back({"dense", p, l});
+      for (const auto& spec : o.policies)
+        if (spec != "dense") settings.push_back({spec, p, l});
+    }
+  EmbeddingEvalOptions eo{o.model.batch_size, o.model.max_length, o.limit};
+  const auto results = evaluate_embeddings(model, data, settings, eo);
+
+  const bool scored = results[0].scored;
+  std::printf("%-52s %8s %8s %9s %8s %9s %9s %10s %8s\n", "setting", scored ? "spearman" : "recall@1",
+              scored ? "pearson" : "MRR", "cos-dense", "min-cos", "GFLOPs/tx", "FLOPs red", "ms/text", "speedup");
+  for (const auto& r : results)
+    std::printf("%-52s %8.4f %8.4f %9.5f %8.4f %9.4f %8.2fx %10.3f %7.2fx\n", r.setting.label().c_str(),
+                scored ? r.spearman : r.recall_at_1, scored ? r.pearson : r.mrr, r.mean_cosine_to_dense,
+                r.min_cosine_to_dense, r.gflops_per_text, r.flops_reduction, r.latency_ms_per_text, r.speedup);
+  std::printf("tokens kept per layer (fraction of dense) / layers run per sequence / sequences per text:\n");
+  for (const auto& r : results)
+    std::printf("  %-50s tokens [%s]  layers %.2f  sequences %.2f\n", r.setting.label().c_str(),
+                join_fractions(r.tokens_kept, "%.2f").c_str(), r.layers_per_sequence, r.sequences_per_text);
+  if (results[0].truncated_texts) std::printf("%zu of %zu texts were longer than the length limit\n", results[0].truncated_texts, results[0].texts);
+
+  if (o.json_out.empty()) return;
+  nlohmann::json j{{"model", o.model.model_dir.empty() ? default_model_dir().string() : o.model.model_dir},
+                   {"data", o.data}, {"pairs", results[0].pairs}, {"texts", results[0].texts}, {"batch_size", eo.batch_size},
+                   {"max_length", o.model.max_length ? o.model.max_length : model.max_length()},
+                   {"threads", o.model.threads}, {"results", nlohmann::json::array()}};
+  for (const auto& r : results) {
+    nlohmann::json one{{"policy", r.setting.spec}, {"pool", pruned_pooling_name(r.setting.pooling)},
+                       {"long", r.setting.long_inputs == LongInputMode::Chunk ? "chunk" : "truncate"},
+                       {"label", r.setting.label()}, {"description", r.description},
+                       {"mean_cosine_to_dense", r.mean_cosine_to_dense}, {"min_cosine_to_dense", r.min_cosine_to_dense},
+                       {"gflops_per_text", r.gflops_per_text}, {"flops_reduction", r.flops_reduction},
+                       {"latency_ms_per_text", r.latency_ms_per_text}, {"total_seconds", r.total_seconds},
+                       {"speedup", r.speedup}, {"tokens_kept_per_layer", r.tokens_kept},
+                       {"layers_per_sequence", r.layers_per_sequence}, {"sequences_per_text", r.sequences_per_text},
+                       {"truncated_texts", r.truncated_texts}};
+    if (r.scored) one["spearman"] = r.spearman, one["pearson"] = r.pearson;
+    if (r.retrieval) one["recall_at_1"] = r.recall_at_1, one["mrr"] = r.mrr;
+    j["results"].push_back(one);
+  }
+  write_file_atomically(o.json_out, [&](std::ostream& out) { out << j.dump(2) << "\n"; });
+  std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
+}
+
 void run(EvalCommandOptions o) {
-  const auto data = load_glue_file(o.data);
+  EvalData loaded = load_eval_data(o.data);
+  if (loaded.labelled.empty()) return run_embedding_eval(o, loaded.pairs);
+  if (o.pool != "survivors" || o.long_inputs != "truncate")
+    throw Error("--pool and --long apply to embedding data (sentence1, sentence2[, score]), not to labelled data");
+  const auto data = std::move(loaded.labelled);
   if (o.model.batch_size == 32) o.model.batch_size = 1;  // eval default: latency per example
   const TextModel model = load_model(o.model);
   EvalOptions eo{o.model.batch_size, o.model.max_length, o.limit};
@@ -81,11 +143,15 @@ void run(EvalCommandOptions o) {
 
 void register_eval(CLI::App& app) {
   auto o = std::make_shared<EvalCommandOptions>();
-  CLI::App* cmd = app.add_subcommand("eval", "Accuracy, GFLOPs and speedup of pruning policies vs dense on GLUE-format data");
+  CLI::App* cmd = app.add_subcommand("eval", "Accuracy (labelled data) or embedding fidelity (sentence pairs: STS-B score -> Spearman, no score -> retrieval), GFLOPs and speedup of pruning policies vs dense");
   add_model_options(*cmd, o->model);
   cmd->add_option("--data", o->data, "GLUE TSV (sentence<TAB>label with a header) or HF parquet file")->required();
   cmd->add_option("--policy,-p", o->policies, std::string("Policy spec, repeatable: ") + kPolicySpecHelp);
   cmd->add_option("--limit", o->limit, "Evaluate only the first N examples");
+  cmd->add_option("--pool", o->pool, "Embedding data: pooling of pruned tokens, survivors (default), frozen or both")
+      ->check(CLI::IsMember({"frozen", "survivors", "both"}));
+  cmd->add_option("--long", o->long_inputs, "Embedding data: over-long inputs, truncate (default), chunk or both")
+      ->check(CLI::IsMember({"truncate", "chunk", "both"}));
   cmd->add_option("--json", o->json_out, "Write results as JSON to FILE");
   cmd->callback([o] { run(*o); });
 }
