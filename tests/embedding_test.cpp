@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "eval/embedding_eval.h"
+#include "eval/tune.h"
 #include "model/text_embedder.h"
 #include "reference_data.h"
 #include "util/error.h"
@@ -159,10 +160,29 @@ TEST_F(EmbeddingTest, StsbSpearmanMatchesTransformers) {
   EXPECT_NEAR(results[0].spearman, ref.at("spearman").get<double>(), 5e-4);
   EXPECT_NEAR(results[0].pearson, ref.at("pearson").get<double>(), 1e-5);
   const auto cosines = ref.at("cosines").get<std::vector<double>>();
-  std::vector<std::string> texts;
-  for (const auto& p : pairs) texts.push_back(p.text.first), texts.push_back(p.text.second);
-  const auto v = embed("dense", PrunedPooling::Survivors, texts);
-  for (size_t i = 0; i < pairs.size(); ++i) ASSERT_NEAR(cosine(v[2 * i], v[2 * i + 1]), cosines[i], 1e-5) << "pair " << i;
+  for (size_t i = 0; i < pairs.size(); ++i) ASSERT_NEAR(results[0].pair_cosines[i], cosines[i], 1e-5) << "pair " << i;
+}
+
+// sieve tune with --metric spearman on real pairs: a budget of 0 returns dense or a setting that
+// loses nothing, and labelled rows with Spearman (or pairs with accuracy) are refused.
+TEST_F(EmbeddingTest, TuneOnScoredPairsRespectsTheBudget) {
+  const auto dir = testing::reference_dir() / "stsb";
+  SIEVE_REQUIRE_FILE(dir / "pairs.tsv");
+  const auto pairs = load_pair_file(dir / "pairs.tsv");
+  TuneOptions o;
+  o.metric = TuneMetric::Spearman, o.budget = 0.0, o.batch_size = 32, o.limit = 120, o.first_rows = 30;
+  o.specs = {"spatten:tokens=0.2,start=0", "ltp:final=0", "spatten:heads=0.5"};
+  const TuneResult r = tune_policy(*model_, pairs, o);
+  EXPECT_EQ(r.candidates, 3u);
+  EXPECT_EQ(r.rounds.back().rows, 120u);
+  EXPECT_LE(r.best.point.loss, 1e-9);
+  EXPECT_TRUE(r.best.result.spec == "dense" || r.best.result.spec == "ltp:final=0") << r.best.result.spec;
+  o.metric = TuneMetric::Accuracy;
+  EXPECT_THROW(tune_policy(*model_, pairs, o), Error);
+  o.metric = TuneMetric::Spearman;
+  EXPECT_THROW(tune_policy(*model_, std::vector<LabelledExample>{{{"a", ""}, 0}}, o), Error);
+  std::vector<ScoredPair> unscored{{{"a", "b"}}, {{"c", "d"}}};
+  EXPECT_THROW(tune_policy(*model_, unscored, o), Error);
 }
 
 TEST(PairData, ScoresAndErrors) {

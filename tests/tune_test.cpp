@@ -7,6 +7,7 @@
 #include <random>
 
 #include "eval/tune.h"
+#include "util/error.h"
 #include "test_helpers.h"
 
 namespace sieve {
@@ -136,6 +137,33 @@ TEST(TuneSearch, LossAndItsPairedStandardErrorFromEvalResults) {
   EXPECT_EQ(p.speedup, 1.6);
   r.accuracy = 0.75, r.agreement_with_dense = 1.0;  // same predictions: no loss, no noise
   EXPECT_EQ(tune_point(TuneMetric::Accuracy, r, dense).loss_se, 0.0);
+}
+
+TEST(TuneSearch, SpearmanLossAndBootstrapStandardError) {
+  EXPECT_EQ(parse_tune_metric("spearman"), TuneMetric::Spearman);
+  std::mt19937 rng(3);
+  std::normal_distribution<double> noise(0.0, 1.0);
+  std::vector<double> gold;
+  EmbeddingEvalResult dense, same, worse;
+  for (int i = 0; i < 200; ++i) {
+    gold.push_back(i % 50 / 10.0);  // ties, like STS-B's scores
+    dense.pair_cosines.push_back(gold.back() + 0.5 * noise(rng));
+    worse.pair_cosines.push_back(gold.back() + 2.0 * noise(rng));
+  }
+  same.pair_cosines = dense.pair_cosines;
+  dense.spearman = same.spearman = spearman_correlation(dense.pair_cosines, gold);
+  worse.spearman = spearman_correlation(worse.pair_cosines, gold);
+  worse.speedup = 2.0;
+  const TunePoint p = spearman_point(worse, dense, gold);
+  EXPECT_NEAR(p.loss, 100.0 * (dense.spearman - worse.spearman), 1e-9);
+  EXPECT_GT(p.loss, 5.0);
+  EXPECT_GT(p.loss_se, 0.5);  // a 200-pair Spearman difference is known to a few points at best
+  EXPECT_LT(p.loss_se, 10.0);
+  EXPECT_EQ(p.speedup, 2.0);
+  const TunePoint none = spearman_point(same, dense, gold);
+  EXPECT_EQ(none.loss, 0.0);
+  EXPECT_EQ(none.loss_se, 0.0);  // identical cosines: every resample agrees
+  EXPECT_THROW(tune_point(TuneMetric::Spearman, EvalResult{}, EvalResult{}), Error);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@ std::string EmbeddingEvalSetting::label() const {
   std::string s = spec;
   if (pooling != PrunedPooling::Survivors) s += std::string(" pool=") + pruned_pooling_name(pooling);
   if (long_inputs == LongInputMode::Chunk) s += " long=chunk";
+  if (precision == Precision::Bf16) s += " bf16";
   return s;
 }
 
@@ -83,7 +84,7 @@ std::vector<EmbeddingEvalResult> evaluate_embeddings(const TextModel& model, con
   for (const auto& s : settings) {
     EmbedderOptions eo;
     eo.policy = s.spec, eo.pruned_pooling = s.pooling, eo.long_inputs = s.long_inputs;
-    eo.max_length = options.max_length, eo.batch_size = options.batch_size;
+    eo.max_length = options.max_length, eo.batch_size = options.batch_size, eo.precision = s.precision;
     embedders.push_back(std::make_unique<TextEmbedder>(model, eo));
   }
 
@@ -113,6 +114,8 @@ std::vector<EmbeddingEvalResult> evaluate_embeddings(const TextModel& model, con
 
   std::vector<double> gold;
   for (size_t i = 0; i < n; ++i) gold.push_back(all[i].score);
+  if (scored && std::all_of(gold.begin(), gold.end(), [&](double g) { return g == gold[0]; }))
+    throw Error("embedding eval: every gold score is the same; a correlation needs them to differ");
   const size_t layers = static_cast<size_t>(model.encoder().config().num_hidden_layers);
   std::vector<EmbeddingEvalResult> results(settings.size());
   for (size_t s = 0; s < settings.size(); ++s) {
@@ -127,6 +130,7 @@ std::vector<EmbeddingEvalResult> evaluate_embeddings(const TextModel& model, con
       r.scored = true;
       r.spearman = spearman_correlation(predicted, gold);
       r.pearson = pearson_correlation(predicted, gold);
+      r.pair_cosines = std::move(predicted);
     } else {
       // Rank of the right sentence2 among all of them, by cosine to sentence1 (ties count against).
       r.retrieval = true;

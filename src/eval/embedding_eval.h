@@ -25,7 +25,8 @@ struct EmbeddingEvalSetting {
   std::string spec = "dense";
   PrunedPooling pooling = PrunedPooling::Survivors;
   LongInputMode long_inputs = LongInputMode::Truncate;
-  std::string label() const;  // "spec", plus " pool=survivors" / " long=chunk" when not the defaults
+  Precision precision = Precision::Fp32;  // the layers' GEMMs (bf16 needs the model's bf16 copies)
+  std::string label() const;  // "spec", plus " pool=frozen" / " long=chunk" / " bf16" when not the defaults
 };
 
 struct EmbeddingEvalResult {
@@ -34,6 +35,7 @@ struct EmbeddingEvalResult {
   size_t pairs = 0, texts = 0;
   bool scored = false;                        // similarity data: spearman/pearson are set
   double spearman = 0.0, pearson = 0.0;       // of cos(e1, e2) against the gold scores
+  std::vector<double> pair_cosines;           // cos(e1, e2) of each pair
   bool retrieval = false;                     // retrieval pairs: recall_at_1/mrr are set
   double recall_at_1 = 0.0, mrr = 0.0;
   double mean_cosine_to_dense = 1.0, min_cosine_to_dense = 1.0;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <numeric>
 #include <random>
 
@@ -53,7 +54,8 @@ std::vector<double> calibrated_ltp_finals(const TextModel& model, const std::vec
 
 TuneMetric parse_tune_metric(const std::string& name) {
   if (name == "accuracy") return TuneMetric::Accuracy;
-  throw Error("unknown metric '" + name + "' (accuracy)");
+  if (name == "spearman") return TuneMetric::Spearman;
+  throw Error("unknown metric '" + name + "' (accuracy or spearman)");
 }
 
 void check_budget(double budget) {
@@ -71,8 +73,32 @@ TunePoint tune_point(TuneMetric metric, const EvalResult& r, const EvalResult& d
       const double variance = std::max(0.0, (1.0 - r.agreement_with_dense) - mean * mean);
       return {100.0 * mean, 100.0 * std::sqrt(variance / static_cast<double>(r.examples)), r.speedup};
     }
+    case TuneMetric::Spearman:
+      throw Error("tune: the Spearman metric is scored from embeddings (spearman_point), not from accuracy");
   }
   throw Error("tune: unknown metric");
+}
+
+// Spearman: the loss is the difference of the two correlations on the same pairs; its standard
+// error comes from resampling the pairs (both settings together, so the pairing is kept).
+TunePoint spearman_point(const EmbeddingEvalResult& r, const EmbeddingEvalResult& dense, const std::vector<double>& gold) {
+  constexpr int kResamples = 200;
+  const size_t n = r.pair_cosines.size();
+  if (n != dense.pair_cosines.size() || n > gold.size() || n == 0) throw Error("tune: Spearman point needs both settings' pair cosines");
+  std::mt19937 rng(12345);
+  std::uniform_int_distribution<size_t> pick(0, n - 1);
+  std::vector<double> a(n), b(n), g(n);
+  double sum = 0, sum_sq = 0;
+  for (int k = 0; k < kResamples; ++k) {
+    for (size_t i = 0; i < n; ++i) {
+      const size_t j = pick(rng);
+      a[i] = dense.pair_cosines[j], b[i] = r.pair_cosines[j], g[i] = gold[j];
+    }
+    const double d = spearman_correlation(a, g) - spearman_correlation(b, g);
+    sum += d, sum_sq += d * d;
+  }
+  const double mean = sum / kResamples, variance = std::max(0.0, sum_sq / kResamples - mean * mean);
+  return {100.0 * (dense.spearman - r.spearman), 100.0 * std::sqrt(variance), r.speedup};
 }
 
 std::vector<size_t> pareto_front(const std::vector<TunePoint>& points) {
@@ -164,30 +190,25 @@ std::vector<std::string> candidate_specs(int layers, bool exits, const std::vect
   return specs;
 }
 
-TuneResult tune_policy(const TextModel& model, const std::vector<LabelledExample>& data, const TuneOptions& o) {
+namespace {
+
+// One round's measurement: the dense anchor and each setting, on the first `rows` rows.
+using MeasureRound = std::function<std::pair<EvalResult, std::vector<TuneMeasurement>>(
+    const std::vector<EvalSetting>& settings, size_t rows, const std::string& label)>;
+
+void check_options(const TuneOptions& o) {
   check_budget(o.budget);
   if (!std::isfinite(o.confidence_z) || o.confidence_z < 0.0) throw Error("tune: the confidence z must be a finite number >= 0");
   if (o.precisions.empty()) throw Error("tune: no precision to try");
-  if (data.empty()) throw Error("tune: no calibration rows");
+}
+
+// The candidates: specs (generated when none are given) at every precision, checked before any
+// measuring, with fp32 dense left out (it is the anchor, measured every round).
+std::vector<EvalSetting> candidate_settings(const TextModel& model, const TuneOptions& o, const std::function<std::vector<double>()>& ltp_finals) {
   const BertEncoder& encoder = model.encoder();
-  if (!encoder.has_classifier())
-    throw Error("tune: the accuracy metric needs a model with a sequence-classification head (tools/finetune_classifier.py makes one)");
-  const auto start = std::chrono::steady_clock::now();
-
-  // Rows in one fixed random order (the first `limit` of it, a random sample); each round takes a
-  // prefix, so a small subset looks like the whole set (files are often sorted by label or source)
-  // and a larger round re-measures the rows of the smaller ones.
-  std::vector<LabelledExample> rows = data;
-  std::shuffle(rows.begin(), rows.end(), std::mt19937(o.seed));
-  if (o.limit && rows.size() > o.limit) rows.resize(o.limit);
-  const std::vector<size_t> sizes = subset_sizes(rows.size(), o.first_rows, o.growth);
-
+  const bool exits = o.metric == TuneMetric::Accuracy && model.exits() != nullptr;
   std::vector<std::string> specs = o.specs;
-  if (specs.empty()) {
-    const std::vector<LabelledExample> first(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(sizes.front()));
-    specs = candidate_specs(static_cast<int>(encoder.config().num_hidden_layers), model.exits() != nullptr,
-                            calibrated_ltp_finals(model, first, o));
-  }
+  if (specs.empty()) specs = candidate_specs(static_cast<int>(encoder.config().num_hidden_layers), exits, ltp_finals());
   // Dense at another precision is a candidate too (bf16 dense is often the cheapest speedup).
   specs.insert(specs.begin(), "dense");
   std::vector<EvalSetting> candidates;
@@ -198,12 +219,17 @@ TuneResult tune_policy(const TextModel& model, const std::vector<LabelledExample
       } catch (const Error& e) {
         throw Error("tune: candidate '" + spec + "': " + e.what());
       }
-      if (precision == Precision::Fp32 && spec == "dense") continue;  // the anchor, measured every round
+      if (precision == Precision::Fp32 && spec == "dense") continue;
       const bool seen = std::any_of(candidates.begin(), candidates.end(),
                                     [&](const EvalSetting& c) { return c.spec == spec && c.precision == precision; });
       if (!seen) candidates.push_back({spec, precision});
     }
+  return candidates;
+}
 
+// Successive halving over `candidates` with rounds of `sizes` rows; the answer from the last round.
+TuneResult search(const std::vector<EvalSetting>& candidates, const std::vector<size_t>& sizes, const TuneOptions& o,
+                  const MeasureRound& measure, std::chrono::steady_clock::time_point start) {
   TuneResult result;
   result.candidates = candidates.size();
   std::vector<size_t> alive(candidates.size());
@@ -212,19 +238,16 @@ TuneResult tune_policy(const TextModel& model, const std::vector<LabelledExample
     const auto round_start = std::chrono::steady_clock::now();
     std::vector<EvalSetting> settings;
     for (size_t c : alive) settings.push_back(candidates[c]);
-    EvalOptions eval{o.batch_size, o.max_length, sizes[r], Precision::Fp32,
-                     "round " + std::to_string(r + 1) + "/" + std::to_string(sizes.size()) + ": " + std::to_string(sizes[r]) +
-                         " rows x " + std::to_string(settings.size() + 1) + " settings"};
-    const std::vector<EvalResult> results = evaluate_settings(model, rows, settings, eval);
+    const std::string label = "round " + std::to_string(r + 1) + "/" + std::to_string(sizes.size()) + ": " +
+                              std::to_string(sizes[r]) + " rows x " + std::to_string(settings.size() + 1) + " settings";
+    auto [dense, measured] = measure(settings, sizes[r], label);
 
     TuneRound round;
     round.rows = sizes[r];
-    round.dense = results.front();
+    round.dense = std::move(dense);
+    round.measured = std::move(measured);
     std::vector<TunePoint> points;
-    for (size_t k = 1; k < results.size(); ++k) {
-      round.measured.push_back({results[k], tune_point(o.metric, results[k], round.dense)});
-      points.push_back(round.measured.back().point);
-    }
+    for (const auto& m : round.measured) points.push_back(m.point);
     if (r + 1 < sizes.size()) {
       const size_t keep = std::max(kMinSurvivors, (alive.size() + 1) / 2);
       std::vector<size_t> next;
@@ -253,6 +276,85 @@ TuneResult tune_policy(const TextModel& model, const std::vector<LabelledExample
   result.best = best ? last.measured[*best] : dense;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+// An embedding result in the shape the search and its reports use (accuracy = Spearman).
+EvalResult as_eval_result(const EmbeddingEvalResult& r) {
+  EvalResult e;
+  e.spec = r.setting.spec, e.precision = r.setting.precision, e.description = r.description;
+  e.examples = r.pairs, e.accuracy = r.spearman;
+  e.gflops_per_example = r.gflops_per_text, e.flops_reduction = r.flops_reduction;
+  e.latency_ms_per_example = r.latency_ms_per_text, e.total_seconds = r.total_seconds, e.speedup = r.speedup;
+  e.tokens_kept = r.tokens_kept;
+  e.agreement_with_dense = r.mean_cosine_to_dense;
+  return e;
+}
+
+}  // namespace
+
+TuneResult tune_policy(const TextModel& model, const std::vector<ScoredPair>& data, const TuneOptions& o) {
+  check_options(o);
+  if (o.metric != TuneMetric::Spearman) throw Error("tune: sentence pairs are scored by Spearman (--metric spearman)");
+  if (data.empty()) throw Error("tune: no calibration rows");
+  if (std::isnan(data.front().score)) throw Error("tune: the Spearman metric needs pairs with a gold 'score' column (STS-B)");
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<ScoredPair> rows = data;
+  std::shuffle(rows.begin(), rows.end(), std::mt19937(o.seed));
+  if (o.limit && rows.size() > o.limit) rows.resize(o.limit);
+  const std::vector<size_t> sizes = subset_sizes(rows.size(), o.first_rows, o.growth);
+  std::vector<double> gold;
+  for (const auto& p : rows) gold.push_back(p.score);
+
+  const auto candidates = candidate_settings(model, o, [&] {
+    std::vector<LabelledExample> texts;
+    for (size_t i = 0; i < sizes.front(); ++i) texts.push_back({{rows[i].text.first, ""}, 0});
+    return calibrated_ltp_finals(model, texts, o);
+  });
+  auto measure = [&](const std::vector<EvalSetting>& settings, size_t n, const std::string& label) {
+    std::vector<EmbeddingEvalSetting> embedding_settings;
+    for (const auto& s : settings) {
+      EmbeddingEvalSetting e;
+      e.spec = s.spec, e.precision = s.precision;
+      embedding_settings.push_back(e);
+    }
+    const auto results = evaluate_embeddings(model, rows, embedding_settings, {o.batch_size, o.max_length, n, label});
+    std::vector<TuneMeasurement> measured;
+    for (size_t k = 1; k < results.size(); ++k)
+      measured.push_back({as_eval_result(results[k]), spearman_point(results[k], results[0], gold)});
+    return std::make_pair(as_eval_result(results[0]), std::move(measured));
+  };
+  return search(candidates, sizes, o, measure, start);
+}
+
+TuneResult tune_policy(const TextModel& model, const std::vector<LabelledExample>& data, const TuneOptions& o) {
+  check_options(o);
+  if (o.metric != TuneMetric::Accuracy) throw Error("tune: labelled rows are scored by accuracy; Spearman needs scored sentence pairs");
+  if (data.empty()) throw Error("tune: no calibration rows");
+  const BertEncoder& encoder = model.encoder();
+  if (!encoder.has_classifier())
+    throw Error("tune: the accuracy metric needs a model with a sequence-classification head (tools/finetune_classifier.py makes one)");
+  const auto start = std::chrono::steady_clock::now();
+
+  // Rows in one fixed random order (the first `limit` of it, a random sample); each round takes a
+  // prefix, so a small subset looks like the whole set (files are often sorted by label or source)
+  // and a larger round re-measures the rows of the smaller ones.
+  std::vector<LabelledExample> rows = data;
+  std::shuffle(rows.begin(), rows.end(), std::mt19937(o.seed));
+  if (o.limit && rows.size() > o.limit) rows.resize(o.limit);
+  const std::vector<size_t> sizes = subset_sizes(rows.size(), o.first_rows, o.growth);
+
+  const auto candidates = candidate_settings(model, o, [&] {
+    const std::vector<LabelledExample> first(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(sizes.front()));
+    return calibrated_ltp_finals(model, first, o);
+  });
+  auto measure = [&](const std::vector<EvalSetting>& settings, size_t n, const std::string& label) {
+    const std::vector<EvalResult> results =
+        evaluate_settings(model, rows, settings, EvalOptions{o.batch_size, o.max_length, n, Precision::Fp32, label});
+    std::vector<TuneMeasurement> measured;
+    for (size_t k = 1; k < results.size(); ++k) measured.push_back({results[k], tune_point(o.metric, results[k], results.front())});
+    return std::make_pair(results.front(), std::move(measured));
+  };
+  return search(candidates, sizes, o, measure, start);
 }
 
 }  // namespace sieve

@@ -12,15 +12,16 @@
 #include <vector>
 
 #include "eval/dataset.h"
+#include "eval/embedding_eval.h"
 #include "eval/evaluator.h"
 #include "model/text_model.h"
 
 namespace sieve {
 
-// What the budget is counted in. Only classification accuracy exists today; another metric
-// (Spearman for embeddings, F1) would be another value here and another way to score a result.
-enum class TuneMetric { Accuracy };
-TuneMetric parse_tune_metric(const std::string& name);  // "accuracy"; throws Error otherwise
+// What the budget is counted in: classification accuracy on labelled rows, or the Spearman
+// correlation of embedding cosines with gold scores on sentence pairs (STS-B), both in points.
+enum class TuneMetric { Accuracy, Spearman };
+TuneMetric parse_tune_metric(const std::string& name);  // "accuracy" | "spearman"; throws Error otherwise
 
 // One measured setting as the search sees it.
 struct TunePoint {
@@ -34,6 +35,8 @@ void check_budget(double budget);
 
 // A setting's point from its evaluator result and the dense anchor's on the same rows.
 TunePoint tune_point(TuneMetric metric, const EvalResult& result, const EvalResult& dense);
+// The same for Spearman on scored pairs; the standard error is a paired bootstrap over the pairs.
+TunePoint spearman_point(const EmbeddingEvalResult& result, const EmbeddingEvalResult& dense, const std::vector<double>& gold);
 
 // Indices of the points that no other point beats: q beats p when it is at least as good on both
 // loss and speedup and better on one. Equal points are all kept. Sorted by speedup, then loss.
@@ -59,7 +62,9 @@ std::vector<size_t> subset_sizes(size_t rows, size_t first, size_t growth);
 std::vector<std::string> candidate_specs(int layers, bool exits, const std::vector<double>& ltp_finals);
 
 struct TuneMeasurement {
-  EvalResult result;  // spec, precision, accuracy, speedup, ... as `sieve eval` reports them
+  // spec, precision, accuracy, speedup, ... as `sieve eval` reports them. For the Spearman metric
+  // `accuracy` holds the Spearman correlation and the per-example fields are per text.
+  EvalResult result;
   TunePoint point;
   bool kept = false;  // went on to the next round
 };
@@ -96,5 +101,8 @@ struct TuneResult {
 // A bf16 precision needs the model's bf16 weight copies (set_precision(Bf16) once before).
 // Throws Error on a bad budget, a bad spec, no rows, or a model without a classification head.
 TuneResult tune_policy(const TextModel& model, const std::vector<LabelledExample>& data, const TuneOptions& options);
+// The same on scored sentence pairs with the Spearman metric (embeddings, pooled as the model
+// declares; no exits): throws Error for pairs without scores or another metric.
+TuneResult tune_policy(const TextModel& model, const std::vector<ScoredPair>& data, const TuneOptions& options);
 
 }  // namespace sieve

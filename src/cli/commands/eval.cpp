@@ -41,12 +41,15 @@ void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPai
   std::vector<LongInputMode> longs;
   for (const char* name : {"truncate", "chunk"})
     if (o.long_inputs == name || o.long_inputs == "both") longs.push_back(parse_long_input_mode(name));
+  // With --precision bf16 every setting (dense too) runs bf16 GEMMs against the fp32 dense anchor.
+  const Precision precision = parse_precision(o.model.precision);
   std::vector<EmbeddingEvalSetting> settings;
   for (LongInputMode l : longs)
     for (PrunedPooling p : pools) {
-      if (l != LongInputMode::Truncate || p != PrunedPooling::Survivors) settings.push_back({"dense", p, l});
+      if (l != LongInputMode::Truncate || p != PrunedPooling::Survivors || precision != Precision::Fp32)
+        settings.push_back({"dense", p, l, precision});
       for (const auto& spec : o.policies)
-        if (spec != "dense") settings.push_back({spec, p, l});
+        if (spec != "dense") settings.push_back({spec, p, l, precision});
     }
   EmbeddingEvalOptions eo{o.model.batch_size, o.model.max_length, o.limit};
   const auto results = evaluate_embeddings(model, data, settings, eo);
@@ -70,7 +73,7 @@ void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPai
                    {"max_length", o.model.max_length ? o.model.max_length : model.max_length()},
                    {"threads", o.model.threads}, {"results", nlohmann::json::array()}};
   for (const auto& r : results) {
-    nlohmann::json one{{"policy", r.setting.spec}, {"pool", pruned_pooling_name(r.setting.pooling)},
+    nlohmann::json one{{"policy", r.setting.spec}, {"pool", pruned_pooling_name(r.setting.pooling)}, {"precision", precision_name(r.setting.precision)},
                        {"long", r.setting.long_inputs == LongInputMode::Chunk ? "chunk" : "truncate"},
                        {"label", r.setting.label()}, {"description", r.description},
                        {"mean_cosine_to_dense", r.mean_cosine_to_dense}, {"min_cosine_to_dense", r.min_cosine_to_dense},

@@ -18,7 +18,7 @@ namespace {
 
 struct TuneCommandOptions {
   ModelOptions model;
-  std::string data, verify_data, json_out, metric = "accuracy";
+  std::string data, verify_data, json_out, metric = "auto";
   std::vector<std::string> precisions{"fp32"};
   TuneOptions tune;
 };
@@ -30,28 +30,33 @@ nlohmann::json measurement_json(const TuneMeasurement& m) {
   return j;
 }
 
-void print_front(const TuneResult& r) {
+void print_front(const TuneResult& r, const std::string& metric) {
   const TuneRound& last = r.rounds.back();
-  std::printf("Pareto front on %zu calibration rows (dense fp32 accuracy %.2f %%; loss in points +- one standard error):\n",
-              last.rows, 100.0 * last.dense.accuracy);
-  std::printf("%-44s %-9s %8s %16s %8s %9s\n", "policy", "precision", "accuracy", "loss (pts)", "speedup", "FLOPs red");
+  std::printf("Pareto front on %zu calibration rows (dense fp32 %s %.2f; loss in points +- one standard error):\n",
+              last.rows, metric.c_str(), 100.0 * last.dense.accuracy);
+  std::printf("%-44s %-9s %8s %16s %8s %9s\n", "policy", "precision", metric.c_str(), "loss (pts)", "speedup", "FLOPs red");
   for (const auto& m : r.front)
     std::printf("%-44s %-9s %8.2f %+8.2f +- %-5.2f %7.2fx %8.2fx\n", m.result.spec.c_str(), precision_name(m.result.precision),
                 100.0 * m.result.accuracy, m.point.loss, m.point.loss_se, m.point.speedup, m.result.flops_reduction);
 }
 
 void run(TuneCommandOptions o) {
+  EvalData data = load_eval_data(o.data);
+  const bool pairs = data.labelled.empty();
+  if (o.metric == "auto") o.metric = pairs ? "spearman" : "accuracy";
   o.tune.metric = parse_tune_metric(o.metric);
   o.tune.precisions.clear();
   for (const auto& p : o.precisions) o.tune.precisions.push_back(parse_precision(p));
-  o.tune.batch_size = o.model.batch_size == 32 ? 1 : o.model.batch_size;  // like eval: latency per example
+  // Like eval: classification is timed per example (batch 1), embeddings in batches (32).
+  o.tune.batch_size = o.model.batch_size == 32 && !pairs ? 1 : o.model.batch_size;
   o.tune.max_length = o.model.max_length;
   TextModel model = load_model(o.model);
   // bf16 settings run with a per-call precision; the weights' bf16 copies are made here, once.
   for (Precision p : o.tune.precisions)
     if (p == Precision::Bf16) model.set_precision(Precision::Bf16);
-  const auto data = load_glue_file(o.data);
-  const auto verify = o.verify_data.empty() ? std::vector<LabelledExample>{} : load_glue_file(o.verify_data);
+  const EvalData verify = o.verify_data.empty() ? EvalData{} : load_eval_data(o.verify_data);
+  if (!o.verify_data.empty() && verify.labelled.empty() != pairs)
+    throw Error("tune: --verify data must be of the same kind as --data (labelled rows or scored pairs)");
 
   o.tune.on_round = [](size_t round, size_t rounds, const TuneRound& r) {
     size_t kept = 0;
@@ -60,9 +65,9 @@ void run(TuneCommandOptions o) {
     if (round + 1 < rounds) std::fprintf(stderr, ", %zu go on", kept);
     std::fputc('\n', stderr);
   };
-  const TuneResult result = tune_policy(model, data, o.tune);
+  const TuneResult result = pairs ? tune_policy(model, data.pairs, o.tune) : tune_policy(model, data.labelled, o.tune);
 
-  print_front(result);
+  print_front(result, o.metric);
   const TuneMeasurement& best = result.best;
   std::printf("best: %s\n", best.result.spec.c_str());
   std::printf("  precision %s, loss %+.2f +- %.2f points (budget %g, %s), speedup %.2fx; %zu candidates, %.1f s\n",
@@ -71,12 +76,30 @@ void run(TuneCommandOptions o) {
               result.candidates, result.seconds);
 
   nlohmann::json verification;
-  if (!verify.empty()) {
+  if (!o.verify_data.empty() && pairs) {
+    std::vector<EmbeddingEvalSetting> settings;
+    if (!(best.result.spec == "dense" && best.result.precision == Precision::Fp32)) {
+      settings.emplace_back();
+      settings.back().spec = best.result.spec, settings.back().precision = best.result.precision;
+    }
+    const auto results = evaluate_embeddings(model, verify.pairs, settings, {o.tune.batch_size, o.tune.max_length, 0, "verifying"});
+    std::vector<double> gold;
+    for (const auto& p : verify.pairs) gold.push_back(p.score);
+    const TunePoint point = spearman_point(results.back(), results.front(), gold);
+    std::printf("verified on %s (%zu pairs): Spearman %.2f vs dense %.2f, loss %+.2f +- %.2f points, speedup %.2fx\n",
+                o.verify_data.c_str(), results.back().pairs, 100.0 * results.back().spearman, 100.0 * results.front().spearman,
+                point.loss, point.loss_se, point.speedup);
+    verification = {{"data", o.verify_data}, {"dense_spearman", results.front().spearman}, {"spearman", results.back().spearman},
+                    {"policy", best.result.spec}, {"precision", precision_name(best.result.precision)},
+                    {"loss_points", point.loss}, {"loss_se_points", point.loss_se}, {"speedup", point.speedup},
+                    {"flops_reduction", results.back().flops_reduction}};
+  } else if (!o.verify_data.empty()) {
+    const auto& verify_rows = verify.labelled;
     // The choice on rows the search never saw, against dense, by the evaluator `sieve eval` uses.
     std::vector<EvalSetting> settings;
     if (!(best.result.spec == "dense" && best.result.precision == Precision::Fp32))
       settings.push_back({best.result.spec, best.result.precision});
-    const auto results = evaluate_settings(model, verify, settings, {o.tune.batch_size, o.tune.max_length, 0, Precision::Fp32, "verifying"});
+    const auto results = evaluate_settings(model, verify_rows, settings, {o.tune.batch_size, o.tune.max_length, 0, Precision::Fp32, "verifying"});
     const TuneMeasurement checked{results.back(), tune_point(o.tune.metric, results.back(), results.front())};
     std::printf("verified on %s (%zu rows): accuracy %.2f %% vs dense %.2f %%, loss %+.2f +- %.2f points, speedup %.2fx\n",
                 o.verify_data.c_str(), checked.result.examples, 100.0 * checked.result.accuracy, 100.0 * results.front().accuracy,
@@ -130,13 +153,14 @@ void register_tune(CLI::App& app) {
   cmd->remove_option(cmd->get_option("--precision"));  // tune takes a list: each candidate at each precision
   cmd->add_option("--precision", o->precisions, "GEMM precisions to try, e.g. fp32,bf16 (speedups are against fp32 dense)")
       ->delimiter(',')->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->add_option("--data", o->data, "Labelled calibration data (GLUE TSV or parquet): rows kept apart from validation")->required();
-  cmd->add_option("--budget", o->tune.budget, "Accuracy points you can lose against dense, e.g. 1.0 (0 = lossless)")
+  cmd->add_option("--data", o->data, "Calibration data (GLUE TSV or parquet: labelled rows, or sentence pairs with a score): rows kept apart from validation")->required();
+  cmd->add_option("--budget", o->tune.budget, "Metric points (accuracy or Spearman x 100) you can lose against dense, e.g. 1.0 (0 = lossless)")
       ->required()->check(CLI::Validator(budget_problem, "POINTS"));
   cmd->add_option("-c,--candidates", o->tune.specs,
                   std::string("Policy specs to try instead of the generated space: repeat -c or separate with ';'. ") + kPolicySpecHelp)
       ->delimiter(';');
-  cmd->add_option("--metric", o->metric, "What the budget counts: accuracy")->check(CLI::IsMember({"accuracy"}));
+  cmd->add_option("--metric", o->metric, "What the budget counts: accuracy (labelled data) or spearman (STS-B-style scored pairs); default: by the data")
+      ->check(CLI::IsMember({"auto", "accuracy", "spearman"}));
   cmd->add_option("--limit", o->tune.limit, "Use at most N calibration rows, a random sample (default 2000; 0 = all)");
   cmd->add_option("--first-rows", o->tune.first_rows, "Rows in the first round")->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--growth", o->tune.growth, "Rows grow by this factor each round")->check(CLI::Range(2, 64));
