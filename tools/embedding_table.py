@@ -11,13 +11,20 @@ def load(path):
     return json.loads(Path(path).read_text()) if Path(path).is_file() else None
 
 
+def measured(data):
+    """The anchor and every non-dense setting (dense at the other pooling is the same computation)."""
+    results = data["results"]
+    return results[:1] + [r for r in results[1:] if r["policy"] != "dense" or r.get("long") == "chunk"
+                          or r.get("precision", "fp32") != "fp32"]
+
+
 def table(out, name, metric, title):
     picks = load(out / f"{name}-picks.json")
     b32, b1 = load(out / f"{name}-validation-b32.json"), load(out / f"{name}-validation-b1.json")
     if not (picks and b32 and b1):
         return
     cal = {p["label"]: p for p in picks["picks"]}
-    by_b1 = {r["label"]: r for r in b1["results"]}
+    by_b1 = {r["label"]: r for r in measured(b1)}
     dense32, dense1 = b32["results"][0], b1["results"][0]
     print(f"### {title}\n")
     print(f"{b32['texts']} texts ({b32['pairs']} pairs), max length {b32['max_length']}; dense {metric} "
@@ -26,7 +33,7 @@ def table(out, name, metric, title):
     print(f"| family | setting (picked on calibration) | calib. Δ {metric} | valid. {metric} (Δ) | cos to dense | "
           f"GFLOPs/text (red.) | ms/text b32 | speedup b32 | ms/text b1 | speedup b1 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in b32["results"]:
+    for r in measured(b32):
         label = r["label"]
         family = cal[label]["family"] if label in cal else ("dense" if label == "dense" else "(other pooling)")
         if family == "(other pooling)":
@@ -48,7 +55,7 @@ def grid_table(out, name, metric, title):
     print(f"### {title}: the calibration grid (batch 32)\n")
     print(f"| setting | Δ {metric} | cos to dense | FLOPs red. | speedup |")
     print("|---|---|---|---|---|")
-    for r in grid["results"]:
+    for r in measured(grid):
         print(f"| `{r['label']}` | {100 * (r[metric] - dense[metric]):+.2f} | {r['mean_cosine_to_dense']:.4f} | "
               f"{r['flops_reduction']:.2f}x | {r['speedup']:.2f}x |")
     print()
@@ -105,7 +112,7 @@ def main():
         print("### Long documents over the length limit: truncation vs chunking (validation, batch 32)\n")
         print("| setting | max length | recall@1 | MRR | GFLOPs/text | sequences/text | ms/text |")
         print("|---|---|---|---|---|---|---|")
-        for r in chunk["results"] + (whole["results"][:1] if whole else []):
+        for r in measured(chunk) + (whole["results"][:1] if whole else []):
             length = whole["max_length"] if whole and r is whole["results"][0] else chunk["max_length"]
             print(f"| `{r['label']}` | {length} | {100 * r['recall_at_1']:.2f} | {r['mrr']:.4f} | {r['gflops_per_text']:.3f} | "
                   f"{r['sequences_per_text']:.2f} | {r['latency_ms_per_text']:.2f} |")

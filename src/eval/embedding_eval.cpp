@@ -12,7 +12,7 @@ namespace sieve {
 
 std::string EmbeddingEvalSetting::label() const {
   std::string s = spec;
-  if (pooling != PrunedPooling::Survivors) s += std::string(" pool=") + pruned_pooling_name(pooling);
+  if (pooling != PrunedPooling::Frozen) s += std::string(" pool=") + pruned_pooling_name(pooling);
   if (long_inputs == LongInputMode::Chunk) s += " long=chunk";
   if (precision == Precision::Bf16) s += " bf16";
   return s;

@@ -23,10 +23,10 @@ struct EmbeddingEvalOptions {
 // One setting: a policy spec, the pooling of pruned tokens and how long inputs are handled.
 struct EmbeddingEvalSetting {
   std::string spec = "dense";
-  PrunedPooling pooling = PrunedPooling::Survivors;
+  PrunedPooling pooling = PrunedPooling::Frozen;
   LongInputMode long_inputs = LongInputMode::Truncate;
   Precision precision = Precision::Fp32;  // the layers' GEMMs (bf16 needs the model's bf16 copies)
-  std::string label() const;  // "spec", plus " pool=frozen" / " long=chunk" / " bf16" when not the defaults
+  std::string label() const;  // "spec", plus " pool=survivors" / " long=chunk" / " bf16" when not the defaults
 };
 
 struct EmbeddingEvalResult {

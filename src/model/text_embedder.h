@@ -16,13 +16,14 @@
 namespace sieve {
 
 // How mean pooling treats a token a policy pruned (BertEncoder::forward, freeze_pruned_tokens):
-//   Survivors  the mean runs over the tokens that reached the last layer only (the default: on
-//              STS-B it stays closer to dense, README issue 14: an early layer's state points
-//              elsewhere than the last layer's, cosine ~0.2-0.36 in MiniLM, so frozen rows pull
-//              the mean away)
 //   Frozen     it keeps the hidden state it had when pruned and still enters the mean ("token
-//              freezing")
-enum class PrunedPooling { Survivors, Frozen };
+//              freezing"; the default: on the calibration data it scored higher in 10 of 12
+//              settings on STS-B, +1.5 Spearman points on average, and in 8 of 11 on long-document
+//              retrieval, README issue 14)
+//   Survivors  the mean runs over the tokens that reached the last layer only (closer to the dense
+//              vector by cosine, since an early layer's state points elsewhere than the last
+//              layer's, but it ranks worse: frozen rows shift every text alike)
+enum class PrunedPooling { Frozen, Survivors };
 PrunedPooling parse_pruned_pooling(const std::string& name);  // "frozen" | "survivors"; throws Error
 const char* pruned_pooling_name(PrunedPooling pooling);
 
@@ -36,7 +37,7 @@ LongInputMode parse_long_input_mode(const std::string& name);  // "truncate" | "
 
 struct EmbedderOptions {
   std::string policy = "dense";  // a policy spec (policies/policy_spec.h)
-  PrunedPooling pruned_pooling = PrunedPooling::Survivors;
+  PrunedPooling pruned_pooling = PrunedPooling::Frozen;
   LongInputMode long_inputs = LongInputMode::Truncate;
   size_t max_length = 0;      // tokens per input (per window when chunking); 0 = the model's
   size_t chunk_overlap = 32;  // tokens two neighbouring windows share

@@ -22,7 +22,7 @@ struct EmbedOptions {
   std::vector<std::string> texts;
   std::string file, output;
   bool similarity = false;
-  std::string policy = "dense", pool = "survivors", long_inputs = "truncate";
+  std::string policy = "dense", pool = "frozen", long_inputs = "truncate";
   size_t chunk_overlap = 32;
 };
 
@@ -152,7 +152,7 @@ void register_embed(CLI::App& app) {
   cmd->add_option("--output,-o", options->output, "Write to FILE: .npy (float32 matrix) or JSON (default: JSON on stdout)");
   cmd->add_flag("--similarity", options->similarity, "Print the cosine-similarity matrix of the inputs instead");
   cmd->add_option("--policy,-p", options->policy, std::string("Pruning policy spec: ") + kPolicySpecHelp);
-  cmd->add_option("--pool", options->pool, "Pooling of pruned tokens: survivors (default: the mean of the tokens that reached the last layer) or frozen (a pruned token keeps its state when pruned)")
+  cmd->add_option("--pool", options->pool, "Pooling of pruned tokens: frozen (default: a pruned token keeps its state when pruned) or survivors (the mean of the tokens that reached the last layer)")
       ->check(CLI::IsMember({"frozen", "survivors"}));
   cmd->add_option("--long", options->long_inputs, "Inputs over the length limit: truncate (default) or chunk (overlapping windows, pooled)")
       ->check(CLI::IsMember({"truncate", "chunk"}));

@@ -19,7 +19,7 @@ struct EvalCommandOptions {
   std::string data, json_out;
   std::vector<std::string> policies;
   size_t limit = 0;
-  std::string pool = "survivors", long_inputs = "truncate";  // embedding data only; "both" measures both
+  std::string pool = "frozen", long_inputs = "truncate";  // embedding data only; "both" measures both
 };
 
 std::string join_fractions(const std::vector<double>& v, const char* fmt) {
@@ -36,7 +36,7 @@ std::string join_fractions(const std::vector<double>& v, const char* fmt) {
 void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPair>& data) {
   const TextModel model = load_model(o.model);
   std::vector<PrunedPooling> pools;
-  for (const char* name : {"survivors", "frozen"})
+  for (const char* name : {"frozen", "survivors"})
     if (o.pool == name || o.pool == "both") pools.push_back(parse_pruned_pooling(name));
   std::vector<LongInputMode> longs;
   for (const char* name : {"truncate", "chunk"})
@@ -46,7 +46,7 @@ void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPai
   std::vector<EmbeddingEvalSetting> settings;
   for (LongInputMode l : longs)
     for (PrunedPooling p : pools) {
-      if (l != LongInputMode::Truncate || p != PrunedPooling::Survivors || precision != Precision::Fp32)
+      if (l != LongInputMode::Truncate || p != PrunedPooling::Frozen || precision != Precision::Fp32)
         settings.push_back({"dense", p, l, precision});
       for (const auto& spec : o.policies)
         if (spec != "dense") settings.push_back({spec, p, l, precision});
@@ -93,7 +93,7 @@ void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPai
 void run(EvalCommandOptions o) {
   EvalData loaded = load_eval_data(o.data);
   if (loaded.labelled.empty()) return run_embedding_eval(o, loaded.pairs);
-  if (o.pool != "survivors" || o.long_inputs != "truncate")
+  if (o.pool != "frozen" || o.long_inputs != "truncate")
     throw Error("--pool and --long apply to embedding data (sentence1, sentence2[, score]), not to labelled data");
   const auto data = std::move(loaded.labelled);
   if (o.model.batch_size == 32) o.model.batch_size = 1;  // eval default: latency per example
@@ -151,7 +151,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--data", o->data, "GLUE TSV (sentence<TAB>label with a header) or HF parquet file")->required();
   cmd->add_option("--policy,-p", o->policies, std::string("Policy spec, repeatable: ") + kPolicySpecHelp);
   cmd->add_option("--limit", o->limit, "Evaluate only the first N examples");
-  cmd->add_option("--pool", o->pool, "Embedding data: pooling of pruned tokens, survivors (default), frozen or both")
+  cmd->add_option("--pool", o->pool, "Embedding data: pooling of pruned tokens, frozen (default), survivors or both")
       ->check(CLI::IsMember({"frozen", "survivors", "both"}));
   cmd->add_option("--long", o->long_inputs, "Embedding data: over-long inputs, truncate (default), chunk or both")
       ->check(CLI::IsMember({"truncate", "chunk", "both"}));
