@@ -40,8 +40,8 @@ def held_out_table(picks_file, files, batch32_files):
           f"{dense['gflops_per_example']:.3f} GFLOPs/ex, {dense['latency_ms_per_example']:.2f} ms/ex at batch 1"
           + (f", {b32['dense'][0]['latency_ms_per_example']:.2f} ms/ex at batch 32" if "dense" in b32 else "") + ".\n")
     print("| family | setting (chosen on calibration) | calib. Δ acc | calib. speedup | val. accuracy | val. Δ acc (pts) | "
-          "GFLOPs red. | val. speedup b1 | val. speedup b32 | mean exit layer |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "val. F1 | GFLOPs red. | val. speedup b1 | val. speedup b32 | mean exit layer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in picks:
         if p["policy"] not in b1:
             continue
@@ -49,7 +49,8 @@ def held_out_table(picks_file, files, batch32_files):
         c = p["calibration"]
         s32 = f"{b32[p['policy']][0]['speedup']:.2f}x" if p["policy"] in b32 else "-"
         print(f"| {p['family']} | `{p['policy']}` | {c['delta_points']:+.2f} | {c['speedup']:.2f}x | {100 * r['accuracy']:.2f} | "
-              f"{100 * (r['accuracy'] - d['accuracy']):+.2f} | {r['flops_reduction']:.2f}x | {r['speedup']:.2f}x | {s32} | "
+              f"{100 * (r['accuracy'] - d['accuracy']):+.2f} | {100 * r.get('f1', 0):.2f} | {r['flops_reduction']:.2f}x | "
+              f"{r['speedup']:.2f}x | {s32} | "
               f"{exit_summary(r.get('exit_layer_histogram', []))} |")
 
 
