@@ -37,6 +37,7 @@ class SieveEmbedder:
         texts = [str(t) for t in batch[self.text_column]]
         batch["embedding"] = self.encoder.encode(texts, batch_size=self.batch_size,
                                                  normalize_embeddings=self.normalize)
+        batch["worker_pid"] = np.full(len(texts), os.getpid())  # which actor embedded the row
         return batch
 
 
@@ -54,7 +55,9 @@ def embed_parquet(input_path: str, output_path: str, model_dir: Optional[str] = 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # rows come out in input order
     start = time.perf_counter()
-    ds = ray.data.read_parquet(input_path)
+    # A Parquet file is read as few large blocks, and one block goes to one actor: cut them to
+    # rows_per_batch rows so every actor gets work.
+    ds = ray.data.read_parquet(input_path).repartition(target_num_rows_per_block=rows_per_batch)
     ds = ds.map_batches(
         SieveEmbedder,
         fn_constructor_kwargs=dict(model_dir=model_dir, policy=policy, threads=threads_per_actor,
