@@ -84,9 +84,12 @@ async def one_connection(port, path, bodies, headers, deadline, budget, latencie
     try:
         while time.monotonic() < deadline and counter[0] < budget:
             counter[0] += 1
-            body = bodies[counter[0] % len(bodies)]
-            request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}"
-                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+            if bodies is None:  # GET: the HTTP layer alone (--trivial)
+                request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+            else:
+                body = bodies[counter[0] % len(bodies)]
+                request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}"
+                           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
             t0 = time.perf_counter()
             writer.write(request)
             await writer.drain()
@@ -112,8 +115,8 @@ async def run_level(port, path, bodies, headers, concurrency, seconds, max_reque
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
     return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors), "seconds": round(elapsed, 2),
-            "throughput_rps": round(len(latencies) / elapsed, 1), "p50_ms": round(pick(0.50), 1),
-            "p99_ms": round(pick(0.99), 1), "mean_ms": round(statistics.mean(latencies) * 1000, 1) if latencies else None}
+            "throughput_rps": round(len(latencies) / elapsed, 1), "p50_ms": round(pick(0.50), 2),
+            "p99_ms": round(pick(0.99), 2), "mean_ms": round(statistics.mean(latencies) * 1000, 1) if latencies else None}
 
 
 def bench_server(name, port, path, model_name, texts, headers, args, pid):
@@ -153,8 +156,15 @@ def main():
     p.add_argument("--peer-python", default="/tmp/peer-venv/bin/python", help="python of the venv infinity-emb is installed in")
     p.add_argument("--peer-engine", default="optimum", help="infinity's --engine: optimum (ONNX Runtime) or torch")
     p.add_argument("--only", default="", help="comma list of servers to run: sieve,peer")
+    p.add_argument("--trivial", default="", metavar="PORT",
+                   help="only measure GET /health on a server already listening on PORT (the HTTP layer's own cost)")
     p.add_argument("--json", default="")
     args = p.parse_args()
+    if args.trivial:
+        for c in args.concurrency:
+            row = asyncio.run(run_level(int(args.trivial), "/health", None, {}, c, args.seconds, args.max_requests))
+            print(f"GET /health c={c:4d}  {row['throughput_rps']:8.1f} req/s  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms")
+        return 0
     texts = load_texts(args.data, 512)
     rows = []
     only = set(filter(None, args.only.split(","))) or {"sieve", "peer"}

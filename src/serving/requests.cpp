@@ -96,11 +96,11 @@ std::vector<RequestInput> parse_text_inputs(const json& value, const std::string
     return inputs;
   }
   if (!value.is_array()) throw invalid("'" + param + "' must be " + kInputShapes, param, "invalid_type");
-  check_count(value.size(), param, max_inputs);
-  if (is_id_list(value)) {
+  if (is_id_list(value)) {  // one input of token ids (its length is bounded by the body's)
     inputs.push_back(ids_input(value));
     return inputs;
   }
+  check_count(value.size(), param, max_inputs);
   for (const json& item : value) {
     if (item.is_string()) inputs.push_back({item.get<std::string>(), "", {}, false});
     else if (is_id_list(item)) inputs.push_back(ids_input(item));
