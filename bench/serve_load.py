@@ -5,16 +5,19 @@ acceptance 3).
 A bounded asyncio client (loopback only; each level stops after --seconds or --max-requests,
 whichever comes first) sends one input per OpenAI-style embeddings request from C concurrent
 keep-alive connections, for C in --concurrency, and reports throughput (requests/s) and p50/p99
-latency. Inputs: SST-2 validation sentences (short, ~13 tokens) and "long" inputs (SST-2
-sentences joined to ~1,000 characters, cut by both servers to the model's 256 tokens).
+latency. Inputs: SST-2 validation sentences (short, ~25 tokens) and "long" inputs (SST-2
+sentences joined to ~900 characters, ~200 tokens, so that neither server truncates them).
 
 Servers, one at a time on the same machine and model:
   sieve dense        build/sieve serve --policy dense
   sieve pruned       the same server, requests naming a pruning preset (X-Sieve-Policy)
   peer               --peer-cmd, e.g. Infinity (infinity-emb from PyPI) with its ONNX engine
 
-  .venv/bin/python bench/serve_load.py --sieve build/sieve --json out/serve_load.json \\
-      --peer infinity --peer-python /tmp/peer-venv/bin/python
+  # the peer, once, outside the project's venv (it pulls PyPI's torch):
+  python3 -m venv /tmp/peer-venv && /tmp/peer-venv/bin/pip install "infinity-emb[server,optimum]==0.0.78"
+  mkdir /tmp/peer-model && ln -s $PWD/models/all-MiniLM-L6-v2/* /tmp/peer-model/
+  (cd tools && ../.venv/bin/python export_onnx.py --model /tmp/peer-model --out /tmp/peer-model/model.onnx)
+  .venv/bin/python bench/serve_load.py --sieve build/sieve --json out/serve_load.json
 """
 import argparse
 import asyncio
@@ -41,7 +44,7 @@ def load_texts(parquet, count, seed=0):
     long = []
     for _ in range(count):
         text = ""
-        while len(text) < 1000:
+        while len(text) < 900:  # ~200 tokens: under both servers' cut (Infinity cuts at 512, Sieve at 256)
             text += rng.choice(sentences) + " "
         long.append(text.strip())
     return {"sst2": short, "long": long}
@@ -119,18 +122,13 @@ async def run_level(port, path, bodies, headers, concurrency, seconds, max_reque
             "p99_ms": round(pick(0.99), 2), "mean_ms": round(statistics.mean(latencies) * 1000, 1) if latencies else None}
 
 
-def bench_server(name, port, path, model_name, texts, headers, args, pid):
-    rows = []
-    for dataset, inputs in texts.items():
-        bodies = [json.dumps({"input": t, "model": model_name}).encode() for t in inputs]
-        asyncio.run(run_level(port, path, bodies[:8], headers, 2, 3, 16))  # warm-up
-        for c in args.concurrency:
-            row = asyncio.run(run_level(port, path, bodies, headers, c, args.seconds, args.max_requests))
-            row.update(server=name, dataset=dataset, rss_mib=rss_mib(pid))
-            rows.append(row)
-            print(f"{name:14s} {dataset:5s} c={c:4d}  {row['throughput_rps']:8.1f} req/s  p50 {row['p50_ms']:8.1f} ms  "
-                  f"p99 {row['p99_ms']:8.1f} ms  ({row['requests']} ok, {row['errors']} errors)", flush=True)
-    return rows
+def measure(name, port, path, model_name, inputs, dataset, concurrency, headers, args, pid):
+    bodies = [json.dumps({"input": t, "model": model_name}).encode() for t in inputs]
+    row = asyncio.run(run_level(port, path, bodies, headers, concurrency, args.seconds, args.max_requests))
+    row.update(server=name, dataset=dataset, rss_mib=rss_mib(pid), load_average=round(os.getloadavg()[0], 2))
+    print(f"{name:16s} {dataset:5s} c={concurrency:4d}  {row['throughput_rps']:8.1f} req/s  p50 {row['p50_ms']:8.1f} ms  "
+          f"p99 {row['p99_ms']:8.1f} ms  ({row['requests']} ok, {row['errors']} errors, load {row['load_average']})", flush=True)
+    return row
 
 
 def stop(proc):
@@ -153,8 +151,11 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--preset", default="spatten:tokens=0.3,start=2", help="pruning preset of the 'sieve pruned' rows")
     p.add_argument("--peer", choices=["infinity", "none"], default="infinity")
-    p.add_argument("--peer-python", default="/tmp/peer-venv/bin/python", help="python of the venv infinity-emb is installed in")
+    p.add_argument("--peer-bin", default="/tmp/peer-venv/bin/infinity_emb", help="infinity_emb of the venv it is installed in")
+    p.add_argument("--peer-model", default="/tmp/peer-model",
+                   help="the same model with model.onnx beside it (tools/export_onnx.py), for Infinity's ONNX engine")
     p.add_argument("--peer-engine", default="optimum", help="infinity's --engine: optimum (ONNX Runtime) or torch")
+    p.add_argument("--peer-batch-size", type=int, default=32)
     p.add_argument("--only", default="", help="comma list of servers to run: sieve,peer")
     p.add_argument("--trivial", default="", metavar="PORT",
                    help="only measure GET /health on a server already listening on PORT (the HTTP layer's own cost)")
@@ -169,30 +170,40 @@ def main():
     rows = []
     only = set(filter(None, args.only.split(","))) or {"sieve", "peer"}
 
-    if "sieve" in only:
-        port = free_port()
-        proc = subprocess.Popen([args.sieve, "serve", "--model", args.model, "--port", str(port), "--threads", str(args.threads),
-                                 "--preset", args.preset, "--max-concurrent-requests", "1024"],
-                                stderr=subprocess.DEVNULL)
-        try:
+    # Both servers run side by side (an idle one costs nothing) and every cell is measured for all
+    # of them back to back, so a change in the shared machine's load hits them alike.
+    servers, procs = [], []
+    try:
+        if "sieve" in only:
+            port = free_port()
+            proc = subprocess.Popen([args.sieve, "serve", "--model", args.model, "--port", str(port), "--threads", str(args.threads),
+                                     "--preset", args.preset, "--max-concurrent-requests", "1024"], stderr=subprocess.DEVNULL)
+            procs.append(proc)
             wait_healthy(port, "/health", proc)
-            rows += bench_server("sieve dense", port, "/v1/embeddings", "all-MiniLM-L6-v2", texts, {}, args, proc.pid)
-            rows += bench_server("sieve pruned", port, "/v1/embeddings", "all-MiniLM-L6-v2", texts,
-                                 {"X-Sieve-Policy": args.preset}, args, proc.pid)
-        finally:
-            stop(proc)
-
-    if "peer" in only and args.peer == "infinity":
-        port = free_port()
-        env = dict(os.environ, HF_HUB_OFFLINE="1", DO_NOT_TRACK="1", INFINITY_ANONYMOUS_USAGE_STATS="0",
-                   OMP_NUM_THREADS=str(args.threads))
-        cmd = [args.peer_python, "-m", "infinity_emb.infinity_server", "v2", "--model-id", args.model, "--engine", args.peer_engine,
-               "--device", "cpu", "--port", str(port), "--host", "127.0.0.1", "--batch-size", "32", "--no-bettertransformer"]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open("/tmp/serve_load_peer.log", "w"))
-        try:
+            servers.append(("sieve dense", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, proc.pid))
+            servers.append(("sieve pruned", port, "/v1/embeddings", "all-MiniLM-L6-v2", {"X-Sieve-Policy": args.preset}, proc.pid))
+        if "peer" in only and args.peer == "infinity":
+            port = free_port()
+            env = dict(os.environ, HF_HUB_OFFLINE="1", DO_NOT_TRACK="1", INFINITY_ANONYMOUS_USAGE_STATS="0")
+            # Run from the model directory with --model-id ".": Infinity then finds model.onnx by a
+            # relative name, which is what optimum's loader matches. --pooling-method mean: its
+            # "auto" means [CLS] in the ONNX engine.
+            cmd = [args.peer_bin, "v2", "--model-id", ".", "--engine", args.peer_engine, "--pooling-method", "mean",
+                   "--device", "cpu", "--port", str(port), "--host", "127.0.0.1", "--batch-size", str(args.peer_batch_size)]
+            proc = subprocess.Popen(cmd, env=env, cwd=args.peer_model, stdout=subprocess.DEVNULL,
+                                    stderr=open("/tmp/serve_load_peer.log", "w"))
+            procs.append(proc)
             wait_healthy(port, "/health", proc)
-            rows += bench_server(f"infinity {args.peer_engine}", port, "/embeddings", args.model, texts, {}, args, proc.pid)
-        finally:
+            servers.append((f"infinity {args.peer_engine}", port, "/embeddings", ".", {}, proc.pid))
+        for name, port, path, model_name, headers, pid in servers:  # warm-up
+            bodies = [json.dumps({"input": t, "model": model_name}).encode() for t in texts["sst2"][:8]]
+            asyncio.run(run_level(port, path, bodies, headers, 2, 3, 16))
+        for dataset, inputs in texts.items():
+            for c in args.concurrency:
+                for name, port, path, model_name, headers, pid in servers:
+                    rows.append(measure(name, port, path, model_name, inputs, dataset, c, headers, args, pid))
+    finally:
+        for proc in procs:
             stop(proc)
 
     if args.json:

@@ -1,6 +1,7 @@
 #include "serving/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -82,6 +83,14 @@ std::vector<float> scores(std::vector<float> logits, bool sigmoid) {
   return logits;
 }
 
+// cpp-httplib 0.11 listens with a backlog of 5, compiled into Debian's library: in a burst of new
+// connections (128 clients connecting at once) the rest have their SYNs dropped and retried after
+// 1, 2, 4 ... s, which showed as 50 s p99 latencies. listen() again on the bound socket raises it.
+class HttpServer : public httplib::Server {
+ public:
+  void raise_backlog(int backlog) { ::listen(svr_sock_, backlog); }
+};
+
 }  // namespace
 
 struct Server::Impl {
@@ -108,7 +117,7 @@ struct Server::Impl {
   size_t max_length = 0;
   int layers = 0;
   InferenceQueue queue;
-  httplib::Server http;
+  HttpServer http;
   std::atomic<bool> bound{false}, running{false}, stop_requested{false};
 };
 
@@ -473,6 +482,7 @@ int Server::bind() {
   if (port == 0) port = impl_->http.bind_to_any_port(o.host);
   else if (!impl_->http.bind_to_port(o.host, port)) port = -1;
   if (port <= 0) throw Error("cannot listen on " + o.host + ":" + std::to_string(o.port) + " (address in use, or not an address of this machine)");
+  impl_->http.raise_backlog(SOMAXCONN);
   impl_->bound = true;
   return port;
 }
