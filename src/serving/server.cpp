@@ -132,7 +132,9 @@ Server::Impl::Impl(const TextModel& m, ServerOptions o)
   if (options.max_client_batch_size < 1) throw Error("max client batch size must be at least 1");
   if (options.max_body_bytes < 64) throw Error("max body size must be at least 64 bytes");
   if (!(options.request_timeout_seconds > 0)) throw Error("request timeout must be positive");
-  if (options.http_threads < 1) throw Error("http threads must be at least 1");
+  if (options.http_threads < 0) throw Error("http threads must be at least 1 (0 = automatic)");
+  if (options.http_threads == 0)
+    options.http_threads = static_cast<int>(std::min<size_t>(options.max_concurrent_requests + 16, 4096));
   auto check = [&](const std::string& spec) {
     if (spec != "dense") parse_policy_spec(spec, config, model.exits());  // throws Error
   };

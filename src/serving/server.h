@@ -30,7 +30,9 @@ struct ServerOptions {
   size_t max_length = 0;                 // 0 = the model's
   double request_timeout_seconds = 60;
   bool auto_truncate = true;             // the default of a request's "truncate"
-  int http_threads = 256;                // connections served at once (keep-alive holds one each)
+  // Connections served at once (an open keep-alive connection holds one); 0 = max_concurrent_requests
+  // + 16, so that admission, not the thread count, is what limits requests and 429 can answer.
+  int http_threads = 0;
   int threads = 0;                       // OpenMP threads of the forward passes (0 = all cores)
 };
 

@@ -86,8 +86,8 @@ void register_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(0.001, 86400.0));
   cmd->add_flag("--auto-truncate,!--no-auto-truncate", s.auto_truncate,
                 "Cut inputs over the model's limit unless a request says truncate: false (default on)");
-  cmd->add_option("--http-threads", s.http_threads, "Connections served at once")
-      ->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--http-threads", s.http_threads, "Connections served at once (default: max concurrent requests + 16)")
+      ->check(CLI::Range(1, 4096));
   cmd->callback([options] { run(*options); });
 }
 
