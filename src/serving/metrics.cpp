@@ -22,9 +22,16 @@ void header(std::string& out, const char* name, const char* type, const char* he
 }
 
 void line(std::string& out, const std::string& name, const std::string& labels, double value) {
+  // Appended piece by piece (GCC 12 warns, wrongly, about "{" + labels + "}" under -O2 -Wrestrict).
   out += name;
-  if (!labels.empty()) out += "{" + labels + "}";
-  out += " " + number(value) + "\n";
+  if (!labels.empty()) {
+    out += '{';
+    out += labels;
+    out += '}';
+  }
+  out += ' ';
+  out += number(value);
+  out += '\n';
 }
 
 }  // namespace
