@@ -28,7 +28,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config ca-certificates
   libdnnl-dev ocl-icd-opencl-dev libgtest-dev nlohmann-json3-dev libutf8proc-dev libcli11-dev libpcre2-dev
   libcpp-httplib-dev  # sieve serve: the HTTP server library (README, "sieve serve")
-  python3-venv python3-torch libopenblas0-openmp  # OpenBLAS: Debian's torch otherwise runs on the reference BLAS
+  python3-venv python3-dev python3-torch libopenblas0-openmp  # python3-dev: Python.h for the package; OpenBLAS: Debian's torch otherwise runs on the reference BLAS
   clang libclang-rt-14-dev libomp-14-dev  # the fuzz targets (scripts/fuzz.sh): libFuzzer, OpenMP for clang
 )
 

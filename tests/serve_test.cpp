@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "model/text_embedder.h"
 #include "policies/policy_spec.h"
 #include "serving/inference_queue.h"
 #include "serving/requests.h"
@@ -132,13 +133,12 @@ class ServeTest : public ::testing::Test {
     if (!model_) GTEST_SKIP() << default_model() << " is missing; run scripts/setup.sh";
   }
 
-  // The library's own answer for `text`: what the server must return.
+  // The library's own answer for `text` (TextEmbedder, what `sieve embed --policy` gives, pruned
+  // tokens pooled the default way): what the server must return.
   static std::vector<float> expected(const std::string& text, const std::string& policy = "dense") {
-    const EncodedBatch batch = model_->encode({{text, ""}});
-    std::unique_ptr<PolicyChain> chain;
-    if (policy != "dense") chain = parse_policy_spec(policy, model_->encoder().config(), model_->exits());
-    const auto out = model_->encoder().forward(batch.inputs, ForwardOptions{chain.get()});
-    return model_->embedding(out[0]);
+    EmbedderOptions options;
+    options.policy = policy;
+    return TextEmbedder(*model_, options).embed({text}).front();
   }
 
   static httplib::Result post(const std::string& path, const std::string& body, const httplib::Headers& headers = {}) {

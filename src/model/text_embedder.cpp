@@ -102,7 +102,8 @@ std::vector<std::vector<float>> TextEmbedder::embed(const std::vector<std::strin
   std::vector<size_t> window_count(texts.size(), 0);
   for (const Window& w : windows) ++window_count[w.text];
   std::vector<EncoderInput> batch;
-  ForwardOptions forward_options{policy_.get(), options_.precision, options_.pruned_pooling == PrunedPooling::Frozen};
+  ForwardOptions forward_options = embedding_forward_options(policy_.get(), options_.pruned_pooling);
+  forward_options.precision = options_.precision;
   const size_t batch_size = static_cast<size_t>(options_.batch_size);
   for (size_t begin = 0; begin < windows.size(); begin += batch_size) {
     const size_t end = std::min(windows.size(), begin + batch_size);

@@ -35,6 +35,14 @@ const char* pruned_pooling_name(PrunedPooling pooling);
 enum class LongInputMode { Truncate, Chunk };
 LongInputMode parse_long_input_mode(const std::string& name);  // "truncate" | "chunk"; throws Error
 
+// The forward options an embedding under `pooling` needs (what TextEmbedder runs with), for callers
+// that batch EncoderInputs themselves (the server): token freezing must be on for Frozen.
+inline ForwardOptions embedding_forward_options(LayerPolicy* policy, PrunedPooling pooling = PrunedPooling::Frozen) {
+  ForwardOptions options{policy};
+  options.freeze_pruned_tokens = pooling == PrunedPooling::Frozen;
+  return options;
+}
+
 struct EmbedderOptions {
   std::string policy = "dense";  // a policy spec (policies/policy_spec.h)
   PrunedPooling pruned_pooling = PrunedPooling::Frozen;

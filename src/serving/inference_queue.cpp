@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "kernels/gemm.h"
+#include "model/text_embedder.h"
 #include "policies/policy_spec.h"
 #include "util/error.h"
 
@@ -192,7 +193,8 @@ void InferenceQueue::run_batch(const Batch& batch) {
     std::unique_ptr<PolicyChain> policy;
     if (batch.policy != "dense") policy = parse_policy_spec(batch.policy, encoder.config(), model_.exits());
     UsageCounter counter(policy.get());
-    const std::vector<SequenceOutput> outputs = encoder.forward(inputs, ForwardOptions{&counter});
+    // Embeddings pool pruned tokens as everywhere else (token freezing, model/text_embedder.h).
+    const std::vector<SequenceOutput> outputs = encoder.forward(inputs, embedding_forward_options(&counter));
     for (size_t k = 0; k < batch.items.size(); ++k) {
       const auto& [job, i] = batch.items[k];
       const SequenceOutput& out = outputs[k];
@@ -200,9 +202,7 @@ void InferenceQueue::run_batch(const Batch& batch) {
       switch (job->task_) {
         case Task::Embed: r.values = model_.embedding(out); break;
         case Task::EmbedRaw:
-          r.values = !model_.normalize() ? model_.embedding(out)
-                     : model_.pooling() == Pooling::Mean ? BertEncoder::mean_pool(out)
-                                                         : BertEncoder::cls_vector(out);
+          r.values = model_.pooled(out);
           break;
         case Task::Classify: r.values = encoder.classify(out); break;
       }
