@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli/commands/common.h"
+#include "eval/embedding_eval.h"
 #include "model/text_embedder.h"
 #include "policies/policy_spec.h"
 #include "util/progress.h"
@@ -41,15 +42,6 @@ std::vector<std::vector<float>> embed_with_progress(TextEmbedder& embedder, cons
 }
 
 void print_similarity(const std::vector<std::string>& texts, const std::vector<std::vector<float>>& vectors) {
-  auto cosine = [](const std::vector<float>& a, const std::vector<float>& b) {
-    double dot = 0, na = 0, nb = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      dot += static_cast<double>(a[i]) * b[i];
-      na += static_cast<double>(a[i]) * a[i];
-      nb += static_cast<double>(b[i]) * b[i];
-    }
-    return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0.0;
-  };
   std::printf("cosine similarity\n");
   for (size_t i = 0; i < texts.size(); ++i) {
     std::printf("[%zu] %s\n", i + 1, texts[i].c_str());
