@@ -446,7 +446,9 @@ void Server::Impl::add_routes() {
   http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     send_error(res, ApiError(500, "internal error", "server_error", std::nullopt, "internal_error"));
   });
-  http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+  // Recorded after routing but before the answer is written (httplib's logger runs after it is
+  // sent), so a client that got its answer already sees it counted in /metrics.
+  http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     const bool known = std::find(kRoutes.begin(), kRoutes.end(), req.path) != kRoutes.end();
     const double seconds = request_start == Clock::time_point{} ? 0.0 : std::chrono::duration<double>(Clock::now() - request_start).count();
     metrics.record_request(known ? req.path : "other", res.status, seconds);
