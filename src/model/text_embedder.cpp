@@ -45,9 +45,8 @@ TextEmbedder::TextEmbedder(const TextModel& model, EmbedderOptions options)
 
 namespace {
 
-// One forward sequence: a whole text, or one window of a chunked text.
+// Where a forward sequence (a whole text, or one window of a chunked text) goes.
 struct Window {
-  EncoderInput input;
   size_t text = 0;     // which text it belongs to
   double weight = 1;   // its share in the text's embedding (tokens, when chunking)
 };
@@ -69,7 +68,8 @@ EncoderInput window_input(const std::vector<int32_t>& content, size_t begin, siz
 std::vector<std::vector<float>> TextEmbedder::embed(const std::vector<std::string>& texts, EmbedStats* stats_out,
                                                     const std::function<void(size_t)>& on_progress) {
   EmbedStats stats;
-  std::vector<Window> windows;
+  std::vector<EncoderInput> inputs;  // the forward sequences, run in slices of batch_size
+  std::vector<Window> windows;       // windows[k] says where inputs[k] goes
   const size_t max_length = options_.max_length ? options_.max_length : model_.max_length();
   if (options_.long_inputs == LongInputMode::Truncate) {
     std::vector<TextPair> pairs;
@@ -78,7 +78,8 @@ std::vector<std::vector<float>> TextEmbedder::embed(const std::vector<std::strin
     EncodedBatch encoded = model_.encode(pairs, options_.max_length);
     for (size_t i = 0; i < texts.size(); ++i) {
       if (encoded.truncated[i]) stats.truncated_inputs.push_back(i);
-      windows.push_back({std::move(encoded.inputs[i]), i, 1.0});
+      inputs.push_back(std::move(encoded.inputs[i]));
+      windows.push_back({i, 1.0});
     }
   } else {
     if (max_length > static_cast<size_t>(model_.encoder().config().max_position_embeddings))
@@ -91,7 +92,8 @@ std::vector<std::vector<float>> TextEmbedder::embed(const std::vector<std::strin
       const std::vector<int32_t> content(e.ids.begin() + 1, e.ids.end() - 1);
       for (size_t begin = 0;; begin += stride) {
         const size_t end = std::min(begin + width, content.size());
-        windows.push_back({window_input(content, begin, end, tok.cls_id(), tok.sep_id()), i, static_cast<double>(end - begin + 2)});
+        inputs.push_back(window_input(content, begin, end, tok.cls_id(), tok.sep_id()));
+        windows.push_back({i, static_cast<double>(end - begin + 2)});
         if (end == content.size()) break;
       }
     }
@@ -101,21 +103,18 @@ std::vector<std::vector<float>> TextEmbedder::embed(const std::vector<std::strin
   std::vector<double> weights(texts.size(), 0.0);
   std::vector<size_t> window_count(texts.size(), 0);
   for (const Window& w : windows) ++window_count[w.text];
-  std::vector<EncoderInput> batch;
   ForwardOptions forward_options = embedding_forward_options(policy_.get(), options_.pruned_pooling);
   forward_options.precision = options_.precision;
   const size_t batch_size = static_cast<size_t>(options_.batch_size);
   for (size_t begin = 0; begin < windows.size(); begin += batch_size) {
     const size_t end = std::min(windows.size(), begin + batch_size);
-    batch.clear();
-    for (size_t w = begin; w < end; ++w) batch.push_back(windows[w].input);
     ForwardStats forward_stats;
-    const auto outputs = model_.encoder().forward(batch, forward_options, &forward_stats);
+    const auto outputs = model_.encoder().forward(std::span(inputs).subspan(begin, end - begin), forward_options, &forward_stats);
     stats.forward.add(forward_stats);
     for (size_t w = begin; w < end; ++w) {
       const Window& window = windows[w];
       const SequenceOutput& out = outputs[w - begin];
-      stats.tokens_in += static_cast<int64_t>(window.input.ids.size());
+      stats.tokens_in += static_cast<int64_t>(inputs[w].ids.size());
       stats.layers_run += out.exit_layer;
       std::vector<float> pooled = model_.pooled(out);
       std::vector<float>& sum = sums[window.text];
