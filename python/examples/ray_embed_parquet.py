@@ -99,8 +99,8 @@ def main() -> None:
     parser.add_argument("--threads-per-actor", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32, help="sequences per forward call")
     parser.add_argument("--cpus-per-actor", type=float, default=None,
-                        help="CPUs Ray reserves per actor (default: threads per actor; less when the actors "
-                             "would take every CPU, so reading and writing can run)")
+                        help="CPUs Ray reserves per actor (default: threads per actor, or less when the actors "
+                             "would leave no whole CPU free: Ray Data's read and write tasks need one)")
     parser.add_argument("--rows-per-batch", type=int, default=256, help="rows Ray hands an actor at once")
     parser.add_argument("--address", default=None, help="an existing Ray cluster (auto, ray://host:10001)")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray instance (no --address)")
@@ -112,10 +112,17 @@ def main() -> None:
         ray.init(address=args.address)
     else:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+    cpus_per_actor = args.cpus_per_actor
+    if cpus_per_actor is None:
+        # Ray Data's read and write tasks each need a whole free CPU: actors that reserve every CPU
+        # of the cluster would leave them none and the job would wait forever.
+        total = ray.cluster_resources().get("CPU", 0)
+        if args.actors * args.threads_per_actor > total - 1:
+            cpus_per_actor = max(0.1, (total - 1) / args.actors)
     seconds = embed_parquet(args.input, args.output, args.model, actors=args.actors,
                             threads_per_actor=args.threads_per_actor, batch_size=args.batch_size,
                             rows_per_batch=args.rows_per_batch, policy=args.policy, text_column=args.text_column,
-                            cpus_per_actor=args.cpus_per_actor)
+                            cpus_per_actor=cpus_per_actor)
     rows = read_embeddings(args.output).shape[0]
     print(f"{rows} rows, {args.actors} actor(s) x {args.threads_per_actor} thread(s): {seconds:.2f} s, "
           f"{rows / seconds:.1f} texts/s")
