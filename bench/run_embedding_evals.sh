@@ -75,6 +75,16 @@ if [[ " $SETS " == *" stsb "* ]]; then
   done
 fi
 if [[ " $SETS " == *" long "* ]]; then
+  # The long picks with bf16 GEMMs (which pay at 512 tokens), against fp32 dense: calibration, then
+  # validation at batch 32 and 1.
+  long_picks=(); while read -r label; do long_picks+=(-p "${label%% *}"); done <"$OUT/long-picks.txt"
+  echo "==> long: bf16 GEMMs, calibration then validation"
+  "$SIEVE" eval --model "$MODEL" --threads "$THREADS" --precision bf16 --max-length 512 --data out/data/wiki-long-calibration.tsv \
+    --batch-size 32 "${long_picks[@]}" --json "$OUT/long-bf16-calibration.json" >"$OUT/long-bf16-calibration.txt"
+  for b in 32 1; do
+    "$SIEVE" eval --model "$MODEL" --threads "$THREADS" --precision bf16 --max-length 512 --data out/data/wiki-long-validation.tsv \
+      --batch-size "$b" "${long_picks[@]}" --json "$OUT/long-bf16-validation-b$b.json" >"$OUT/long-bf16-validation-b$b.txt"
+  done
   echo "==> long: chunking vs truncation at the model's own length limit, validation"
   "$SIEVE" eval --model "$MODEL" --threads "$THREADS" --data out/data/wiki-long-validation.tsv --batch-size 32 --long both \
     "${picks[@]}" --json "$OUT/long-chunk-validation.json" >"$OUT/long-chunk-validation.txt"

@@ -157,6 +157,9 @@ def main():
     p.add_argument("--peer-engine", default="optimum", help="infinity's --engine: optimum (ONNX Runtime) or torch")
     p.add_argument("--peer-batch-size", type=int, default=32)
     p.add_argument("--only", default="", help="comma list of servers to run: sieve,peer")
+    p.add_argument("--sets", default="sst2,long", help="comma list of input sets: sst2,long")
+    p.add_argument("--sieve-bf16", action="store_true",
+                   help="also a second Sieve server with --precision bf16 (dense; not the same arithmetic as the peer)")
     p.add_argument("--trivial", default="", metavar="PORT",
                    help="only measure GET /health on a server already listening on PORT (the HTTP layer's own cost)")
     p.add_argument("--json", default="")
@@ -182,6 +185,13 @@ def main():
             wait_healthy(port, "/health", proc)
             servers.append(("sieve dense", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, proc.pid))
             servers.append(("sieve pruned", port, "/v1/embeddings", "all-MiniLM-L6-v2", {"X-Sieve-Policy": args.preset}, proc.pid))
+        if "sieve" in only and args.sieve_bf16:
+            port = free_port()
+            proc = subprocess.Popen([args.sieve, "serve", "--model", args.model, "--port", str(port), "--threads", str(args.threads),
+                                     "--precision", "bf16", "--max-concurrent-requests", "1024"], stderr=subprocess.DEVNULL)
+            procs.append(proc)
+            wait_healthy(port, "/health", proc)
+            servers.append(("sieve dense bf16", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, proc.pid))
         if "peer" in only and args.peer == "infinity":
             port = free_port()
             env = dict(os.environ, HF_HUB_OFFLINE="1", DO_NOT_TRACK="1", INFINITY_ANONYMOUS_USAGE_STATS="0")
@@ -198,7 +208,10 @@ def main():
         for name, port, path, model_name, headers, pid in servers:  # warm-up
             bodies = [json.dumps({"input": t, "model": model_name}).encode() for t in texts["sst2"][:8]]
             asyncio.run(run_level(port, path, bodies, headers, 2, 3, 16))
+        wanted = set(args.sets.split(","))
         for dataset, inputs in texts.items():
+            if dataset not in wanted:
+                continue
             for c in args.concurrency:
                 for name, port, path, model_name, headers, pid in servers:
                     rows.append(measure(name, port, path, model_name, inputs, dataset, c, headers, args, pid))

@@ -86,6 +86,26 @@ def plot(out, path):
     fig.savefig(path, dpi=110)
 
 
+def bf16_table(out, name, metric, title):
+    """The picks with bf16 GEMMs, against fp32 dense in the same run: calibration (which may hold
+    more settings than were validated), then validation at batch 32 and 1."""
+    runs = [load(out / f"{name}-bf16-{split}.json") for split in ("calibration", "validation-b32", "validation-b1")]
+    if not all(runs):
+        return
+    cal, b32, b1 = runs
+    label = "Spearman" if metric == "spearman" else "recall@1"
+    cal_by_label = {r["label"]: r for r in cal["results"]}
+    print(f"### {title} with bf16 GEMMs (against fp32 dense in the same run)\n")
+    print(f"| setting | calib. Δ {label} | valid. {label} (Δ) | cos to dense | ms/text b32 | speedup b32 | ms/text b1 | speedup b1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r, one in zip(b32["results"], b1["results"]):
+        c = cal_by_label[r["label"]]
+        print(f"| `{r['label']}` | {100 * (c[metric] - cal['results'][0][metric]):+.2f} | {100 * r[metric]:.2f} "
+              f"({100 * (r[metric] - b32['results'][0][metric]):+.2f}) | {r['mean_cosine_to_dense']:.5f} | "
+              f"{r['latency_ms_per_text']:.2f} | {r['speedup']:.2f}x | {one['latency_ms_per_text']:.2f} | {one['speedup']:.2f}x |")
+    print()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out", type=Path)
@@ -95,17 +115,8 @@ def main():
     table(args.out, "long", "recall_at_1", "Long documents: WikiText-2 retrieval, validation articles")
     grid_table(args.out, "stsb", "spearman", "STS-B")
     grid_table(args.out, "long", "recall_at_1", "Long documents")
-    bf16 = [load(args.out / f"stsb-bf16-{split}.json") for split in ("calibration", "validation-b32", "validation-b1")]
-    if all(bf16):
-        print("### STS-B with bf16 GEMMs (against fp32 dense in the same run)\n")
-        print("| setting | calib. Δ Spearman | valid. Spearman (Δ) | cos to dense | ms/text b32 | speedup b32 | ms/text b1 | speedup b1 |")
-        print("|---|---|---|---|---|---|---|---|")
-        cal, b32, b1 = bf16
-        for c, r, one in zip(cal["results"], b32["results"], b1["results"]):
-            print(f"| `{r['label']}` | {100 * (c['spearman'] - cal['results'][0]['spearman']):+.2f} | {100 * r['spearman']:.2f} "
-                  f"({100 * (r['spearman'] - b32['results'][0]['spearman']):+.2f}) | {r['mean_cosine_to_dense']:.5f} | "
-                  f"{r['latency_ms_per_text']:.2f} | {r['speedup']:.2f}x | {one['latency_ms_per_text']:.2f} | {one['speedup']:.2f}x |")
-        print()
+    bf16_table(args.out, "stsb", "spearman", "STS-B")
+    bf16_table(args.out, "long", "recall_at_1", "Long documents")
     chunk = load(args.out / "long-chunk-validation.json")
     whole = load(args.out / "long-512-validation.json")
     if chunk:
