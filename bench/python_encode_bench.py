@@ -18,7 +18,7 @@ so slow drift of the machine hits every engine alike. Reported: median texts/s o
 its ratio to Sieve dense measured in the same run; and how close each engine's vectors are to
 Sieve dense (cosine), so the engines are seen to compute the same thing.
 
-Peers need their own venv (PyPI torch, which pulls ~3 GB):
+Peers need their own venv (PyPI torch and its CUDA libraries: ~6 GB):
   python3 -m venv .venv-bench && .venv-bench/bin/pip install "torch>=2.4" sentence-transformers fastembed==0.9.1 pyarrow
   (cd tools && ../.venv/bin/python export_onnx.py --model ../models/all-MiniLM-L6-v2 --out ../out/onnx-minilm/model.onnx)
   .venv/bin/python bench/python_encode_bench.py --peer-python .venv-bench/bin/python --json out/python_encode.json
