@@ -57,7 +57,7 @@ for set in $SETS; do
   fi
   # u = normalized entropy of the exit's prediction; with 2 labels u <= 0.5 means p >= 0.89, and the
   # fine-tuned SST-2 exits are confident early: taus above 0.5 exit almost everything at layer 1.
-  taus=(0.05 0.1 0.2 0.3 0.5)
+  read -r -a taus <<<"${TAUS:-0.05 0.1 0.2 0.3 0.5}"  # TAUS="..." to widen (12-layer exits are less sure)
   grid=()
   for r in "${ratios[@]}"; do grid+=(-p "spatten:tokens=$r" -p "spatten:tokens=$r,start=2"); done
   grid+=(-p "spatten:tokens=${ratios[1]},heads=0.75" -p spatten:heads=0.75)
