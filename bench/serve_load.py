@@ -33,6 +33,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from serve_common import free_port, rss_mib
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -62,23 +64,6 @@ def wait_healthy(port, path, proc, timeout=600):
         except Exception:
             time.sleep(0.5)
     raise RuntimeError(f"server did not answer {path} within {timeout} s")
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mib(pid):
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 async def one_connection(port, path, bodies, headers, deadline, budget, latencies, errors, counter):
@@ -177,21 +162,21 @@ def main():
     # of them back to back, so a change in the shared machine's load hits them alike.
     servers, procs = [], []
     try:
+        def start_sieve(*extra):
+            port = free_port()
+            proc = subprocess.Popen([args.sieve, "serve", "--model", args.model, "--port", str(port), "--threads", str(args.threads),
+                                     "--max-concurrent-requests", "1024", *extra], stderr=subprocess.DEVNULL)
+            procs.append(proc)
+            wait_healthy(port, "/health", proc)
+            return port, proc.pid
+
         if "sieve" in only:
-            port = free_port()
-            proc = subprocess.Popen([args.sieve, "serve", "--model", args.model, "--port", str(port), "--threads", str(args.threads),
-                                     "--preset", args.preset, "--max-concurrent-requests", "1024"], stderr=subprocess.DEVNULL)
-            procs.append(proc)
-            wait_healthy(port, "/health", proc)
-            servers.append(("sieve dense", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, proc.pid))
-            servers.append(("sieve pruned", port, "/v1/embeddings", "all-MiniLM-L6-v2", {"X-Sieve-Policy": args.preset}, proc.pid))
+            port, pid = start_sieve("--preset", args.preset)
+            servers.append(("sieve dense", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, pid))
+            servers.append(("sieve pruned", port, "/v1/embeddings", "all-MiniLM-L6-v2", {"X-Sieve-Policy": args.preset}, pid))
         if "sieve" in only and args.sieve_bf16:
-            port = free_port()
-            proc = subprocess.Popen([args.sieve, "serve", "--model", args.model, "--port", str(port), "--threads", str(args.threads),
-                                     "--precision", "bf16", "--max-concurrent-requests", "1024"], stderr=subprocess.DEVNULL)
-            procs.append(proc)
-            wait_healthy(port, "/health", proc)
-            servers.append(("sieve dense bf16", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, proc.pid))
+            port, pid = start_sieve("--precision", "bf16")
+            servers.append(("sieve dense bf16", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, pid))
         if "peer" in only and args.peer == "infinity":
             port = free_port()
             env = dict(os.environ, HF_HUB_OFFLINE="1", DO_NOT_TRACK="1", INFINITY_ANONYMOUS_USAGE_STATS="0")

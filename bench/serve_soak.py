@@ -27,24 +27,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from serve_common import free_port, rss_mib
+
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["the movie was a delight from start to finish", "a tedious, overlong mess", "Ünïcödé and 音楽 too",
          "short", "word " * 400, "an unremarkable film that neither thrills nor bores",
          "it 's a charming and often affecting journey", "the plot is nothing but boilerplate clichés from start to finish"]
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return None
 
 
 def http(port, method, path, body=None):
