@@ -232,7 +232,7 @@ TEST_F(ServeTest, Base64AndDimensions) {
 
   for (int dims : {1, 64, 383, 384}) {
     std::vector<float> cut(full.begin(), full.begin() + dims);
-    serving::l2_normalize(cut);
+    l2_normalize(cut);
     const json f = post_json("/v1/embeddings", {{"input", text}, {"dimensions", dims}});
     const std::vector<float> got = to_floats(f["data"][0]["embedding"]);
     ASSERT_EQ(got.size(), static_cast<size_t>(dims));
@@ -275,7 +275,7 @@ TEST_F(ServeTest, TeiEmbedNormalizeAndTruncation) {
   ASSERT_EQ(raw.size(), 2u);
   EXPECT_GT(std::fabs(norm(to_floats(raw[0])) - 1.0), 1e-3);  // the pooled vector, not normalized
   std::vector<float> unit = to_floats(raw[0]);
-  serving::l2_normalize(unit);
+  l2_normalize(unit);
   EXPECT_LT(max_abs_diff(unit, expected(text)), 1e-5);
 
   std::string long_text = "start";

@@ -101,12 +101,15 @@ std::vector<float> TextModel::pooled(const SequenceOutput& out) const {
   return pooling_ == Pooling::Mean ? BertEncoder::mean_pool(out) : BertEncoder::cls_vector(out);
 }
 
-void TextModel::normalize_if_declared(std::vector<float>& v) const {
-  if (!normalize_) return;
+void l2_normalize(std::vector<float>& v) {
   double norm = 0;
   for (float x : v) norm += static_cast<double>(x) * x;
   const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
   for (float& x : v) x *= inv;
+}
+
+void TextModel::normalize_if_declared(std::vector<float>& v) const {
+  if (normalize_) l2_normalize(v);
 }
 
 std::vector<float> TextModel::embedding(const SequenceOutput& out) const {

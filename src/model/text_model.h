@@ -26,6 +26,10 @@ struct EncodedBatch {
   std::vector<bool> truncated;  // per input: the text was cut to max_length tokens
 };
 
+// Scales v to unit length in place (a zero vector stays zero): the L2 normalization of sentence
+// embeddings, wherever they are made.
+void l2_normalize(std::vector<float>& v);
+
 class TextModel {
  public:
   // exits_dir: where the early-exit classifiers are (empty = <model>/exits if it exists).

@@ -222,13 +222,6 @@ void truncate_and_normalize(std::vector<float>& v, size_t dimensions) {
   l2_normalize(v);
 }
 
-void l2_normalize(std::vector<float>& v) {
-  double norm = 0;
-  for (float x : v) norm += static_cast<double>(x) * x;
-  const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
-  for (float& x : v) x *= inv;
-}
-
 std::string base64_floats(std::span<const float> values) {
   static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string bytes(values.size() * 4, '\0');

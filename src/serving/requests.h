@@ -63,8 +63,6 @@ struct TokenizeSettings {
 std::vector<EncoderInput> encode_inputs(const TextModel& model, const std::vector<RequestInput>& inputs,
                                         const TokenizeSettings& settings, const std::string& param);
 
-// Scales v to unit length (a zero vector stays zero).
-void l2_normalize(std::vector<float>& v);
 // Keeps the first `dimensions` values and rescales them to unit length (OpenAI's `dimensions`,
 // for Matryoshka-trained models).
 void truncate_and_normalize(std::vector<float>& v, size_t dimensions);
