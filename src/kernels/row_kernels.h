@@ -19,6 +19,14 @@ struct RowKernels {
   void (*bias_tanh)(float* x, const float* bias, int64_t n);
   // out[i] = x[i] rounded to bfloat16 (nearest even; NaN stays NaN), the bits as uint16.
   void (*to_bf16)(const float* x, uint16_t* out, int64_t n);
+  // out = x / sqrt(mean(x^2) + eps) * gamma (Llama's RMSNorm); out may be x.
+  void (*rms_norm)(const float* x, float* out, const float* gamma, float eps, int64_t n);
+  // gate[i] = silu(gate[i]) * up[i], silu(v) = v / (1 + exp(-v)) (Llama's SwiGLU feed-forward).
+  void (*silu_mul)(float* gate, const float* up, int64_t n);
+  // sum of a[i] * b[i] (attention of one query over cached keys).
+  float (*dot)(const float* a, const float* b, int64_t n);
+  // y[i] += alpha * x[i] (attention's weighted sum of cached values).
+  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
 };
 
 namespace portable {

@@ -135,42 +135,10 @@ Gpt2Decoder Gpt2Decoder::load(const std::filesystem::path& model_dir) {
   return m;
 }
 
-void Gpt2Decoder::attention(const Layer& layer, int layer_index, const Tensor& normed, KvCache& cache,
-                            GenerationPolicy& policy, DecodeStage stage, Tensor& qkv, Tensor& context,
-                            KvTraffic& traffic) const {
-  const int64_t E = config_.n_embd, d = config_.head_dim(), n = normed.dim(0), base = cache.size();
-  const int heads = static_cast<int>(config_.n_head);
-  qkv.reshape({n, 3 * E});
-  gemm(n, 3 * E, E, {normed.data(), E}, {layer.qkv_w.data(), 3 * E}, qkv.data(), 3 * E);
-  add_bias_rows(qkv, layer.qkv_b);
-  // The new tokens' keys and values join the cache before attention: each attends to itself.
-  for (int64_t i = 0; i < n; ++i) {
-    std::memcpy(cache.key(layer_index, base + i), qkv.row(i) + E, sizeof(float) * E);
-    std::memcpy(cache.value(layer_index, base + i), qkv.row(i) + 2 * E, sizeof(float) * E);
-  }
-  cache.quantize_new_rows(layer_index, n);
-
-  context.reshape({n, E});
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  // Per head: attention received by each visible slot, summed over the new queries, handed to the
-  // policy after the parallel loop (policies that accumulate state are not thread-safe).
-  std::vector<std::vector<float>> received(static_cast<size_t>(heads), std::vector<float>(static_cast<size_t>(base + n), 0.0f));
-  std::vector<KvTraffic> head_traffic(static_cast<size_t>(heads));
-#pragma omp parallel for schedule(dynamic, 1) if (n * (base + n) * d * heads >= (1 << 16))
-  for (int h = 0; h < heads; ++h) {
-    AttentionScratch scratch;
-    std::vector<float>& sums = received[static_cast<size_t>(h)];
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t visible = base + i + 1;  // causal: earlier tokens and itself
-      attend_cached(cache, layer_index, h, visible, qkv.row(i) + h * d, scale, policy, stage, scratch,
-                    context.row(i) + h * d, head_traffic[static_cast<size_t>(h)]);
-      for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += scratch.scores[static_cast<size_t>(j)];
-    }
-  }
-  for (int h = 0; h < heads; ++h) {
-    policy.observe_attention(received[static_cast<size_t>(h)]);
-    traffic.add(head_traffic[static_cast<size_t>(h)]);
-  }
+DecoderShape Gpt2Decoder::shape() const {
+  const Gpt2Config& c = config_;
+  return {static_cast<int>(c.n_layer), static_cast<int>(c.n_head), static_cast<int>(c.n_head), c.head_dim(),
+          c.n_positions, c.vocab_size, c.n_embd};
 }
 
 Tensor Gpt2Decoder::forward(std::span<const int32_t> ids, KvCache& cache, GenerationPolicy& policy, DecodeStage stage,
@@ -193,7 +161,19 @@ Tensor Gpt2Decoder::forward(std::span<const int32_t> ids, KvCache& cache, Genera
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& layer = layers_[l];
     layer_norm_rows(x, normed, layer.ln1_g, layer.ln1_b, c.layer_norm_epsilon);
-    attention(layer, static_cast<int>(l), normed, cache, policy, stage, qkv, context, traffic);
+    qkv.reshape({n, 3 * E});
+    gemm(n, 3 * E, E, {normed.data(), E}, {layer.qkv_w.data(), 3 * E}, qkv.data(), 3 * E);
+    add_bias_rows(qkv, layer.qkv_b);
+    // The new tokens' keys and values join the cache before attention: each attends to itself.
+    const int64_t base = cache.size();
+    for (int64_t i = 0; i < n; ++i) {
+      std::memcpy(cache.key(static_cast<int>(l), base + i), qkv.row(i) + E, sizeof(float) * E);
+      std::memcpy(cache.value(static_cast<int>(l), base + i), qkv.row(i) + 2 * E, sizeof(float) * E);
+    }
+    cache.quantize_new_rows(static_cast<int>(l), n);
+    context.reshape({n, E});
+    attend_new_tokens(cache, static_cast<int>(l), {qkv.data(), 3 * E}, n, static_cast<int>(c.n_head), policy, stage,
+                      context.data(), E, traffic);
     gemm(n, E, E, {context.data(), E}, {layer.proj_w.data(), E}, x.data(), E, 1.0f);  // x += context * W
     add_bias_rows(x, layer.proj_b);
     layer_norm_rows(x, normed, layer.ln2_g, layer.ln2_b, c.layer_norm_epsilon);
@@ -212,40 +192,6 @@ Tensor Gpt2Decoder::forward(std::span<const int32_t> ids, KvCache& cache, Genera
   Tensor logits({rows, V});
   gemm(rows, V, E, {normed.data(), E}, {wte_t_.data(), V}, logits.data(), V);
   return logits;
-}
-
-DecodingSession::DecodingSession(const Gpt2Decoder& model, GenerationPolicy& policy) : model_(model), policy_(policy) {
-  const Gpt2Config& c = model.config();
-  policy_.reset();
-  cache_ = KvCache(static_cast<int>(c.n_layer), static_cast<int>(c.n_head), c.head_dim(), c.n_positions, policy_.kv_quantization());
-}
-
-std::vector<float> DecodingSession::prefill(std::span<const int32_t> ids, Tensor* all_logits) {
-  if (cache_.tokens_seen() != 0) throw Error("prefill: the session already holds a sequence");
-  if (ids.empty()) throw Error("empty prompt: there is nothing to continue");
-  KvTraffic prompt_traffic;  // the summarization stage reads fp32 and is not what the statistic counts
-  Tensor logits = model_.forward(ids, cache_, policy_, DecodeStage::Prompt, all_logits != nullptr, prompt_traffic);
-  prune_cache();
-  const int64_t V = logits.dim(1);
-  std::vector<float> last(logits.row(logits.dim(0) - 1), logits.row(logits.dim(0) - 1) + V);
-  if (all_logits) *all_logits = std::move(logits);
-  return last;
-}
-
-std::vector<float> DecodingSession::step(int32_t id) {
-  if (cache_.tokens_seen() == 0) throw Error("step: run prefill() first");
-  const int32_t ids[1] = {id};
-  const Tensor logits = model_.forward(ids, cache_, policy_, DecodeStage::Generation, false, traffic_);
-  ++steps_;
-  prune_cache();
-  return {logits.data(), logits.data() + logits.size()};
-}
-
-void DecodingSession::prune_cache() {
-  std::vector<int32_t> keep(static_cast<size_t>(cache_.size()));
-  for (size_t i = 0; i < keep.size(); ++i) keep[i] = static_cast<int32_t>(i);
-  policy_.choose_cached(cache_, keep);
-  if (static_cast<int64_t>(keep.size()) < cache_.size()) cache_.keep_slots(keep);
 }
 
 }  // namespace sieve

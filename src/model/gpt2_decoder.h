@@ -5,14 +5,14 @@
 // is tied to the token embeddings). Its linear layers are Conv1D, whose weight is stored
 // [in, out]: already the layout gemm() takes, so no transpose at load.
 //
-// Decoding is one loop for every policy: DecodingSession::prefill runs the prompt (all tokens in one
-// pass, causal attention), step() one new token against the KV cache; the generation policy is
-// consulted inside attention and after every token (policies/generation_policy.h).
+// The decoding loop, generation policies and perplexity are shared with every decoder
+// (model/decoder.h).
 #include <cstdint>
 #include <filesystem>
 #include <span>
 #include <vector>
 
+#include "model/decoder.h"
 #include "model/kv_cache.h"
 #include "tensor/tensor.h"
 
@@ -34,7 +34,7 @@ struct Gpt2Config {
   static Gpt2Config load(const std::filesystem::path& path);
 };
 
-class Gpt2Decoder {
+class Gpt2Decoder final : public Decoder {
  public:
   // Throws sieve::Error naming the file and tensor on anything missing or misshapen.
   static Gpt2Decoder load(const std::filesystem::path& model_dir);
@@ -44,47 +44,20 @@ class Gpt2Decoder {
   // Runs `ids` at positions cache.tokens_seen().. : their keys/values join the cache, their
   // queries attend to the cache and to each other causally. Returns logits [rows, vocab] for
   // every new token (all_logits) or for the last one only. Does not prune the cache.
+  DecoderShape shape() const override;
+  std::string architecture() const override { return "gpt2"; }
   Tensor forward(std::span<const int32_t> ids, KvCache& cache, GenerationPolicy& policy, DecodeStage stage,
-                 bool all_logits, KvTraffic& traffic) const;
+                 bool all_logits, KvTraffic& traffic) const override;
 
  private:
   struct Layer {
     Tensor ln1_g, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_g, ln2_b, fc_w, fc_b, fc_proj_w, fc_proj_b;
   };
-  void attention(const Layer& layer, int layer_index, const Tensor& normed, KvCache& cache, GenerationPolicy& policy,
-                 DecodeStage stage, Tensor& qkv, Tensor& context, KvTraffic& traffic) const;
 
   Gpt2Config config_;
   Tensor wte_, wte_t_, wpe_;  // wte_t_ = wte^T [n_embd, vocab]: the tied LM head in gemm's layout
   Tensor lnf_g_, lnf_b_;
   std::vector<Layer> layers_;
-};
-
-// One sequence being decoded: its cache, its policy, and what it read from the cache.
-class DecodingSession {
- public:
-  // `policy` must outlive the session; it is reset here.
-  DecodingSession(const Gpt2Decoder& model, GenerationPolicy& policy);
-
-  // The prompt: returns the logits of its last token ([vocab]); when all_logits is non-null it
-  // receives [tokens, vocab]. Only once, on an empty session.
-  std::vector<float> prefill(std::span<const int32_t> ids, Tensor* all_logits = nullptr);
-  // One more token: returns its logits. Throws when the model's position limit is reached.
-  std::vector<float> step(int32_t id);
-
-  const KvCache& cache() const { return cache_; }
-  bool full() const { return cache_.tokens_seen() >= model_.config().n_positions; }
-  const KvTraffic& traffic() const { return traffic_; }  // over step() calls
-  int64_t steps() const { return steps_; }
-
- private:
-  void prune_cache();
-
-  const Gpt2Decoder& model_;
-  GenerationPolicy& policy_;
-  KvCache cache_;
-  KvTraffic traffic_;
-  int64_t steps_ = 0;
 };
 
 }  // namespace sieve

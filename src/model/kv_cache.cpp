@@ -113,27 +113,18 @@ void KvCache::keep_slots(std::span<const int32_t> slots) {
   size_ = dst;
 }
 
-namespace {
-
-float dot(const float* a, const float* b, int64_t n) {
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
-}  // namespace
-
-void attend_cached(const KvCache& cache, int layer, int head, int64_t visible, const float* query, float scale,
+void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible, const float* query, float scale,
                    const GenerationPolicy& policy, DecodeStage stage, AttentionScratch& scratch, float* out,
                    KvTraffic& traffic) {
-  const int64_t d = cache.head_dim(), column = head * d;
+  const int64_t d = cache.head_dim(), column = kv_head * d;
+  const RowKernels& kernels = row_kernels();
   const bool generation = stage == DecodeStage::Generation;
   const SplitQuantization* quantization = generation && cache.quantization() ? &*cache.quantization() : nullptr;
   std::vector<float>& p = scratch.scores;
   p.resize(static_cast<size_t>(visible));
 
   if (!quantization) {
-    for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] = scale * dot(query, cache.key(layer, j) + column, d);
+    for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] = scale * kernels.dot(query, cache.key(layer, j) + column, d);
     row_kernels().softmax(p.data(), visible);
     if (generation) {
       traffic.key_bytes += static_cast<double>(visible * d) * sizeof(float);
@@ -146,11 +137,11 @@ void attend_cached(const KvCache& cache, int layer, int head, int64_t visible, c
     auto score_keys = [&](bool with_lsbs) {
       for (int64_t j = 0; j < visible; ++j) {
         const int16_t* codes = cache.key_codes(layer, j) + column;
-        const float key_scale = cache.key_scale(layer, j, head);
+        const float key_scale = cache.key_scale(layer, j, kv_head);
         for (int64_t c = 0; c < d; ++c)
           scratch.dequantized[static_cast<size_t>(c)] =
               with_lsbs ? SplitQuantization::full_value(codes[c], key_scale) : quantization->msb_value(codes[c], key_scale);
-        p[static_cast<size_t>(j)] = scale * dot(query, scratch.dequantized.data(), d);
+        p[static_cast<size_t>(j)] = scale * kernels.dot(query, scratch.dequantized.data(), d);
       }
       row_kernels().softmax(p.data(), visible);
     };
@@ -176,11 +167,10 @@ void attend_cached(const KvCache& cache, int layer, int head, int64_t visible, c
     const float weight = p[static_cast<size_t>(r)];
     if (quantization) {
       const int16_t* codes = cache.value_codes(layer, r) + column;
-      const float value_scale = cache.value_scale(layer, r, head);
+      const float value_scale = cache.value_scale(layer, r, kv_head);
       for (int64_t c = 0; c < d; ++c) out[c] += weight * SplitQuantization::full_value(codes[c], value_scale);
     } else {
-      const float* v = cache.value(layer, r) + column;
-      for (int64_t c = 0; c < d; ++c) out[c] += weight * v[c];
+      kernels.axpy(weight, cache.value(layer, r) + column, out, d);
     }
   }
   if (generation) {
@@ -189,6 +179,98 @@ void attend_cached(const KvCache& cache, int layer, int head, int64_t visible, c
     traffic.value_bytes += static_cast<double>(rows.size()) * row_bytes;
     ++traffic.head_reads;
   }
+}
+
+namespace {
+
+// Query rows per block of the prompt-stage GEMMs: bounds the score matrix at rows x visible floats.
+constexpr int64_t kPromptRowBlock = 256;
+
+void attend_prompt(const KvCache& cache, int layer, MatrixRef queries, int64_t n, int query_heads, float scale,
+                   float* context, int64_t context_stride, std::vector<std::vector<float>>& received) {
+  const int64_t d = cache.head_dim(), base = cache.size(), width = cache.heads() * d;
+  const int group = query_heads / cache.heads();
+  const RowKernels& kernels = row_kernels();
+#pragma omp parallel for schedule(dynamic, 1) if (n * (base + n) * d * query_heads >= (1 << 16))
+  for (int h = 0; h < query_heads; ++h) {
+    const int64_t kv_column = (h / group) * d;
+    float* sums = received[static_cast<size_t>(h)].data();
+    std::vector<float> scores;
+    for (int64_t first = 0; first < n; first += kPromptRowBlock) {
+      const int64_t rows = std::min(kPromptRowBlock, n - first), columns = base + first + rows;
+      scores.resize(static_cast<size_t>(rows * columns));
+      // scores = Q K^T over every slot the block's last query may see; later slots are masked below.
+      gemm_nt(rows, columns, d, {queries.data + first * queries.stride + h * d, queries.stride},
+              {cache.key(layer, 0) + kv_column, width}, scores.data(), columns);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* p = scores.data() + r * columns;
+        const int64_t visible = base + first + r + 1;  // causal: earlier tokens and itself
+        for (int64_t j = 0; j < visible; ++j) p[j] *= scale;
+        kernels.softmax(p, visible);
+        std::fill(p + visible, p + columns, 0.0f);
+        for (int64_t j = 0; j < visible; ++j) sums[j] += p[j];
+      }
+      gemm(rows, d, columns, {scores.data(), columns}, {cache.value(layer, 0) + kv_column, width},
+           context + first * context_stride + h * d, context_stride);
+    }
+  }
+}
+
+void attend_generation(const KvCache& cache, int layer, MatrixRef queries, int64_t n, int query_heads, float scale,
+                       const GenerationPolicy& policy, float* context, int64_t context_stride,
+                       std::vector<std::vector<float>>& received, KvTraffic& traffic) {
+  const int kv_heads = cache.heads();
+  const int group = query_heads / kv_heads;
+  const int64_t d = cache.head_dim(), base = cache.size();
+  std::vector<KvTraffic> kv_traffic(static_cast<size_t>(kv_heads));
+#pragma omp parallel for schedule(dynamic, 1) if (n * (base + n) * d * query_heads >= (1 << 16))
+  for (int g = 0; g < kv_heads; ++g) {
+    AttentionScratch scratch;
+    std::vector<char> value_read;
+    KvTraffic& total = kv_traffic[static_cast<size_t>(g)];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t visible = base + i + 1;
+      value_read.assign(static_cast<size_t>(visible), 0);
+      KvTraffic keys;  // the group's key reads: the most any of its queries fetched (they share the rows)
+      double value_row_bytes = 0;
+      for (int k = 0; k < group; ++k) {
+        const int h = g * group + k;
+        KvTraffic one;
+        attend_cached(cache, layer, g, visible, queries.data + i * queries.stride + h * d, scale, policy,
+                      DecodeStage::Generation, scratch, context + i * context_stride + h * d, one);
+        std::vector<float>& sums = received[static_cast<size_t>(h)];
+        for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += scratch.scores[static_cast<size_t>(j)];
+        for (int32_t r : scratch.rows) value_read[static_cast<size_t>(r)] = 1;
+        if (!scratch.rows.empty()) value_row_bytes = one.value_bytes / static_cast<double>(scratch.rows.size());
+        if (one.key_bits > keys.key_bits) keys = one;
+      }
+      total.key_bytes += keys.key_bytes;
+      total.key_elements += keys.key_elements;
+      total.key_bits += keys.key_bits;
+      total.lsb_refetches += keys.lsb_refetches;
+      total.head_reads += 1;
+      total.value_bytes += value_row_bytes * static_cast<double>(std::count(value_read.begin(), value_read.end(), 1));
+    }
+  }
+  for (const KvTraffic& t : kv_traffic) traffic.add(t);
+}
+
+}  // namespace
+
+void attend_new_tokens(const KvCache& cache, int layer, MatrixRef queries, int64_t n, int query_heads,
+                       GenerationPolicy& policy, DecodeStage stage, float* context, int64_t context_stride,
+                       KvTraffic& traffic) {
+  if (query_heads % cache.heads() != 0) throw Error("internal: query heads must be a multiple of the cached heads");
+  const int64_t total = cache.size() + n;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(cache.head_dim()));
+  // Per query head: attention received by each visible slot, summed over the new queries, handed to
+  // the policy after the parallel loops (policies that accumulate state are not thread-safe).
+  std::vector<std::vector<float>> received(static_cast<size_t>(query_heads), std::vector<float>(static_cast<size_t>(total), 0.0f));
+  if (stage == DecodeStage::Prompt)
+    attend_prompt(cache, layer, queries, n, query_heads, scale, context, context_stride, received);
+  else
+    attend_generation(cache, layer, queries, n, query_heads, scale, policy, context, context_stride, received, traffic);
+  for (const std::vector<float>& sums : received) policy.observe_attention(sums);
 }
 
 }  // namespace sieve

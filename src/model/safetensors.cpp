@@ -1,14 +1,8 @@
 #include "model/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -16,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/half.h"
 #include "util/json_file.h"
 
 namespace sieve {
@@ -62,21 +57,6 @@ std::string format_shape(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// Exact: every fp16 value, subnormals included, is representable in fp32.
-float f16_to_f32(uint16_t half) {
-  const uint32_t sign = static_cast<uint32_t>(half & 0x8000u) << 16;
-  const uint32_t exponent = (half >> 10) & 0x1Fu;
-  const uint32_t mantissa = half & 0x3FFu;
-  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24
-    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
-    return sign ? -magnitude : magnitude;
-  }
-  const uint32_t fp32_exponent = exponent == 0x1F ? 0xFFu : exponent + (127 - 15);  // inf/NaN stay so
-  return std::bit_cast<float>(sign | (fp32_exponent << 23) | (mantissa << 13));
-}
-
-// bf16 is the top half of an fp32, so widening is a shift.
-float bf16_to_f32(uint16_t bf16) { return std::bit_cast<float>(static_cast<uint32_t>(bf16) << 16); }
 
 template <float (*Convert)(uint16_t)>
 void convert_16bit(const std::byte* source, float* destination, int64_t count) {
@@ -86,14 +66,6 @@ void convert_16bit(const std::byte* source, float* destination, int64_t count) {
     destination[i] = Convert(raw);
   }
 }
-
-// Closes a file descriptor on every exit path of map_file().
-struct FileDescriptor {
-  int fd;
-  ~FileDescriptor() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 // The header through the shared bounded JSON reader: linear time, depth-limited, duplicate keys
 // refused (they would mean different tensors to different readers).
@@ -215,10 +187,6 @@ void check_no_overlaps(const std::map<std::string, TensorInfo>& tensors, const s
 std::string_view dtype_name(DType dtype) { return spelling_of(dtype).name; }
 size_t dtype_size(DType dtype) { return spelling_of(dtype).size; }
 
-void SafetensorsFile::Unmapper::operator()(const std::byte* mapping) const {
-  ::munmap(const_cast<std::byte*>(mapping), length);
-}
-
 SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   SafetensorsFile file;
   file.path_ = path;
@@ -228,36 +196,18 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
 }
 
 void SafetensorsFile::map_file() {
-  const std::string file = path_.string();
-  std::error_code ignored;
-  const std::filesystem::file_status status = std::filesystem::status(path_, ignored);
-  if (!std::filesystem::exists(status)) throw Error(file + ": safetensors file not found");
-  if (std::filesystem::is_directory(status)) {
-    throw Error(file + ": is a directory, expected a .safetensors file");
-  }
-  if (!std::filesystem::is_regular_file(status)) throw Error(file + ": is not a regular file");
-
-  const FileDescriptor descriptor{::open(path_.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (descriptor.fd < 0) throw Error(file + ": cannot open: " + std::strerror(errno));
-  struct stat stats {};
-  if (::fstat(descriptor.fd, &stats) != 0) throw Error(file + ": cannot stat: " + std::strerror(errno));
-  file_size_ = static_cast<size_t>(stats.st_size);
+  mapping_ = MappedFile::open(path_, "safetensors file", ".safetensors");
+  file_size_ = mapping_.size();
   if (file_size_ < kLengthFieldBytes) {
-    throw Error(file + ": file is " + std::to_string(file_size_) +
+    throw Error(path_.string() + ": file is " + std::to_string(file_size_) +
                 " bytes, too short for a safetensors header (at least 8)");
   }
-  // A file truncated by someone else *after* this point would still fault on access; the
-  // format gives no defence against that, and checkpoints are not rewritten in place.
-  void* mapping = ::mmap(nullptr, file_size_, PROT_READ, MAP_PRIVATE, descriptor.fd, 0);
-  if (mapping == MAP_FAILED) throw Error(file + ": cannot mmap: " + std::strerror(errno));
-  mapping_ = std::unique_ptr<const std::byte, Unmapper>(static_cast<const std::byte*>(mapping),
-                                                         Unmapper{file_size_});
 }
 
 void SafetensorsFile::parse_header() {
   const std::string file = path_.string();
   uint64_t header_length;
-  std::memcpy(&header_length, mapping_.get(), sizeof header_length);
+  std::memcpy(&header_length, mapping_.data(), sizeof header_length);
   if (header_length > kMaxHeaderBytes) {
     throw Error(file + ": header length " + std::to_string(header_length) + " is absurd (limit " +
                 std::to_string(kMaxHeaderBytes) + " bytes); not a safetensors file?");
@@ -268,7 +218,7 @@ void SafetensorsFile::parse_header() {
                 " bytes after the length field; the file is truncated");
   }
   data_offset_ = kLengthFieldBytes + header_length;
-  const std::string_view text(reinterpret_cast<const char*>(mapping_.get()) + kLengthFieldBytes, header_length);
+  const std::string_view text(reinterpret_cast<const char*>(mapping_.data()) + kLengthFieldBytes, header_length);
   const json header = parse_header_json(text, file);
 
   const uint64_t data_size = file_size_ - data_offset_;
@@ -318,7 +268,7 @@ Tensor SafetensorsFile::load_f32(const std::string& name, const std::vector<int6
   Tensor result(tensor.shape);
   if (result.empty()) return result;
   // open() proved [begin, end) lies inside the data region and matches the shape's byte size.
-  const std::byte* source = mapping_.get() + data_offset_ + tensor.begin;
+  const std::byte* source = mapping_.data() + data_offset_ + tensor.begin;
   switch (tensor.dtype) {
     case DType::F32:
       std::memcpy(result.data(), source, tensor.end - tensor.begin);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tensor/tensor.h"
+#include "util/mapped_file.h"
 
 namespace sieve {
 
@@ -50,18 +51,13 @@ class SafetensorsFile {
   Tensor load_f32(const std::string& name, const std::vector<int64_t>& expected_shape = {}) const;
 
  private:
-  struct Unmapper {
-    size_t length;  // no initializer: it would hide the default constructor unique_ptr needs
-    void operator()(const std::byte* mapping) const;
-  };
-
   SafetensorsFile() = default;
   void map_file();
   void parse_header();
   std::string describe(const std::string& tensor_name) const;  // "tensor 'X' in FILE"
 
   std::filesystem::path path_;
-  std::unique_ptr<const std::byte, Unmapper> mapping_;  // unmapped on destruction; movable
+  MappedFile mapping_;
   size_t file_size_ = 0;
   size_t data_offset_ = 0;  // where the data region starts within the mapping
   std::map<std::string, TensorInfo> tensors_;

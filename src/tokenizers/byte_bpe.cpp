@@ -3,6 +3,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <algorithm>
 #include <array>
 #include <functional>
 #include <queue>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "model/gguf.h"
 #include "tokenizers/unicode_text.h"
 #include "util/error.h"
 #include "util/files.h"
@@ -88,16 +90,30 @@ std::pair<std::string, std::string> split_merge(const std::string& line, const s
 
 struct ByteLevelBpe::Regex {
   pcre2_code* code = nullptr;
-  ~Regex() { pcre2_code_free(code); }
+  pcre2_code* digit = nullptr;  // one \p{N} character, for the digit-splitting pre-tokenizers
+  ~Regex() {
+    pcre2_code_free(code);
+    pcre2_code_free(digit);
+  }
 };
 
-ByteLevelBpe::ByteLevelBpe() : regex_(std::make_unique<Regex>()) {
+namespace {
+
+pcre2_code* compile_pattern(std::string_view pattern) {
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  regex_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2Pattern.data()), kGpt2Pattern.size(),
-                               PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
-  if (!regex_->code) throw Error("internal: GPT-2 pattern does not compile (PCRE2 error " + std::to_string(error_code) + ")");
-  pcre2_jit_compile(regex_->code, PCRE2_JIT_COMPLETE);  // a speed-up only; the interpreter is the fallback
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP,
+                                   &error_code, &error_offset, nullptr);
+  if (!code) throw Error("internal: tokenizer pattern does not compile (PCRE2 error " + std::to_string(error_code) + ")");
+  pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // a speed-up only; the interpreter is the fallback
+  return code;
+}
+
+}  // namespace
+
+ByteLevelBpe::ByteLevelBpe() : regex_(std::make_unique<Regex>()) {
+  regex_->code = compile_pattern(kGpt2Pattern);
+  regex_->digit = compile_pattern(R"(\p{N})");
 }
 
 ByteLevelBpe::ByteLevelBpe(ByteLevelBpe&&) noexcept = default;
@@ -161,6 +177,36 @@ ByteLevelBpe ByteLevelBpe::from_model_dir(const std::filesystem::path& dir) {
   return bpe;
 }
 
+ByteLevelBpe ByteLevelBpe::from_gguf(const GgufFile& file) {
+  const std::string source = file.path().string();
+  const std::string model = file.string("tokenizer.ggml.model");
+  if (model != "gpt2") throw Error(source + ": tokenizer model '" + model + "' is not supported (supported: gpt2, byte-level BPE)");
+  ByteLevelBpe bpe;
+  const std::string pre = file.find("tokenizer.ggml.pre") ? file.string("tokenizer.ggml.pre") : "default";
+  if (pre == "smollm") bpe.split_digits_ = true;
+  else if (pre != "gpt2" && pre != "default") throw Error(source + ": pre-tokenizer '" + pre + "' is not supported (supported: gpt2, smollm)");
+  const std::vector<std::string>& tokens = file.strings("tokenizer.ggml.tokens");
+  if (tokens.empty() || static_cast<int64_t>(tokens.size()) > kMaxTokenId + 1) throw Error(source + ": tokenizer.ggml.tokens has an impossible size");
+  const std::vector<int64_t>* types = file.find("tokenizer.ggml.token_type") ? &file.integers("tokenizer.ggml.token_type") : nullptr;
+  if (types && types->size() != tokens.size()) throw Error(source + ": tokenizer.ggml.token_type and tokens differ in length");
+  constexpr int64_t kControl = 3, kUserDefined = 4;  // llama.cpp's token types matched as whole tokens in text
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    const bool special = types && ((*types)[id] == kControl || (*types)[id] == kUserDefined);
+    if (special && !tokens[id].empty()) bpe.special_tokens_.emplace_back(tokens[id], static_cast<int32_t>(id));
+    else if (!bpe.vocab_.emplace(tokens[id], static_cast<int32_t>(id)).second)
+      throw Error(source + ": token '" + tokens[id].substr(0, 100) + "' appears twice in tokenizer.ggml.tokens");
+  }
+  for (const std::string& merge : file.strings("tokenizer.ggml.merges"))
+    bpe.merge_list_.push_back(split_merge(merge, source + ": merge " + std::to_string(bpe.merge_list_.size() + 1)));
+  if (file.find("tokenizer.ggml.eos_token_id")) {
+    const int64_t eos = file.integer("tokenizer.ggml.eos_token_id");
+    if (eos < 0 || eos >= static_cast<int64_t>(tokens.size())) throw Error(source + ": eos_token_id is outside the vocabulary");
+    bpe.end_of_text_ = static_cast<int32_t>(eos);
+  }
+  bpe.finish_loading(source);
+  return bpe;
+}
+
 void ByteLevelBpe::finish_loading(const std::string& source) {
   int32_t max_id = -1;
   for (const auto& [token, id] : vocab_) max_id = std::max(max_id, id);
@@ -173,12 +219,15 @@ void ByteLevelBpe::finish_loading(const std::string& source) {
     throw Error(source + ": token id " + std::to_string(max_id) + " is far beyond the " + std::to_string(vocab_.size()) + " entries");
   id_to_bytes_.assign(static_cast<size_t>(max_id + 1), std::string());
   for (const auto& [token, id] : vocab_) id_to_bytes_[static_cast<size_t>(id)] = spelling_to_bytes(token, source);
-  // Every single byte must be a token, or some texts could not be encoded at all.
+  // The id of each single byte. Some vocabularies lack a few (SmolLM2 has no token for 21 bytes,
+  // among them 0xC0, 0xC1 and 0xF5-0xFF, which never occur in UTF-8): such bytes are dropped when
+  // encoding, as Hugging Face's BPE does without an unknown token and as llama.cpp does.
   for (size_t byte = 0; byte < 256; ++byte) {
     const auto it = vocab_.find(byte_spellings()[byte]);
-    if (it == vocab_.end()) throw Error(source + ": vocabulary lacks the byte token '" + byte_spellings()[byte] + "'");
-    byte_ids_[byte] = it->second;
+    byte_ids_[byte] = it == vocab_.end() ? -1 : it->second;
   }
+  if (std::count(byte_ids_.begin(), byte_ids_.end(), -1) > 128)
+    throw Error(source + ": vocabulary lacks most single-byte tokens; not a byte-level BPE vocabulary");
   // Merges by id, as Hugging Face's BPE builds them: both sides and their concatenation must be
   // tokens (so encoding never meets a symbol it cannot name), and the first occurrence of a pair wins.
   for (size_t rank = 0; rank < merge_list_.size(); ++rank) {
@@ -193,6 +242,7 @@ void ByteLevelBpe::finish_loading(const std::string& source) {
   }
   merge_list_.clear();
   merge_list_.shrink_to_fit();
+  if (!end_of_text_) end_of_text_ = token_id("<|endoftext|>");
 }
 
 void ByteLevelBpe::encode_piece(std::string_view piece, std::vector<int32_t>& ids) const {
@@ -212,12 +262,15 @@ void ByteLevelBpe::encode_piece(std::string_view piece, std::vector<int32_t>& id
       return rank != other.rank ? rank > other.rank : position > other.position;
     }
   };
-  const auto size = static_cast<int32_t>(piece.size());
-  std::vector<Symbol> symbols(piece.size());
-  for (int32_t i = 0; i < size; ++i) {
-    symbols[static_cast<size_t>(i)] = {byte_ids_[static_cast<unsigned char>(piece[static_cast<size_t>(i)])], i - 1,
-                                       i + 1 < size ? i + 1 : -1};
+  std::vector<Symbol> symbols;
+  symbols.reserve(piece.size());
+  for (const char byte : piece) {
+    const int32_t id = byte_ids_[static_cast<unsigned char>(byte)];
+    if (id < 0) continue;  // a byte without a token is dropped (see finish_loading)
+    symbols.push_back({id, static_cast<int32_t>(symbols.size()) - 1, -1});
   }
+  const auto size = static_cast<int32_t>(symbols.size());
+  for (int32_t i = 0; i + 1 < size; ++i) symbols[static_cast<size_t>(i)].next = i + 1;
   std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
   const auto push_pair = [&](int32_t position) {  // the pair starting at `position`, if it merges
     const int32_t next = symbols[static_cast<size_t>(position)].next;
@@ -252,8 +305,11 @@ std::vector<int32_t> ByteLevelBpe::encode(std::string_view text) const {
   pcre2_match_data* match = pcre2_match_data_create_from_pattern(regex_->code, nullptr);
   if (!match) throw std::bad_alloc();
   const auto free_match = std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)>(match, pcre2_match_data_free);
-  // Pre-tokenize one stretch between special tokens.
-  auto encode_plain = [&](std::string_view plain) {
+  pcre2_match_data* digit_match = pcre2_match_data_create_from_pattern(regex_->digit, nullptr);
+  if (!digit_match) throw std::bad_alloc();
+  const auto free_digit_match = std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)>(digit_match, pcre2_match_data_free);
+  // Pre-tokenize one stretch between special tokens (and digits, when they are split off).
+  auto encode_stretch = [&](std::string_view plain) {
     PCRE2_SIZE offset = 0;
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(plain.data());
     while (offset < plain.size()) {
@@ -264,6 +320,21 @@ std::vector<int32_t> ByteLevelBpe::encode(std::string_view text) const {
       encode_piece(plain.substr(span[0], span[1] - span[0]), ids);
       offset = span[1];
     }
+  };
+  auto encode_plain = [&](std::string_view plain) {
+    if (!split_digits_) return encode_stretch(plain);
+    PCRE2_SIZE offset = 0;
+    const auto* subject = reinterpret_cast<PCRE2_SPTR>(plain.data());
+    while (offset < plain.size()) {
+      const int rc = pcre2_match(regex_->digit, subject, plain.size(), offset, PCRE2_NO_UTF_CHECK, digit_match, nullptr);
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      if (rc < 0) throw Error("tokenizer: digit search failed at byte " + std::to_string(offset) + " (PCRE2 error " + std::to_string(rc) + ")");
+      const PCRE2_SIZE* span = pcre2_get_ovector_pointer(digit_match);
+      encode_stretch(plain.substr(offset, span[0] - offset));
+      encode_piece(plain.substr(span[0], span[1] - span[0]), ids);
+      offset = span[1];
+    }
+    encode_stretch(plain.substr(offset));
   };
   // Where each special token next occurs at or after `begin`; searched again only once `begin`
   // has passed it, so a text full of one special token does not rescan the rest for the others.
