@@ -8,11 +8,12 @@
 
 namespace sieve {
 
-std::unique_ptr<Decoder> load_decoder(const std::filesystem::path& path) {
+std::unique_ptr<Decoder> load_decoder(const std::filesystem::path& path, const DecoderOptions& options) {
+  if (options.weights != "gguf" && options.weights != "fp32") throw Error("weights must be gguf or fp32, got '" + options.weights + "'");
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored) && std::filesystem::exists(path / "config.json", ignored))
     return std::make_unique<Gpt2Decoder>(Gpt2Decoder::load(path));
-  return std::make_unique<LlamaDecoder>(LlamaDecoder::load(path));
+  return std::make_unique<LlamaDecoder>(LlamaDecoder::load(path, options.weights == "fp32" ? LlamaWeights::Fp32 : LlamaWeights::Gguf));
 }
 
 ByteLevelBpe load_decoder_tokenizer(const std::filesystem::path& path) {

@@ -45,9 +45,15 @@ class Decoder {
                          bool all_logits, KvTraffic& traffic) const = 0;
 };
 
+// How a GGUF decoder keeps its weights (model/llama_decoder.h): "gguf" (the file's quantized blocks
+// for decoding steps, fp32 for the prompt) or "fp32" (dequantized only). GPT-2 is fp32 either way.
+struct DecoderOptions {
+  std::string weights = "gguf";
+};
+
 // A GPT-2 directory (config.json + model.safetensors) or a Llama-family GGUF file (or a directory
 // holding exactly one .gguf). Throws sieve::Error.
-std::unique_ptr<Decoder> load_decoder(const std::filesystem::path& path);
+std::unique_ptr<Decoder> load_decoder(const std::filesystem::path& path, const DecoderOptions& options = {});
 
 // The tokenizer of a decoder named as load_decoder() takes it (vocab.json + merges.txt or
 // tokenizer.json beside a GPT-2; the GGUF's own metadata for a .gguf).

@@ -80,7 +80,7 @@ class Cursor {
   uint64_t position_ = 0;
 };
 
-int64_t read_integer(Cursor& in, uint32_t type, const std::string& key) {
+int64_t read_integer(Cursor& in, uint32_t type) {
   switch (type) {
     case kU8: return in.read<uint8_t>("a u8 value");
     case kI8: return in.read<int8_t>("an i8 value");
@@ -89,11 +89,7 @@ int64_t read_integer(Cursor& in, uint32_t type, const std::string& key) {
     case kU32: return in.read<uint32_t>("a u32 value");
     case kI32: return in.read<int32_t>("an i32 value");
     case kI64: return in.read<int64_t>("an i64 value");
-    case kU64: {
-      const uint64_t v = in.read<uint64_t>("a u64 value");
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) in.fail("metadata '" + key + "': u64 value out of range");
-      return static_cast<int64_t>(v);
-    }
+    case kU64: return static_cast<int64_t>(in.read<uint64_t>("a u64 value"));  // the bits; see GgufValue
     default: in.fail("internal: not an integer type");
   }
 }
@@ -107,7 +103,7 @@ GgufValue read_value(Cursor& in, uint32_t type, const std::string& key) {
   v.file_type = type;
   if (is_integer(type)) {
     v.kind = GgufValue::Kind::Integer;
-    v.integer = read_integer(in, type, key);
+    v.integer = read_integer(in, type);
   } else if (type == kF32 || type == kF64) {
     v.kind = GgufValue::Kind::Float;
     v.number = type == kF32 ? in.read<float>("an f32 value") : in.read<double>("an f64 value");
@@ -142,7 +138,7 @@ GgufValue read_value(Cursor& in, uint32_t type, const std::string& key) {
     } else {
       v.kind = GgufValue::Kind::IntegerArray;
       v.integers.reserve(count);
-      for (uint64_t i = 0; i < count; ++i) v.integers.push_back(read_integer(in, element, key));
+      for (uint64_t i = 0; i < count; ++i) v.integers.push_back(read_integer(in, element));
     }
   } else {
     in.fail("metadata '" + key + "': unknown value type " + std::to_string(type));
@@ -257,7 +253,11 @@ const GgufValue& expect(const GgufFile& f, const std::string& key, GgufValue::Ki
 
 }  // namespace
 
-int64_t GgufFile::integer(const std::string& key) const { return expect(*this, key, GgufValue::Kind::Integer, "an integer").integer; }
+int64_t GgufFile::integer(const std::string& key) const {
+  const GgufValue& v = expect(*this, key, GgufValue::Kind::Integer, "an integer");
+  if (v.file_type == kU64 && v.integer < 0) throw Error(path().string() + ": metadata '" + key + "' is a u64 beyond the int64 range");
+  return v.integer;
+}
 
 double GgufFile::number(const std::string& key) const {
   const GgufValue* v = find(key);

@@ -22,8 +22,9 @@
 
 namespace sieve {
 
-// One metadata value. Integers of every width are held as int64 (a u64 above INT64_MAX is
-// refused), floats as double; an array holds one element type.
+// One metadata value. Integers of every width are held in int64 (a u64 as its bits: read it as
+// uint64_t when file_type is 10; GgufFile::integer() refuses one beyond the int64 range), floats
+// as double; an array holds one element type.
 struct GgufValue {
   enum class Kind { Integer, Float, Bool, String, IntegerArray, FloatArray, BoolArray, StringArray };
   Kind kind;
@@ -56,6 +57,7 @@ class GgufFile {
   const std::filesystem::path& path() const { return mapping_.path(); }
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
+  uint64_t data_offset() const { return data_offset_; }  // where the data section starts in the file
 
   const GgufValue* find(const std::string& key) const;
   // Typed access; a missing key or one of another type throws Error naming the key.

@@ -77,7 +77,47 @@ std::filesystem::path LlamaDecoder::gguf_path(const std::filesystem::path& path)
   return found.front();
 }
 
-LlamaDecoder LlamaDecoder::load(const std::filesystem::path& path) {
+namespace {
+
+// Reads one or more GGUF weights [out_i, in] stacked by rows into one Linear.
+struct LinearLoader {
+  const GgufFile& file;
+  LlamaWeights weights;
+
+  LlamaDecoder::Linear operator()(std::initializer_list<std::pair<std::string, int64_t>> parts, int64_t in) const {
+    int64_t total = 0;
+    for (const auto& [name, out] : parts) total += out;
+    LlamaDecoder::Linear linear;
+    linear.fp32_t = Tensor({in, total});
+    bool quantize = weights == LlamaWeights::Gguf;
+    int64_t column = 0;
+    for (const auto& [name, out] : parts) {
+      place_transposed(file.load_f32(name, {out, in}), linear.fp32_t, column);
+      column += out;
+      quantize = quantize && quantized_gemm_supports(file.tensor(name).type) &&
+                 (!linear.quantized || linear.quantized->type == file.tensor(name).type);
+      if (quantize) {
+        QuantizedMatrix rows = QuantizedMatrix::from_blocks(file.tensor(name).type, out, in, file.tensor_bytes(name));
+        if (linear.quantized) linear.quantized->append_rows(rows);
+        else linear.quantized = std::move(rows);
+      }
+    }
+    if (!quantize) linear.quantized.reset();  // a part of another type: all of it runs in fp32
+    return linear;
+  }
+};
+
+}  // namespace
+
+void LlamaDecoder::apply(const Linear& w, int64_t n, const float* x, int64_t ldx, float* y, int64_t ldy, bool accumulate) {
+  const int64_t in = w.fp32_t.dim(0), out = w.fp32_t.dim(1);
+  if (w.quantized && n <= kQuantizedMaxRows)
+    quantized_gemm(*w.quantized, n, x, ldx, y, ldy, accumulate);
+  else
+    gemm(n, out, in, {x, ldx}, {w.fp32_t.data(), out}, y, ldy, accumulate ? 1.0f : 0.0f);
+}
+
+LlamaDecoder LlamaDecoder::load(const std::filesystem::path& path, LlamaWeights weights) {
   const GgufFile file = GgufFile::open(gguf_path(path));
   LlamaDecoder m;
   m.config_ = LlamaConfig::from_gguf(file);
@@ -86,21 +126,18 @@ LlamaDecoder LlamaDecoder::load(const std::filesystem::path& path) {
   m.embed_ = file.load_f32("token_embd.weight", {c.vocab_size, E});
   m.output_norm_ = file.load_f32("output_norm.weight", {E});
   // No output.weight: the LM head is tied to the token embedding (SmolLM2).
-  m.head_t_ = file.contains("output.weight") ? transposed(file.load_f32("output.weight", {c.vocab_size, E})) : transposed(m.embed_);
+  const LinearLoader linear{file, weights};
+  // No output.weight: the LM head is tied to the token embedding (SmolLM2).
+  m.head_ = linear({{file.contains("output.weight") ? "output.weight" : "token_embd.weight", c.vocab_size}}, E);
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     Layer layer;
     layer.attn_norm = file.load_f32(p + "attn_norm.weight", {E});
     layer.ffn_norm = file.load_f32(p + "ffn_norm.weight", {E});
-    layer.qkv_t = Tensor({E, Q + 2 * KV});
-    place_transposed(file.load_f32(p + "attn_q.weight", {Q, E}), layer.qkv_t, 0);
-    place_transposed(file.load_f32(p + "attn_k.weight", {KV, E}), layer.qkv_t, Q);
-    place_transposed(file.load_f32(p + "attn_v.weight", {KV, E}), layer.qkv_t, Q + KV);
-    layer.output_t = transposed(file.load_f32(p + "attn_output.weight", {E, Q}));
-    layer.gate_up_t = Tensor({E, 2 * F});
-    place_transposed(file.load_f32(p + "ffn_gate.weight", {F, E}), layer.gate_up_t, 0);
-    place_transposed(file.load_f32(p + "ffn_up.weight", {F, E}), layer.gate_up_t, F);
-    layer.down_t = transposed(file.load_f32(p + "ffn_down.weight", {E, F}));
+    layer.qkv = linear({{p + "attn_q.weight", Q}, {p + "attn_k.weight", KV}, {p + "attn_v.weight", KV}}, E);
+    layer.output = linear({{p + "attn_output.weight", E}}, Q);
+    layer.gate_up = linear({{p + "ffn_gate.weight", F}, {p + "ffn_up.weight", F}}, E);
+    layer.down = linear({{p + "ffn_down.weight", E}}, F);
     m.layers_.push_back(std::move(layer));
   }
   // cos/sin of position * base^(-2j/d), rounded as Hugging Face computes them (fp32 frequencies
@@ -156,7 +193,7 @@ Tensor LlamaDecoder::forward(std::span<const int32_t> ids, KvCache& cache, Gener
     const Layer& layer = layers_[l];
     const int layer_index = static_cast<int>(l);
     rms_norm_rows(x, normed, layer.attn_norm, c.rms_eps);
-    gemm(n, QKV, E, {normed.data(), E}, {layer.qkv_t.data(), QKV}, qkv.data(), QKV);
+    apply(layer.qkv, n, normed.data(), E, qkv.data(), QKV, false);
     const int64_t base = cache.size();
     for (int64_t i = 0; i < n; ++i) {
       float* row = qkv.row(i);
@@ -167,12 +204,12 @@ Tensor LlamaDecoder::forward(std::span<const int32_t> ids, KvCache& cache, Gener
     }
     cache.quantize_new_rows(layer_index, n);
     attend_new_tokens(cache, layer_index, {qkv.data(), QKV}, n, static_cast<int>(c.heads), policy, stage, context.data(), Q, traffic);
-    gemm(n, E, Q, {context.data(), Q}, {layer.output_t.data(), E}, x.data(), E, 1.0f);  // x += context Wo
+    apply(layer.output, n, context.data(), Q, x.data(), E, true);  // x += context Wo
 
     rms_norm_rows(x, normed, layer.ffn_norm, c.rms_eps);
-    gemm(n, 2 * F, E, {normed.data(), E}, {layer.gate_up_t.data(), 2 * F}, gate_up.data(), 2 * F);
+    apply(layer.gate_up, n, normed.data(), E, gate_up.data(), 2 * F, false);
     for (int64_t i = 0; i < n; ++i) row_kernels().silu_mul(gate_up.row(i), gate_up.row(i) + F, F);
-    gemm(n, E, F, {gate_up.data(), 2 * F}, {layer.down_t.data(), E}, x.data(), E, 1.0f);  // x += ffn
+    apply(layer.down, n, gate_up.data(), 2 * F, x.data(), E, true);  // x += ffn (reads the gate half, stride 2F)
   }
   cache.commit(n);
 
@@ -180,7 +217,7 @@ Tensor LlamaDecoder::forward(std::span<const int32_t> ids, KvCache& cache, Gener
   const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
   rms_norm_rows(x, normed, output_norm_, c.rms_eps, first);
   Tensor logits({rows, V});
-  gemm(rows, V, E, {normed.data(), E}, {head_t_.data(), V}, logits.data(), V);
+  apply(head_, rows, normed.data(), E, logits.data(), V, false);
   return logits;
 }
 

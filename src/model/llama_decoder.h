@@ -12,11 +12,15 @@
 // ("rotate_half"). Sieve rotates adjacent pairs on the GGUF's own rows, which is the same
 // computation as Hugging Face's on the un-permuted rows (tested in tests/llama_test.cpp).
 //
-// Weights are dequantized once at load into fp32 (the GEMMs are oneDNN's sgemm).
+// Weights (LlamaWeights): dequantized once at load into fp32 for oneDNN's sgemm, and by default also
+// kept in their GGUF blocks for the few rows of a decoding step (kernels/quantized_gemm.h), where
+// the bytes of weight read per token set the speed.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "kernels/quantized_gemm.h"
 #include "model/decoder.h"
 #include "model/gguf.h"
 
@@ -38,10 +42,22 @@ struct LlamaConfig {
   static LlamaConfig from_gguf(const GgufFile& file);
 };
 
+// fp32: every GEMM on dequantized fp32 weights. gguf: steps of up to kQuantizedMaxRows rows read
+// the GGUF's quantized blocks (Q4_0, Q4_1, Q8_0; other types stay fp32), longer runs use fp32.
+enum class LlamaWeights { Fp32, Gguf };
+
 class LlamaDecoder final : public Decoder {
  public:
+  static constexpr int64_t kQuantizedMaxRows = 8;
+
+  // One linear layer: fp32 in gemm's layout [in, out], and (gguf weights) the quantized rows [out, in].
+  struct Linear {
+    Tensor fp32_t;
+    std::optional<QuantizedMatrix> quantized;
+  };
+
   // A .gguf file, or a directory holding exactly one. Throws sieve::Error.
-  static LlamaDecoder load(const std::filesystem::path& path);
+  static LlamaDecoder load(const std::filesystem::path& path, LlamaWeights weights = LlamaWeights::Gguf);
   // The GGUF file a path names (the path itself, or the one .gguf in a directory).
   static std::filesystem::path gguf_path(const std::filesystem::path& path);
 
@@ -57,15 +73,17 @@ class LlamaDecoder final : public Decoder {
  private:
   struct Layer {
     Tensor attn_norm, ffn_norm;
-    Tensor qkv_t;      // [hidden, (heads + 2 kv_heads) * head_dim]: Wq, Wk, Wv side by side, gemm's layout
-    Tensor output_t;   // [hidden, hidden]
-    Tensor gate_up_t;  // [hidden, 2 ffn]: Wgate, Wup side by side
-    Tensor down_t;     // [ffn, hidden]
+    Linear qkv;      // out = (heads + 2 kv_heads) * head_dim: Wq, Wk, Wv stacked
+    Linear output;   // [hidden, hidden]
+    Linear gate_up;  // out = 2 ffn: Wgate, Wup stacked
+    Linear down;     // [ffn -> hidden]
   };
+  // y[n, out] (+)= x[n, in] W (rows ldx and ldy apart): quantized rows for short runs when present, else sgemm.
+  static void apply(const Linear& w, int64_t n, const float* x, int64_t ldx, float* y, int64_t ldy, bool accumulate);
 
   LlamaConfig config_;
   Tensor embed_;      // [vocab, hidden]
-  Tensor head_t_;     // [hidden, vocab]: the LM head in gemm's layout
+  Linear head_;       // [hidden -> vocab]: the LM head
   Tensor output_norm_;
   std::vector<Layer> layers_;
   std::vector<float> rope_cos_, rope_sin_;  // [context_length, head_dim / 2]

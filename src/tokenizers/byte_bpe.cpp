@@ -299,7 +299,7 @@ void ByteLevelBpe::encode_piece(std::string_view piece, std::vector<int32_t>& id
     if (!symbol.merged_away) ids.push_back(symbol.id);
 }
 
-std::vector<int32_t> ByteLevelBpe::encode(std::string_view text) const {
+std::vector<int32_t> ByteLevelBpe::encode(std::string_view text, bool parse_special) const {
   unicode::decode_utf8(text, "text");  // throws on invalid UTF-8, naming the byte
   std::vector<int32_t> ids;
   pcre2_match_data* match = pcre2_match_data_create_from_pattern(regex_->code, nullptr);
@@ -338,6 +338,10 @@ std::vector<int32_t> ByteLevelBpe::encode(std::string_view text) const {
   };
   // Where each special token next occurs at or after `begin`; searched again only once `begin`
   // has passed it, so a text full of one special token does not rescan the rest for the others.
+  if (!parse_special) {
+    encode_plain(text);
+    return ids;
+  }
   std::vector<size_t> next_at;
   for (const auto& special : special_tokens_) next_at.push_back(text.find(special.first));
   size_t begin = 0;

@@ -38,8 +38,9 @@ class ByteLevelBpe {
   ByteLevelBpe& operator=(ByteLevelBpe&&) noexcept;
   ~ByteLevelBpe();
 
-  // Throws Error for invalid UTF-8.
-  std::vector<int32_t> encode(std::string_view text) const;
+  // Throws Error for invalid UTF-8. parse_special = false encodes special-token spellings typed in
+  // the text as plain text (llama.cpp's parse_special, Hugging Face's split_special_tokens).
+  std::vector<int32_t> encode(std::string_view text, bool parse_special = true) const;
   // The bytes the ids stand for (ids outside the vocabulary throw Error).
   std::string decode(std::span<const int32_t> ids) const;
   const std::string& token_bytes(int32_t id) const;

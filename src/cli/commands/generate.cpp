@@ -25,6 +25,7 @@ extern "C" void on_interrupt(int) { interrupted = 1; }
 struct GenerateOptions {
   std::string model_dir, policy = "dense", prompt;
   int max_new_tokens = 50, threads = 0;
+  DecoderOptions decoder;
   SamplingOptions sampling;
   bool ignore_eos = false, chat = false;
 };
@@ -34,7 +35,7 @@ void run(const GenerateOptions& o) {
   if (o.prompt.empty()) throw Error("empty prompt: give the text to continue");
   auto policy = parse_generation_spec(o.policy);
   TokenSampler sampler(o.sampling);
-  const std::unique_ptr<Decoder> model = load_decoder(o.model_dir);
+  const std::unique_ptr<Decoder> model = load_decoder(o.model_dir, o.decoder);
   const ByteLevelBpe tokenizer = load_decoder_tokenizer(o.model_dir);
   std::vector<int32_t> ids = tokenizer.encode(o.chat ? chat_prompt(o.model_dir, o.prompt) : o.prompt);
   const auto limit = static_cast<size_t>(model->shape().max_positions);
@@ -93,6 +94,8 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--top-p", o->sampling.top_p, "Nucleus sampling: the smallest set with probability >= P")->check(CLI::Range(1e-9, 1.0));
   cmd->add_option("--seed", o->sampling.seed, "Random seed for sampling");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep going after the end-of-text token");
+  cmd->add_option("--weights", o->decoder.weights, "GGUF models: gguf (decoding steps read the file's quantized blocks) or fp32 (dequantized)")
+      ->check(CLI::IsMember({"gguf", "fp32"}))->capture_default_str();
   cmd->add_option("--threads", o->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_option("prompt", o->prompt, "Text to continue")->required();
   cmd->callback([o] { run(*o); });

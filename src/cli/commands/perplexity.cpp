@@ -25,6 +25,7 @@ struct PerplexityOptions {
   int64_t window = 0, stride = 0;  // 0: min(positions, 1024), window / 2
   int64_t max_windows = 0;
   int threads = 0;
+  DecoderOptions decoder;
 };
 
 // The default window: the model's positions, at most 1024 (a Llama's 8k context would make every
@@ -38,7 +39,7 @@ void run(const PerplexityOptions& o) {
   policies.push_back(parse_generation_spec("dense"));
   for (const std::string& spec : o.policies)
     if (spec != "dense") policies.push_back(parse_generation_spec(spec));
-  const std::unique_ptr<Decoder> model = load_decoder(o.model_dir);
+  const std::unique_ptr<Decoder> model = load_decoder(o.model_dir, o.decoder);
   const ByteLevelBpe tokenizer = load_decoder_tokenizer(o.model_dir);
   const std::vector<int32_t> ids = tokenizer.encode(read_file_bounded(o.data, kMaxPerplexityDataBytes));
   PerplexitySetup setup;
@@ -109,6 +110,8 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("--stride", o->stride, "sliding: tokens between windows (default: window / 2)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--max-windows", o->max_windows, "Evaluate only the first N windows (0: all)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--json", o->json_path, "Also write the results as JSON to FILE");
+  cmd->add_option("--weights", o->decoder.weights, "GGUF models: gguf (decoding steps read the file's quantized blocks) or fp32 (dequantized)")
+      ->check(CLI::IsMember({"gguf", "fp32"}))->capture_default_str();
   cmd->add_option("--threads", o->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->callback([o] { run(*o); });
 }
