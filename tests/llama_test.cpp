@@ -13,14 +13,15 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <optional>
-#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "kernels/cpu_features.h"
+#include "eval/perplexity.h"
 #include "kernels/quantized_gemm.h"
 #include "model/decoder.h"
 #include "model/gguf.h"
@@ -422,6 +423,77 @@ TEST_F(SmolLm2, GreedyGenerationsMatchTransformers) {
     }
     EXPECT_EQ(generated, expected);
   }
+}
+
+// Greedy tokens and every step's logits under a generation policy (the prompt: a WikiText-2 line).
+std::vector<int32_t> greedy(const Decoder& model, GenerationPolicy& policy, const std::vector<int32_t>& prompt, int steps,
+                            std::vector<std::vector<float>>* all_logits = nullptr, int64_t* cached = nullptr) {
+  DecodingSession session(model, policy, static_cast<int64_t>(prompt.size()) + steps);
+  std::vector<float> logits = session.prefill(prompt);
+  std::vector<int32_t> tokens;
+  for (int s = 0; s < steps; ++s) {
+    if (all_logits) all_logits->push_back(logits);
+    tokens.push_back(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
+    if (s + 1 < steps) logits = session.step(tokens.back());
+  }
+  if (cached) *cached = session.cache().size();
+  return tokens;
+}
+
+std::vector<int32_t> wikitext_prompt(const ByteLevelBpe& tokenizer) {
+  return tokenizer.encode(" The game 's battle system , the BliTZ system , is carried over directly from Valkyira Chronicles . "
+                          "During missions , players select each unit using a top @-@ down perspective of the battlefield map");
+}
+
+TEST_F(SmolLm2, PoliciesThatPruneNothingAreBitIdenticalToDense) {
+  const auto prompt = wikitext_prompt(load_decoder_tokenizer(kModel));
+  auto dense = parse_generation_spec("dense");
+  std::vector<std::vector<float>> dense_logits;
+  const auto expected = greedy(*model_, *dense, prompt, 12, &dense_logits);
+  for (const char* spec : {"kv_prune:keep=1", "value_prune:k=1000", "kv_prune:keep=1+value_prune:k=1000"}) {
+    auto policy = parse_generation_spec(spec);
+    std::vector<std::vector<float>> logits;
+    EXPECT_EQ(greedy(*model_, *policy, prompt, 12, &logits), expected) << spec;
+    EXPECT_TRUE(logits == dense_logits) << spec << ": logits differ from dense";
+  }
+}
+
+TEST_F(SmolLm2, KvPruningWorksOnKvHeads) {
+  // The cache holds KV heads (3), each slot shared by 3 query heads; pruning keeps ceil(R * seen).
+  const auto prompt = wikitext_prompt(load_decoder_tokenizer(kModel));
+  auto pruned = parse_generation_spec("kv_prune:keep=0.5");
+  int64_t cached = 0;
+  greedy(*model_, *pruned, prompt, 10, nullptr, &cached);
+  const int64_t seen = static_cast<int64_t>(prompt.size()) + 9;
+  EXPECT_EQ(cached, (seen + 1) / 2);
+}
+
+TEST_F(SmolLm2, PrefillScoringEqualsStepScoringForDense) {
+  const ByteLevelBpe tokenizer = load_decoder_tokenizer(kModel);
+  std::vector<int32_t> ids = wikitext_prompt(tokenizer);
+  const std::vector<int32_t> more = tokenizer.encode(" in real @-@ time gameplay , and the story is told through comic book @-@ like panels");
+  ids.insert(ids.end(), more.begin(), more.end());
+  auto dense = parse_generation_spec("dense");
+  PerplexitySetup setup;
+  setup.protocol = PerplexityProtocol::Chunks;
+  setup.window = 24;
+  const PerplexityResult steps = evaluate_perplexity(*model_, ids, *dense, setup);
+  setup.scoring = PerplexityScoring::Prefill;
+  const PerplexityResult prefill = evaluate_perplexity(*model_, ids, *dense, setup);
+  ASSERT_EQ(steps.windows, static_cast<int64_t>(ids.size()) / 24);
+  EXPECT_EQ(steps.tokens_scored, steps.windows * (24 - 12 - 1));  // llama.cpp: the second half minus one
+  EXPECT_EQ(prefill.tokens_scored, steps.tokens_scored);
+  EXPECT_NEAR(prefill.mean_nll, steps.mean_nll, 1e-4);
+  // The KV statistics prefill reports are what steps read from a dense cache: same bytes, same steps.
+  EXPECT_EQ(prefill.steps, steps.steps);
+  EXPECT_DOUBLE_EQ(prefill.kv_bytes_per_token, steps.kv_bytes_per_token);
+  EXPECT_DOUBLE_EQ(prefill.mean_cached_tokens, steps.mean_cached_tokens);
+  // Grouped-query attention: a step reads each of the 3 KV heads once, not once per query head.
+  const DecoderShape shape = model_->shape();
+  double expected_bytes = 0;
+  for (int64_t c = 0; c < steps.windows; ++c)
+    for (int64_t u = 13; u < 23; ++u) expected_bytes += static_cast<double>(u + 1) * shape.layers * shape.kv_heads * shape.head_dim * 4 * 2;
+  EXPECT_DOUBLE_EQ(steps.kv_bytes_per_token, expected_bytes / static_cast<double>(steps.steps));
 }
 
 }  // namespace
