@@ -7,6 +7,8 @@ Batch 1, --threads (default 2) for both prompt and decode, through llama-cpp-pyt
   decode   tokens/s over 128 greedy tokens after a 128-token prompt, for KV cache f16, q8_0 and
            q4_0 (K and V both); and 64 greedy tokens after 1024- and 4096-token prompts
            (median of --reps, --long-reps for the long prompts: a 4k prompt takes a while on 2 cores)
+Needs an otherwise idle machine: with more runnable threads than cores, single reps stall by seconds
+(load averages before/after are recorded; seconds_all shows each rep).
 Greedy = numpy argmax of the last logits, one llama_decode per token, as Sieve's loop does.
 Prompt ids: the shared wiki.test ids cache of tools/wikitext_perplexity_reference.py when it exists,
 else llama.cpp's own tokenization of the text (speed does not depend on which).
@@ -72,7 +74,7 @@ def measure_prompt(llm, ids: list, reps: int = 5) -> dict:
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     return {"tokens": len(ids), "reps": reps, "seconds_median": median, "tokens_per_s": len(ids) / median,
-            "seconds_all": [round(t, 4) for t in times]}
+            "tokens_per_s_best": len(ids) / min(times), "seconds_all": [round(t, 4) for t in times]}
 
 
 def measure_decode(llm, ids: list, new_tokens: int, reps: int = 3) -> dict:
@@ -89,7 +91,8 @@ def measure_decode(llm, ids: list, new_tokens: int, reps: int = 3) -> dict:
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     return {"prompt_tokens": len(ids), "new_tokens": new_tokens, "reps": reps, "seconds_median": median,
-            "tokens_per_s": new_tokens / median, "seconds_all": [round(t, 4) for t in times],
+            "tokens_per_s": new_tokens / median, "tokens_per_s_best": new_tokens / min(times),
+            "seconds_all": [round(t, 4) for t in times],
             "generated_head": generated[:16]}
 
 
@@ -101,7 +104,7 @@ def run_all(gguf_path: Path = None, threads: int = 2, reps: int = 5, decode_reps
     result = {"engine": "llama.cpp", "llama_cpp_python": llama_cpp.__version__, "model": gguf_path.name,
               "threads": threads, "batch": 1, "flash_attn": True, "host": platform.node(),
               "cpu_count": os.cpu_count(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "prompt": [], "decode": []}
+              "load_average_before": os.getloadavg(), "prompt": [], "decode": []}
     max_ctx = max(long_contexts, default=0) + 128
     for kv in kv_types:
         llm = open_model(gguf_path, max(max_ctx, 1024), threads, kv)
@@ -119,6 +122,9 @@ def run_all(gguf_path: Path = None, threads: int = 2, reps: int = 5, decode_reps
             log(f"decode 64 after {context}, kv {kv}: {entry['tokens_per_s']:.1f} tok/s")
             result["decode"].append(entry)
         del llm
+    # On a shared 2-core machine another process's load stalls llama.cpp's spinning threads by
+    # whole seconds (seen: one 128-token decode rep at 23 s, the others 1.2 s): check these.
+    result["load_average_after"] = os.getloadavg()
     return result
 
 
