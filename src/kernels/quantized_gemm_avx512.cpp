@@ -43,10 +43,47 @@ inline void unpack(const std::byte* block, __m512& lo, __m512& hi, float& d, flo
   }
 }
 
+// R weight rows against up to kMaxInputs activation rows: R * inputs independent accumulator chains
+// (one chain is bound by the FMA latency, not its throughput), each activation load shared by R rows.
+template <GgmlType T, int R>
+void row_group(const QuantizedMatrix& w, int64_t r0, int64_t i0, int64_t inputs, const float* x, int64_t ldx,
+               const float* block_sums, float* y, int64_t ldy, bool accumulate) {
+  const int64_t blocks = w.cols / 32, block_bytes = w.row_bytes() / blocks;
+  __m512 acc[R][kMaxInputs];
+  float min_acc[R][kMaxInputs];
+  for (int k = 0; k < R; ++k)
+    for (int64_t i = 0; i < inputs; ++i) acc[k][i] = _mm512_setzero_ps(), min_acc[k][i] = 0.0f;
+  const std::byte* rows[R];
+  for (int k = 0; k < R; ++k) rows[k] = w.row(r0 + k);
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512 lo[R], hi[R], scale[R];
+    float mn[R];
+    for (int k = 0; k < R; ++k) {
+      float d;
+      unpack<T>(rows[k] + b * block_bytes, lo[k], hi[k], d, mn[k]);
+      scale[k] = _mm512_set1_ps(d);
+    }
+    for (int64_t i = 0; i < inputs; ++i) {
+      const float* xi = x + (i0 + i) * ldx + b * 32;
+      const __m512 xl = _mm512_loadu_ps(xi), xh = _mm512_loadu_ps(xi + 16);
+      for (int k = 0; k < R; ++k) {
+        acc[k][i] = _mm512_fmadd_ps(scale[k], _mm512_fmadd_ps(lo[k], xl, _mm512_mul_ps(hi[k], xh)), acc[k][i]);
+        if constexpr (T == GgmlType::Q4_1) min_acc[k][i] += mn[k] * block_sums[(i0 + i) * blocks + b];
+      }
+    }
+  }
+  for (int k = 0; k < R; ++k)
+    for (int64_t i = 0; i < inputs; ++i) {
+      float& out = y[(i0 + i) * ldy + r0 + k];
+      const float sum = reduce_add(acc[k][i]) + min_acc[k][i];
+      out = accumulate ? out + sum : sum;
+    }
+}
+
 template <GgmlType T>
 void rows_of_type(const QuantizedMatrix& w, int64_t first_row, int64_t last_row, int64_t m, const float* x, int64_t ldx,
                   float* y, int64_t ldy, bool accumulate) {
-  const int64_t blocks = w.cols / 32, block_bytes = w.row_bytes() / blocks;
+  const int64_t blocks = w.cols / 32;
   // Q4_1's minimum multiplies the sum of the block's activations: computed once per call.
   std::vector<float> block_sums;
   if constexpr (T == GgmlType::Q4_1) {
@@ -56,31 +93,13 @@ void rows_of_type(const QuantizedMatrix& w, int64_t first_row, int64_t last_row,
         block_sums[static_cast<size_t>(i * blocks + b)] =
             reduce_add(_mm512_add_ps(_mm512_loadu_ps(x + i * ldx + b * 32), _mm512_loadu_ps(x + i * ldx + b * 32 + 16)));
   }
+  constexpr int kRows = 4;
   for (int64_t i0 = 0; i0 < m; i0 += kMaxInputs) {
     const int64_t inputs = std::min(kMaxInputs, m - i0);
-    for (int64_t r = first_row; r < last_row; ++r) {
-      const std::byte* row = w.row(r);
-      __m512 acc[kMaxInputs];
-      float min_acc[kMaxInputs];
-      for (int64_t i = 0; i < inputs; ++i) acc[i] = _mm512_setzero_ps(), min_acc[i] = 0.0f;
-      for (int64_t b = 0; b < blocks; ++b) {
-        __m512 lo, hi;
-        float d, mn;
-        unpack<T>(row + b * block_bytes, lo, hi, d, mn);
-        const __m512 scale = _mm512_set1_ps(d);
-        for (int64_t i = 0; i < inputs; ++i) {
-          const float* xi = x + (i0 + i) * ldx + b * 32;
-          const __m512 t = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xi), _mm512_mul_ps(hi, _mm512_loadu_ps(xi + 16)));
-          acc[i] = _mm512_fmadd_ps(scale, t, acc[i]);
-          if constexpr (T == GgmlType::Q4_1) min_acc[i] += mn * block_sums[static_cast<size_t>((i0 + i) * blocks + b)];
-        }
-      }
-      for (int64_t i = 0; i < inputs; ++i) {
-        float& out = y[(i0 + i) * ldy + r];
-        const float sum = reduce_add(acc[i]) + min_acc[i];
-        out = accumulate ? out + sum : sum;
-      }
-    }
+    int64_t r = first_row;
+    for (; r + kRows <= last_row; r += kRows)
+      row_group<T, kRows>(w, r, i0, inputs, x, ldx, block_sums.data(), y, ldy, accumulate);
+    for (; r < last_row; ++r) row_group<T, 1>(w, r, i0, inputs, x, ldx, block_sums.data(), y, ldy, accumulate);
   }
 }
 
