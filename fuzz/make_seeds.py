@@ -117,9 +117,62 @@ def policy_seeds(out: Path) -> None:
         write(out, "fuzz_policy_spec", f"spec-{i}", spec)
 
 
+def gguf(metadata, tensors) -> bytes:
+    """A valid GGUF v3 file: metadata {key: (type id, value)} (8 = string, 9 = (element type, list)),
+    tensors {name: (ggml type, ne, raw bytes)}, data aligned to 32."""
+    def string(text):
+        raw = text.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    scalar = {0: "<B", 1: "<b", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+    def value(kind, v):
+        if kind == 8:
+            return string(v)
+        if kind == 9:
+            element, items = v
+            return struct.pack("<IQ", element, len(items)) + b"".join(value(element, i) for i in items)
+        return struct.pack(scalar[kind], v)
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata))
+    for key, (kind, v) in metadata.items():
+        out += string(key) + struct.pack("<I", kind) + value(kind, v)
+    data, offsets = b"", []
+    for name, (ggml_type, ne, raw) in tensors.items():
+        offsets.append(len(data))
+        data += raw + b"\0" * (-len(raw) % 32)
+    for (name, (ggml_type, ne, raw)), offset in zip(tensors.items(), offsets):
+        out += string(name) + struct.pack("<I", len(ne)) + struct.pack(f"<{len(ne)}Q", *ne) + struct.pack("<IQ", ggml_type, offset)
+    return out + b"\0" * (-len(out) % 32) + data
+
+
+def gguf_seeds(out: Path) -> None:
+    types = ROOT / "tests" / "fixtures" / "smollm2" / "types.gguf"
+    if types.exists():
+        write(out, "fuzz_gguf", "types", types.read_bytes())
+    # A tiny "llama": the metadata the decoder and the tokenizer read, one F32 and one Q8_0 tensor.
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    extra = [b for b in range(256) if b not in printable]  # GPT-2's bytes_to_unicode: these map to U+0100..
+    byte_tokens = [chr(b) for b in printable] + [chr(256 + i) for i in range(len(extra))] + ["\u0120a", "ab"]
+    metadata = {
+        "general.architecture": (8, "llama"), "llama.embedding_length": (4, 32), "llama.feed_forward_length": (4, 64),
+        "llama.block_count": (4, 1), "llama.attention.head_count": (4, 4), "llama.attention.head_count_kv": (4, 2),
+        "llama.context_length": (4, 64), "llama.rope.freq_base": (6, 10000.0),
+        "llama.attention.layer_norm_rms_epsilon": (6, 1e-5), "tokenizer.ggml.model": (8, "gpt2"),
+        "tokenizer.ggml.pre": (8, "smollm"), "tokenizer.ggml.tokens": (9, (8, byte_tokens)),
+        "tokenizer.ggml.token_type": (9, (5, [1] * len(byte_tokens))), "tokenizer.ggml.merges": (9, (8, ["\u0120 a", "a b"])),
+        "tokenizer.ggml.eos_token_id": (4, 0),
+    }
+    q8_block = struct.pack("<H", 0x3C00) + bytes(range(32))  # d = 1.0 (fp16), codes 0..31
+    tensors = {"output_norm.weight": (0, [32], struct.pack("<32f", *([1.0] * 32))),
+               "token_embd.weight": (8, [32, 2], q8_block * 2)}
+    write(out, "fuzz_gguf", "tiny_llama", gguf(metadata, tensors))
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     safetensors_seeds(out)
+    gguf_seeds(out)
     model_json_seeds(out)
     wordpiece_seeds(out)
     text_seeds(out)

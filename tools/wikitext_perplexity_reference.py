@@ -44,11 +44,10 @@ DEFAULT_CACHE = REPO_ROOT / "build" / "reference" / "smollm2" / "wiki.test.ids.n
 KV_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}
 
 
-def chunks_of(ids: np.ndarray, ctx: int, limit=None):
+def chunks_of(ids: np.ndarray, ctx: int, limit=None, first: int = 0):
     n_chunks = len(ids) // ctx
-    if limit:
-        n_chunks = min(n_chunks, limit)
-    return [ids[i * ctx:(i + 1) * ctx] for i in range(n_chunks)]
+    last = min(n_chunks, first + limit) if limit else n_chunks
+    return [ids[i * ctx:(i + 1) * ctx] for i in range(first, last)]
 
 
 def chunk_nll(logits: np.ndarray, tokens: np.ndarray):
@@ -99,17 +98,17 @@ def llama_cpp_logits(gguf_path: Path, threads: int, ctx: int, type_k: str, type_
     return run, {"llama_cpp_python": __version__, "type_k": type_k, "type_v": type_v, "flash_attn": flash_attn}
 
 
-def perplexity(run, ids: np.ndarray, ctx: int, limit=None, progress=True):
+def perplexity(run, ids: np.ndarray, ctx: int, limit=None, progress=True, first: int = 0):
     total, count = 0.0, 0
     start = time.perf_counter()
-    chunks = chunks_of(ids, ctx, limit)
+    chunks = chunks_of(ids, ctx, limit, first)
     for k, tokens in enumerate(chunks):
         nll, n = chunk_nll(run(tokens), tokens)
         total, count = total + nll, count + n
         if progress and (k % 10 == 9 or k == len(chunks) - 1):
             log(f"[{k + 1}/{len(chunks)}] ppl {math.exp(total / count):.4f}")
     return {"ppl": math.exp(total / count), "mean_nll": total / count, "tokens_scored": count,
-            "chunks": len(chunks), "seconds": round(time.perf_counter() - start, 2)}
+            "first_chunk": first, "chunks": len(chunks), "seconds": round(time.perf_counter() - start, 2)}
 
 
 def main():
@@ -119,7 +118,8 @@ def main():
     parser.add_argument("--text", type=Path, default=WIKITEXT_TEST)
     parser.add_argument("--ids-cache", type=Path, default=DEFAULT_CACHE, help="token ids .npy shared by engines")
     parser.add_argument("--ctx", type=int, default=512)
-    parser.add_argument("--chunks", type=int, default=0, help="first N chunks only (0: all)")
+    parser.add_argument("--chunks", type=int, default=0, help="N chunks only (0: all)")
+    parser.add_argument("--first-chunk", type=int, default=0, help="skip the chunks before this one (sieve's --first-window)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--type-k", choices=sorted(KV_TYPES), default="f16")
     parser.add_argument("--type-v", choices=sorted(KV_TYPES), default="f16")
@@ -145,7 +145,7 @@ def main():
                                         not args.no_flash_attn)
     result = {"engine": args.engine, "model": gguf_path.name, "ctx": args.ctx, "threads": args.threads,
               "text": args.text.name, "text_tokens": int(len(ids)), **details,
-              **perplexity(run, ids, args.ctx, args.chunks or None)}
+              **perplexity(run, ids, args.ctx, args.chunks or None, first=args.first_chunk)}
     print(f"{args.engine}: ppl {result['ppl']:.4f} over {result['tokens_scored']} tokens "
           f"({result['chunks']} chunks of {args.ctx}) in {result['seconds']:.1f} s")
     if args.json:

@@ -40,6 +40,9 @@ std::vector<Window> plan_windows(int64_t n, const PerplexitySetup& s) {
       if (end == n) break;
     }
   }
+  if (s.first_window >= static_cast<int64_t>(windows.size()))
+    throw Error("first window " + std::to_string(s.first_window) + " is beyond the text's " + std::to_string(windows.size()) + " windows");
+  windows.erase(windows.begin(), windows.begin() + s.first_window);
   if (s.max_windows > 0 && static_cast<int64_t>(windows.size()) > s.max_windows) windows.resize(static_cast<size_t>(s.max_windows));
   return windows;
 }
@@ -54,7 +57,7 @@ PerplexityResult evaluate_perplexity(const Decoder& model, std::span<const int32
   if (setup.protocol == PerplexityProtocol::Sliding && (setup.stride < 1 || setup.stride > setup.window))
     throw Error("stride must be in [1, window], got " + std::to_string(setup.stride));
   if (n < 2) throw Error("need at least 2 tokens to measure perplexity, got " + std::to_string(n));
-  if (setup.max_windows < 0) throw Error("max_windows must be >= 0");
+  if (setup.max_windows < 0 || setup.first_window < 0) throw Error("max_windows and first_window must be >= 0");
 
   PerplexityResult r;
   r.policy = policy.describe();

@@ -29,7 +29,8 @@ struct PerplexitySetup {
   PerplexityScoring scoring = PerplexityScoring::Steps;
   int64_t window = 0;       // tokens per window, <= the model's positions
   int64_t stride = 0;       // sliding only: 1 <= stride <= window
-  int64_t max_windows = 0;  // 0: all
+  int64_t first_window = 0;  // windows before this one are skipped (a calibration / report split)
+  int64_t max_windows = 0;   // 0: all (after first_window)
 };
 
 struct PerplexityResult {

@@ -23,7 +23,7 @@ struct PerplexityOptions {
   std::string model_dir, data, json_path, protocol = "sliding", scoring = "auto";
   std::vector<std::string> policies;
   int64_t window = 0, stride = 0;  // 0: min(positions, 1024), window / 2
-  int64_t max_windows = 0;
+  int64_t max_windows = 0, first_window = 0;
   int threads = 0;
   DecoderOptions decoder;
 };
@@ -48,6 +48,7 @@ void run(const PerplexityOptions& o) {
   setup.stride = setup.protocol == PerplexityProtocol::Chunks ? setup.window
                                                               : (o.stride > 0 ? o.stride : std::max<int64_t>(1, setup.window / 2));
   setup.max_windows = o.max_windows;
+  setup.first_window = o.first_window;
   if (o.stride > 0 && setup.protocol == PerplexityProtocol::Chunks) throw Error("--stride applies to --protocol sliding only");
   // Prefill scoring runs the prompt stage only, where generation policies do not act: dense only.
   if (o.scoring == "prefill" && policies.size() > 1) throw Error("--scoring prefill measures dense only; generation policies need --scoring steps");
@@ -86,7 +87,7 @@ void run(const PerplexityOptions& o) {
   }
   if (o.json_path.empty()) return;
   const nlohmann::json out = {{"model", o.model_dir}, {"data", o.data}, {"tokens", ids.size()}, {"protocol", o.protocol},
-                              {"window", setup.window}, {"stride", setup.stride}, {"max_windows", setup.max_windows},
+                              {"window", setup.window}, {"stride", setup.stride}, {"first_window", setup.first_window}, {"max_windows", setup.max_windows},
                               {"results", results}};
   write_file_atomically(o.json_path, [&](std::ostream& file) { file << out.dump(2) << "\n"; });
   std::fprintf(stderr, "wrote %s\n", o.json_path.c_str());
@@ -108,7 +109,8 @@ void register_perplexity(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "steps", "prefill"}))->capture_default_str();
   cmd->add_option("--window", o->window, "Tokens per window (default: the model's positions, at most 1024)")->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--stride", o->stride, "sliding: tokens between windows (default: window / 2)")->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--max-windows", o->max_windows, "Evaluate only the first N windows (0: all)")->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--max-windows", o->max_windows, "Evaluate only N windows (0: all)")->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--first-window", o->first_window, "Skip the windows before this one (e.g. a calibration slice)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--json", o->json_path, "Also write the results as JSON to FILE");
   cmd->add_option("--weights", o->decoder.weights, "GGUF models: gguf (decoding steps read the file's quantized blocks) or fp32 (dequantized)")
       ->check(CLI::IsMember({"gguf", "fp32"}))->capture_default_str();

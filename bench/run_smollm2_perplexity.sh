@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# SmolLM2-135M (GGUF) on WikiText-2 test, llama.cpp's protocol (chunks of 512, second half scored):
+#   calibrate  every candidate generation policy on chunks 0-19 (the calibration slice: knobs are
+#              chosen here and nowhere else)
+#   report     dense and the chosen policies on chunks 20-59 (never used for choosing)
+#   full       dense on the whole file (592 chunks)
+# Results: out/smollm2/*.json (tools/decoder_policy_table.py turns them into the README table).
+# Usage: bash bench/run_smollm2_perplexity.sh calibrate|report|full [POLICY ...]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SIEVE="$ROOT/build/sieve"
+MODEL="$ROOT/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
+DATA="$ROOT/../shared/data/wikitext-2-raw/wiki.test.raw"
+OUT="$ROOT/out/smollm2"
+mkdir -p "$OUT"
+CANDIDATES=(
+  "kv_prune:keep=0.5" "kv_prune:keep=0.33" "kv_prune:keep=0.25"
+  "kv_prune:keep=0.5,recent=16" "kv_prune:keep=0.33,recent=16"
+  "value_prune:k=32" "value_prune:k=64"
+  "progressive:msb=4,lsb=4,threshold=0.1" "progressive:msb=4,lsb=4,threshold=0"
+  "progressive:msb=6,lsb=2,threshold=0"
+  "kv_prune:keep=0.5,recent=16+progressive:msb=4,lsb=4,threshold=0.1"
+  "kv_prune:keep=0.5,recent=16+value_prune:k=64+progressive:msb=4,lsb=4,threshold=0.1"
+)
+mode="${1:?calibrate, report or full}"
+shift
+policies=("$@")
+case "$mode" in
+  calibrate) first=0; count=20; [[ ${#policies[@]} -gt 0 ]] || policies=("${CANDIDATES[@]}") ;;
+  report) first=20; count=40 ;;
+  full) first=0; count=0; policies=() ;;
+  *) echo "unknown mode $mode" >&2; exit 2 ;;
+esac
+args=()
+for p in "${policies[@]}"; do args+=(--policy "$p"); done
+"$SIEVE" perplexity --model "$MODEL" --data "$DATA" --protocol chunks --window 512 --first-window "$first" \
+  --max-windows "$count" --threads 2 "${args[@]}" --json "$OUT/ppl_${mode}.json"
