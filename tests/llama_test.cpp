@@ -12,6 +12,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -494,6 +495,40 @@ TEST_F(SmolLm2, PrefillScoringEqualsStepScoringForDense) {
   for (int64_t c = 0; c < steps.windows; ++c)
     for (int64_t u = 13; u < 23; ++u) expected_bytes += static_cast<double>(u + 1) * shape.layers * shape.kv_heads * shape.head_dim * 4 * 2;
   EXPECT_DOUBLE_EQ(steps.kv_bytes_per_token, expected_bytes / static_cast<double>(steps.steps));
+}
+
+// ---- the CLI on the GGUF ----------------------------------------------------------------------
+
+TEST_F(SmolLm2, CliTokenizeGenerateAndPerplexity) {
+  const std::string model = testing::quoted(kModel);
+  testing::CliResult r = testing::run_cli("tokenize --model " + model + " 'Hello world, it'\"'\"'s 2024!'", 60, false);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"ids\": [19556, 905, 28, 357, 506, 216, 34, 32, 34, 36, 17]"), std::string::npos) << r.output;
+
+  // --chat: one user turn of the GGUF's ChatML template, whose default system turn comes first;
+  // the CLI's greedy stream equals the library's (itself checked against transformers above).
+  const ByteLevelBpe tokenizer = load_decoder_tokenizer(kModel);
+  const std::string question = "What is the capital of France?";
+  const std::string prompt = chat_prompt(kModel, question);
+  EXPECT_EQ(prompt.rfind("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+                         "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n", 0), 0u) << prompt;
+  auto dense = parse_generation_spec("dense");
+  auto expected = greedy(*model_, *dense, tokenizer.encode(prompt), 50);
+  expected.erase(std::find(expected.begin(), expected.end(), 2), expected.end());  // generation stops at <|im_end|>
+  r = testing::run_cli("generate --threads 1 --chat --model " + model + " -n 50 '" + question + "'", 120, false);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output, tokenizer.decode(expected) + "\n");
+
+  const std::string data = testing::quoted(std::filesystem::path(SIEVE_SOURCE_DIR) / "tests" / "fixtures" / "smollm2" / "README.md");
+  r = testing::run_cli("perplexity --threads 1 --model " + model + " --data " + data +
+                       " --protocol chunks --window 32 --max-windows 2 --policy kv_prune:keep=0.5,recent=4");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("kv_prune:keep=0.5,recent=4"), std::string::npos) << r.output;
+  // Prefill scoring cannot show a generation policy's effect: refused, as are unknown values.
+  EXPECT_NE(testing::run_cli("perplexity --model " + model + " --data " + data + " --scoring prefill --policy kv_prune:keep=0.5").code, 0);
+  EXPECT_NE(testing::run_cli("perplexity --model " + model + " --data " + data + " --protocol chunks --stride 3").code, 0);
+  EXPECT_NE(testing::run_cli("generate --model " + model + " --weights int3 hi").code, 0);
+  EXPECT_NE(testing::run_cli("bench-decoder --model " + model + " --data " + data + " --prompt-tokens 100000").code, 0);
 }
 
 }  // namespace
