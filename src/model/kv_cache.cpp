@@ -123,8 +123,11 @@ void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible
   std::vector<float>& p = scratch.scores;
   p.resize(static_cast<size_t>(visible));
 
+  const int64_t width = static_cast<int64_t>(cache.heads()) * d;
   if (!quantization) {
-    for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] = scale * kernels.dot(query, cache.key(layer, j) + column, d);
+    // One GEMV over the cached keys (strided rows of this head) rather than a call per slot.
+    gemm_nt(1, visible, d, {query, d}, {cache.key(layer, 0) + column, width}, p.data(), visible);
+    for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] *= scale;
     row_kernels().softmax(p.data(), visible);
     if (generation) {
       traffic.key_bytes += static_cast<double>(visible * d) * sizeof(float);
@@ -163,14 +166,18 @@ void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible
   if (generation) policy.select_values(p, rows);
 
   std::fill(out, out + d, 0.0f);
-  for (int32_t r : rows) {
-    const float weight = p[static_cast<size_t>(r)];
-    if (quantization) {
-      const int16_t* codes = cache.value_codes(layer, r) + column;
-      const float value_scale = cache.value_scale(layer, r, kv_head);
-      for (int64_t c = 0; c < d; ++c) out[c] += weight * SplitQuantization::full_value(codes[c], value_scale);
-    } else {
-      kernels.axpy(weight, cache.value(layer, r) + column, out, d);
+  if (!quantization && static_cast<int64_t>(rows.size()) == visible) {
+    gemm(1, d, visible, {p.data(), visible}, {cache.value(layer, 0) + column, width}, out, d);  // every value row: one GEMV
+  } else {
+    for (int32_t r : rows) {
+      const float weight = p[static_cast<size_t>(r)];
+      if (quantization) {
+        const int16_t* codes = cache.value_codes(layer, r) + column;
+        const float value_scale = cache.value_scale(layer, r, kv_head);
+        for (int64_t c = 0; c < d; ++c) out[c] += weight * SplitQuantization::full_value(codes[c], value_scale);
+      } else {
+        kernels.axpy(weight, cache.value(layer, r) + column, out, d);
+      }
     }
   }
   if (generation) {
