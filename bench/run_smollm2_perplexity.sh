@@ -27,7 +27,10 @@ shift
 policies=("$@")
 case "$mode" in
   calibrate) first=0; count=20; [[ ${#policies[@]} -gt 0 ]] || policies=("${CANDIDATES[@]}") ;;
-  report) first=20; count=40 ;;
+  report) first=20; count=40
+    [[ ${#policies[@]} -gt 0 ]] || policies=("kv_prune:keep=0.5" "kv_prune:keep=0.5,recent=16"
+      "progressive:msb=4,lsb=4,threshold=0.1" "progressive:msb=6,lsb=2,threshold=0"
+      "kv_prune:keep=0.5,recent=16+progressive:msb=6,lsb=2,threshold=0") ;;
   full) first=0; count=0; policies=() ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
