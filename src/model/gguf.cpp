@@ -146,12 +146,6 @@ GgufValue read_value(Cursor& in, uint32_t type, const std::string& key) {
   return v;
 }
 
-std::string format_shape(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 }  // namespace
 
 int64_t GgufTensorInfo::elements() const {
@@ -298,7 +292,7 @@ Tensor GgufFile::load_f32(const std::string& name, const std::vector<int64_t>& e
   const GgufTensorInfo& t = tensor(name);
   const std::vector<int64_t> shape = t.shape();
   if (!expected_shape.empty() && shape != expected_shape)
-    throw Error("tensor '" + name + "' in " + path().string() + " has shape " + format_shape(shape) + ", expected " + format_shape(expected_shape));
+    throw Error("tensor '" + name + "' in " + path().string() + " has shape " + shape_string(shape) + ", expected " + shape_string(expected_shape));
   const GgmlTypeTraits& traits = ggml_type_traits(t.type);
   if (!traits.dequantizable)
     throw Error("tensor '" + name + "' in " + path().string() + " has type " + std::string(traits.name) +

@@ -48,15 +48,6 @@ const DTypeSpelling& spelling_of(DType dtype) {
   throw Error("internal: unnamed dtype");  // unreachable while kDTypes lists every enumerator
 }
 
-std::string format_shape(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
-
 
 template <float (*Convert)(uint16_t)>
 void convert_16bit(const std::byte* source, float* destination, int64_t count) {
@@ -130,7 +121,7 @@ uint64_t shape_bytes(const std::vector<int64_t>& shape, DType dtype, const std::
   uint64_t bytes = spelling_of(dtype).size;
   for (int64_t d : shape) {
     if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes)) {
-      throw Error(where + ": shape " + format_shape(shape) + " is too large (byte size overflows)");
+      throw Error(where + ": shape " + shape_string(shape) + " is too large (byte size overflows)");
     }
   }
   return bytes;
@@ -157,7 +148,7 @@ TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data
   }
   const uint64_t needed = shape_bytes(info.shape, info.dtype, where);
   if (needed != info.end - info.begin) {
-    throw Error(where + ": shape " + format_shape(info.shape) + " of " + std::string(dtype_name(info.dtype)) +
+    throw Error(where + ": shape " + shape_string(info.shape) + " of " + std::string(dtype_name(info.dtype)) +
                 " needs " + std::to_string(needed) + " bytes but " + range + " span " +
                 std::to_string(info.end - info.begin));
   }
@@ -258,8 +249,8 @@ std::vector<std::string> SafetensorsFile::names() const {
 Tensor SafetensorsFile::load_f32(const std::string& name, const std::vector<int64_t>& expected_shape) const {
   const TensorInfo& tensor = info(name);
   if (!expected_shape.empty() && tensor.shape != expected_shape) {
-    throw Error(describe(name) + " has shape " + format_shape(tensor.shape) + ", expected " +
-                format_shape(expected_shape));
+    throw Error(describe(name) + " has shape " + shape_string(tensor.shape) + ", expected " +
+                shape_string(expected_shape));
   }
   if (tensor.dtype != DType::F32 && tensor.dtype != DType::F16 && tensor.dtype != DType::BF16) {
     throw Error(describe(name) + " has dtype " + std::string(dtype_name(tensor.dtype)) +

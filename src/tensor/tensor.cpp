@@ -38,13 +38,15 @@ void Tensor::reshape(std::vector<int64_t> shape) {
   size_ = n;
 }
 
-std::string Tensor::shape_string() const {
+std::string shape_string(const std::vector<int64_t>& shape) {
   std::string s = "[";
-  for (size_t i = 0; i < shape_.size(); ++i) {
+  for (size_t i = 0; i < shape.size(); ++i) {
     if (i) s += ", ";
-    s += std::to_string(shape_[i]);
+    s += std::to_string(shape[i]);
   }
   return s + "]";
 }
+
+std::string Tensor::shape_string() const { return sieve::shape_string(shape_); }
 
 }  // namespace sieve

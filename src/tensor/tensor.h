@@ -34,7 +34,7 @@ class Tensor {
   // as tokens are pruned; reallocating every layer would cost more than it saves).
   void reshape(std::vector<int64_t> shape);
 
-  std::string shape_string() const;
+  std::string shape_string() const;  // "[2, 3]"
 
  private:
   struct FreeDeleter {
@@ -45,5 +45,8 @@ class Tensor {
   int64_t capacity_ = 0;
   std::unique_ptr<float, FreeDeleter> data_;
 };
+
+// "[2, 3]": a shape as error messages spell it (tensors, safetensors and GGUF entries).
+std::string shape_string(const std::vector<int64_t>& shape);
 
 }  // namespace sieve
