@@ -10,10 +10,13 @@ namespace sieve {
 
 std::unique_ptr<Decoder> load_decoder(const std::filesystem::path& path, const DecoderOptions& options) {
   if (options.weights != "gguf" && options.weights != "fp32") throw Error("weights must be gguf or fp32, got '" + options.weights + "'");
+  if (options.activations != "int8" && options.activations != "fp32")
+    throw Error("activations must be int8 or fp32, got '" + options.activations + "'");
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored) && std::filesystem::exists(path / "config.json", ignored))
     return std::make_unique<Gpt2Decoder>(Gpt2Decoder::load(path));
-  return std::make_unique<LlamaDecoder>(LlamaDecoder::load(path, options.weights == "fp32" ? LlamaWeights::Fp32 : LlamaWeights::Gguf));
+  return std::make_unique<LlamaDecoder>(LlamaDecoder::load(path, options.weights == "fp32" ? LlamaWeights::Fp32 : LlamaWeights::Gguf,
+                                                          options.activations == "fp32" ? QuantizedActivations::Fp32 : QuantizedActivations::Int8));
 }
 
 ByteLevelBpe load_decoder_tokenizer(const std::filesystem::path& path) {

@@ -47,8 +47,11 @@ class Decoder {
 
 // How a GGUF decoder keeps its weights (model/llama_decoder.h): "gguf" (the file's quantized blocks
 // for decoding steps, fp32 for the prompt) or "fp32" (dequantized only). GPT-2 is fp32 either way.
+// With gguf weights, `activations` says how decoding steps multiply them: "int8" (activations
+// quantized per block of 32, integer dot products, as llama.cpp) or "fp32" (exact: the parity path).
 struct DecoderOptions {
   std::string weights = "gguf";
+  std::string activations = "int8";
 };
 
 // A GPT-2 directory (config.json + model.safetensors) or a Llama-family GGUF file (or a directory

@@ -84,15 +84,17 @@ struct LinearLoader {
   const GgufFile& file;
   LlamaWeights weights;
 
-  LlamaDecoder::Linear operator()(std::initializer_list<std::pair<std::string, int64_t>> parts, int64_t in) const {
+  // keep_fp32 = false: only the quantized rows (the tied LM head, whose fp32 is the embedding).
+  LlamaDecoder::Linear operator()(std::initializer_list<std::pair<std::string, int64_t>> parts, int64_t in,
+                                  bool keep_fp32 = true) const {
     int64_t total = 0;
     for (const auto& [name, out] : parts) total += out;
     LlamaDecoder::Linear linear;
-    linear.fp32_t = Tensor({in, total});
+    if (keep_fp32) linear.fp32_t = Tensor({in, total});
     bool quantize = weights == LlamaWeights::Gguf;
     int64_t column = 0;
     for (const auto& [name, out] : parts) {
-      place_transposed(file.load_f32(name, {out, in}), linear.fp32_t, column);
+      if (keep_fp32) place_transposed(file.load_f32(name, {out, in}), linear.fp32_t, column);
       column += out;
       quantize = quantize && quantized_gemm_supports(file.tensor(name).type) &&
                  (!linear.quantized || linear.quantized->type == file.tensor(name).type);
@@ -109,26 +111,29 @@ struct LinearLoader {
 
 }  // namespace
 
-void LlamaDecoder::apply(const Linear& w, int64_t n, const float* x, int64_t ldx, float* y, int64_t ldy, bool accumulate) {
-  const int64_t in = w.fp32_t.dim(0), out = w.fp32_t.dim(1);
-  if (w.quantized && n <= kQuantizedMaxRows)
-    quantized_gemm(*w.quantized, n, x, ldx, y, ldy, accumulate);
-  else
+void LlamaDecoder::apply(const Linear& w, int64_t n, const float* x, int64_t ldx, float* y, int64_t ldy, bool accumulate) const {
+  if (w.quantized && n <= kQuantizedMaxRows) {
+    quantized_gemm(*w.quantized, n, x, ldx, y, ldy, accumulate, activations_);
+  } else {
+    const int64_t in = w.fp32_t.dim(0), out = w.fp32_t.dim(1);
     gemm(n, out, in, {x, ldx}, {w.fp32_t.data(), out}, y, ldy, accumulate ? 1.0f : 0.0f);
+  }
 }
 
-LlamaDecoder LlamaDecoder::load(const std::filesystem::path& path, LlamaWeights weights) {
+LlamaDecoder LlamaDecoder::load(const std::filesystem::path& path, LlamaWeights weights, QuantizedActivations activations) {
   const GgufFile file = GgufFile::open(gguf_path(path));
   LlamaDecoder m;
   m.config_ = LlamaConfig::from_gguf(file);
+  m.activations_ = activations;
   const LlamaConfig& c = m.config_;
   const int64_t E = c.hidden, F = c.ffn, d = c.head_dim(), Q = c.heads * d, KV = c.kv_heads * d;
   m.embed_ = file.load_f32("token_embd.weight", {c.vocab_size, E});
   m.output_norm_ = file.load_f32("output_norm.weight", {E});
-  // No output.weight: the LM head is tied to the token embedding (SmolLM2).
   const LinearLoader linear{file, weights};
-  // No output.weight: the LM head is tied to the token embedding (SmolLM2).
-  m.head_ = linear({{file.contains("output.weight") ? "output.weight" : "token_embd.weight", c.vocab_size}}, E);
+  // No output.weight: the LM head is tied to the token embedding (SmolLM2), whose fp32 rows serve
+  // both (gemm_nt), so the 28M-weight matrix is not held twice.
+  m.head_tied_ = !file.contains("output.weight");
+  m.head_ = linear({{m.head_tied_ ? "token_embd.weight" : "output.weight", c.vocab_size}}, E, !m.head_tied_);
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     Layer layer;
@@ -217,7 +222,10 @@ Tensor LlamaDecoder::forward(std::span<const int32_t> ids, KvCache& cache, Gener
   const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
   rms_norm_rows(x, normed, output_norm_, c.rms_eps, first);
   Tensor logits({rows, V});
-  apply(head_, rows, normed.data(), E, logits.data(), V, false);
+  if (head_tied_ && !(head_.quantized && rows <= kQuantizedMaxRows))
+    gemm_nt(rows, V, E, {normed.data(), E}, {embed_.data(), E}, logits.data(), V);
+  else
+    apply(head_, rows, normed.data(), E, logits.data(), V, false);
   return logits;
 }
 

@@ -57,7 +57,10 @@ class LlamaDecoder final : public Decoder {
   };
 
   // A .gguf file, or a directory holding exactly one. Throws sieve::Error.
-  static LlamaDecoder load(const std::filesystem::path& path, LlamaWeights weights = LlamaWeights::Gguf);
+  // `activations`: how decoding steps meet the quantized weights (kernels/quantized_gemm.h): int8
+  // as llama.cpp does (fast), or fp32 (equal to the dequantized weights' product: the parity path).
+  static LlamaDecoder load(const std::filesystem::path& path, LlamaWeights weights = LlamaWeights::Gguf,
+                           QuantizedActivations activations = QuantizedActivations::Int8);
   // The GGUF file a path names (the path itself, or the one .gguf in a directory).
   static std::filesystem::path gguf_path(const std::filesystem::path& path);
 
@@ -79,11 +82,13 @@ class LlamaDecoder final : public Decoder {
     Linear down;     // [ffn -> hidden]
   };
   // y[n, out] (+)= x[n, in] W (rows ldx and ldy apart): quantized rows for short runs when present, else sgemm.
-  static void apply(const Linear& w, int64_t n, const float* x, int64_t ldx, float* y, int64_t ldy, bool accumulate);
+  void apply(const Linear& w, int64_t n, const float* x, int64_t ldx, float* y, int64_t ldy, bool accumulate) const;
 
   LlamaConfig config_;
+  QuantizedActivations activations_ = QuantizedActivations::Int8;
   Tensor embed_;      // [vocab, hidden]
-  Linear head_;       // [hidden -> vocab]: the LM head
+  Linear head_;       // [hidden -> vocab]: the LM head (tied: quantized rows only; fp32 is embed_)
+  bool head_tied_ = false;
   Tensor output_norm_;
   std::vector<Layer> layers_;
   std::vector<float> rope_cos_, rope_sin_;  // [context_length, head_dim / 2]

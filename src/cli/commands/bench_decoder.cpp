@@ -106,7 +106,7 @@ void run(const BenchDecoderOptions& o) {
     std::printf("decode after %5lld: %8.1f tokens/s, KV %10.0f bytes/token  %s\n", d["prompt_tokens"].get<long long>(),
                 d["tokens_per_s"].get<double>(), d["kv_bytes_per_token"].get<double>(), d["policy"].get<std::string>().c_str());
   if (o.json_path.empty()) return;
-  const nlohmann::json out = {{"engine", "sieve"}, {"model", o.model_dir}, {"weights", o.decoder.weights}, {"threads", o.threads},
+  const nlohmann::json out = {{"engine", "sieve"}, {"model", o.model_dir}, {"weights", o.decoder.weights}, {"activations", o.decoder.activations}, {"threads", o.threads},
                               {"repeats", o.repeats}, {"prompt", prompts}, {"decode", decodes}};
   write_file_atomically(o.json_path, [&](std::ostream& file) { file << out.dump(2) << "\n"; });
 }
@@ -125,8 +125,7 @@ void register_bench_decoder(CLI::App& app) {
   cmd->add_option("--long-decode-tokens", o->long_decode_tokens, "Greedy steps timed after a long prompt")->capture_default_str();
   cmd->add_option("--policy", o->policies, std::string("Generation policy, repeatable (dense always runs): ") + kGenerationSpecHelp);
   cmd->add_option("--repeats", o->repeats, "Timed repeats (median), after one warm-up")->check(CLI::Range(1, 1000))->capture_default_str();
-  cmd->add_option("--weights", o->decoder.weights, "GGUF models: gguf (decoding steps read the file's quantized blocks) or fp32")
-      ->check(CLI::IsMember({"gguf", "fp32"}))->capture_default_str();
+  add_decoder_options(*cmd, o->decoder);
   cmd->add_option("--json", o->json_path, "Also write the results as JSON to FILE");
   cmd->add_option("--threads", o->threads, "Threads")->check(CLI::Range(1, 1024))->capture_default_str();
   cmd->callback([o] { run(*o); });

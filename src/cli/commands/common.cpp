@@ -17,6 +17,15 @@
 
 namespace sieve::cli {
 
+void add_decoder_options(CLI::App& cmd, DecoderOptions& options) {
+  cmd.add_option("--weights", options.weights, "GGUF models: gguf (decoding steps read the file's quantized blocks) or fp32 (dequantized)")
+      ->check(CLI::IsMember({"gguf", "fp32"}))->capture_default_str();
+  cmd.add_option("--activations", options.activations,
+                 "With gguf weights: int8 (activations quantized per block of 32, integer dot products, as llama.cpp) "
+                 "or fp32 (exact product of the dequantized weights)")
+      ->check(CLI::IsMember({"int8", "fp32"}))->capture_default_str();
+}
+
 void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--model", o.model_dir, "Hugging Face model directory (default: $SIEVE_MODEL or the installed all-MiniLM-L6-v2)");
   cmd.add_option("--threads", o.threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));

@@ -12,6 +12,7 @@
 
 #include "eval/dataset.h"
 #include "eval/evaluator.h"
+#include "model/decoder.h"
 #include "model/text_model.h"
 #include "util/files.h"
 
@@ -27,6 +28,8 @@ struct ModelOptions {
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& options);
+// --weights and --activations of the decoder commands (generate, perplexity, bench-decoder).
+void add_decoder_options(CLI::App& cmd, DecoderOptions& options);
 // Loads the model and sets the thread count for the BLAS library and the engine's kernels.
 TextModel load_model(const ModelOptions& options);
 void set_threads(int threads);

@@ -94,8 +94,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--top-p", o->sampling.top_p, "Nucleus sampling: the smallest set with probability >= P")->check(CLI::Range(1e-9, 1.0));
   cmd->add_option("--seed", o->sampling.seed, "Random seed for sampling");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep going after the end-of-text token");
-  cmd->add_option("--weights", o->decoder.weights, "GGUF models: gguf (decoding steps read the file's quantized blocks) or fp32 (dequantized)")
-      ->check(CLI::IsMember({"gguf", "fp32"}))->capture_default_str();
+  add_decoder_options(*cmd, o->decoder);
   cmd->add_option("--threads", o->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_option("prompt", o->prompt, "Text to continue")->required();
   cmd->callback([o] { run(*o); });

@@ -87,6 +87,7 @@ void run(const PerplexityOptions& o) {
   }
   if (o.json_path.empty()) return;
   const nlohmann::json out = {{"model", o.model_dir}, {"data", o.data}, {"tokens", ids.size()}, {"protocol", o.protocol},
+                              {"weights", o.decoder.weights}, {"activations", o.decoder.activations},
                               {"window", setup.window}, {"stride", setup.stride}, {"first_window", setup.first_window}, {"max_windows", setup.max_windows},
                               {"results", results}};
   write_file_atomically(o.json_path, [&](std::ostream& file) { file << out.dump(2) << "\n"; });
@@ -112,8 +113,7 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("--max-windows", o->max_windows, "Evaluate only N windows (0: all)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--first-window", o->first_window, "Skip the windows before this one (e.g. a calibration slice)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--json", o->json_path, "Also write the results as JSON to FILE");
-  cmd->add_option("--weights", o->decoder.weights, "GGUF models: gguf (decoding steps read the file's quantized blocks) or fp32 (dequantized)")
-      ->check(CLI::IsMember({"gguf", "fp32"}))->capture_default_str();
+  add_decoder_options(*cmd, o->decoder);
   cmd->add_option("--threads", o->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->callback([o] { run(*o); });
 }
