@@ -3,7 +3,7 @@
 
 Sieve's side is `sieve bench-decoder` (prompt processing at 128 and 512 tokens, decoding 128 greedy
 tokens after a 128-token prompt, and 64 tokens after 1k and 4k prompts, dense and under each
---policy); llama.cpp's is bench/llama_cpp_speed.py (llama-cpp-python built from PyPI's sdist, KV
+--policy, with int8 activations, the default; then dense with exact fp32 activations); llama.cpp's is bench/llama_cpp_speed.py (llama-cpp-python built from PyPI's sdist, KV
 cache f16, q8_0, q4_0). Both use 2 threads and WikiText-2 test text as prompts. Run it on an idle
 machine: with more runnable threads than cores, both engines' spinning threads stall by seconds.
 
@@ -30,14 +30,15 @@ from common import write_atomically  # noqa: E402
 
 DEFAULT_GGUF = ROOT / "models" / "smollm2-135m" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2-raw" / "wiki.test.raw"
-POLICIES = ["kv_prune:keep=0.25", "progressive:msb=4,lsb=4,threshold=0.1", "kv_prune:keep=0.25+value_prune:k=64"]
+POLICIES = ["progressive:msb=6,lsb=2,threshold=0", "kv_prune:keep=0.5,recent=128",
+            "kv_prune:keep=0.6,recent=128+progressive:msb=6,lsb=2,threshold=0"]
 
 
-def run_sieve(sieve: Path, gguf: Path, weights: str, threads: int, repeats: int, policies) -> dict:
+def run_sieve(sieve: Path, gguf: Path, activations: str, threads: int, repeats: int, policies) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sieve.json"
-        cmd = [str(sieve), "bench-decoder", "--model", str(gguf), "--data", str(WIKITEXT), "--weights", weights,
-               "--threads", str(threads), "--repeats", str(repeats), "--json", str(out)]
+        cmd = [str(sieve), "bench-decoder", "--model", str(gguf), "--data", str(WIKITEXT), "--weights", "gguf",
+               "--activations", activations, "--threads", str(threads), "--repeats", str(repeats), "--json", str(out)]
         for p in policies:
             cmd += ["--policy", p]
         subprocess.run(cmd, check=True)
@@ -56,7 +57,7 @@ def main():
     policies = args.policy if args.policy is not None else POLICIES
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu_count": os.cpu_count(),
               "load_average_before": os.getloadavg()}
-    result["sieve_gguf"] = run_sieve(args.sieve, args.gguf, "gguf", args.threads, args.repeats, policies)
+    result["sieve_gguf"] = run_sieve(args.sieve, args.gguf, "int8", args.threads, args.repeats, policies)
     result["sieve_fp32"] = run_sieve(args.sieve, args.gguf, "fp32", args.threads, args.repeats, [])
     result["llama_cpp"] = llama_cpp_speed.run_all(args.gguf, args.threads, args.repeats, 3, 1)
     result["load_average_after"] = os.getloadavg()
@@ -65,7 +66,7 @@ def main():
     peer = result["llama_cpp"]
     peer_prompt = {p["tokens"]: p["tokens_per_s"] for p in peer["prompt"]}
     peer_decode = {(d["kv"], d["prompt_tokens"]): d["tokens_per_s"] for d in peer["decode"]}
-    print(f"\n{'measurement':44s} {'Sieve gguf':>11s} {'Sieve fp32':>11s} {'llama.cpp':>10s} {'ratio':>7s}")
+    print(f"\n{'measurement':44s} {'Sieve int8':>11s} {'Sieve fp32':>11s} {'llama.cpp':>10s} {'ratio':>7s}")
     fp32_prompt = {p["tokens"]: p["tokens_per_s"] for p in result["sieve_fp32"]["prompt"]}
     for p in result["sieve_gguf"]["prompt"]:
         n = p["tokens"]

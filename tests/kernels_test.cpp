@@ -58,6 +58,29 @@ TEST_P(RowKernelsTest, TanhMatchesDefinition) {
   EXPECT_LT(max_abs_diff(portable_out, expected), 1e-6f);
 }
 
+// Quantized KV codes (progressive quantization): MSBs = ((code >> shift) << shift) + offset, in
+// double against both paths; arithmetic shift, so negative codes floor.
+TEST_P(RowKernelsTest, CodeDotAndAxpyMatchDefinition) {
+  const int64_t n = GetParam();
+  const auto a = random_normal(static_cast<size_t>(n), 21);
+  std::vector<int16_t> codes(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) codes[static_cast<size_t>(i)] = static_cast<int16_t>((i * 37 % 255) - 127);
+  for (auto [shift, offset] : {std::pair{0, 0}, {2, 2}, {4, 8}}) {
+    double expected = 0;
+    for (int64_t i = 0; i < n; ++i)
+      expected += a[static_cast<size_t>(i)] * static_cast<double>(((codes[static_cast<size_t>(i)] >> shift) << shift) + offset);
+    const double tolerance = 1e-4 * (1.0 + std::abs(expected)) * std::sqrt(static_cast<double>(n));
+    EXPECT_NEAR(avx512::kRowKernels.dot_codes(a.data(), codes.data(), shift, offset, n), expected, tolerance) << shift;
+    EXPECT_NEAR(portable::kRowKernels.dot_codes(a.data(), codes.data(), shift, offset, n), expected, tolerance) << shift;
+  }
+  if (n > 0) EXPECT_EQ(portable::kRowKernels.dot_codes(a.data(), codes.data(), 2, 2, 1), a[0] * static_cast<float>((-127 >> 2 << 2) + 2));
+  auto fast = a, slow = a;
+  avx512::kRowKernels.axpy_codes(0.5f, codes.data(), fast.data(), n);
+  portable::kRowKernels.axpy_codes(0.5f, codes.data(), slow.data(), n);
+  for (int64_t i = 0; i < n; ++i) EXPECT_FLOAT_EQ(fast[static_cast<size_t>(i)], a[static_cast<size_t>(i)] + 0.5f * codes[static_cast<size_t>(i)]);
+  EXPECT_LT(max_abs_diff(fast, slow), 1e-6f);
+}
+
 TEST_P(RowKernelsTest, LayerNormAndSoftmaxAgreeAcrossPaths) {
   const int64_t n = GetParam();
   auto x = random_normal(static_cast<size_t>(n), 3, 2.0f), bias = random_normal(static_cast<size_t>(n), 4);

@@ -27,6 +27,15 @@ struct RowKernels {
   float (*dot)(const float* a, const float* b, int64_t n);
   // y[i] += alpha * x[i] (attention's weighted sum of cached values).
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+  // sum of a[i] * (((codes[i] >> shift) << shift) + offset): a query against integer codes of a
+  // quantized key, all bits (shift 0, offset 0) or its MSBs only (SpAtten's progressive quantization).
+  float (*dot_codes)(const float* a, const int16_t* codes, int shift, int32_t offset, int64_t n);
+  // out[j] = scales[j * scale_stride] * dot_codes(a, codes + j * code_stride, shift, offset, n) for
+  // j < rows: one query against every cached key of a head, in one call.
+  void (*dot_codes_rows)(const float* a, const int16_t* codes, int64_t code_stride, const float* scales,
+                         int64_t scale_stride, int64_t rows, int shift, int32_t offset, int64_t n, float* out);
+  // y[i] += alpha * codes[i] (a quantized value row, its scale folded into alpha).
+  void (*axpy_codes)(float alpha, const int16_t* codes, float* y, int64_t n);
 };
 
 namespace portable {

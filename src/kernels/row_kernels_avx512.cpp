@@ -147,9 +147,37 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
   }
 }
 
+float dot_codes(const float* a, const int16_t* codes, int shift, int32_t offset, int64_t n) {
+  __m512 sum = _mm512_setzero_ps();
+  const __m128i count = _mm_cvtsi32_si128(shift);
+  const __m512i add = _mm512_set1_epi32(offset);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512i wide = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, codes + i));
+    const __m512i msb = _mm512_add_epi32(_mm512_sll_epi32(_mm512_sra_epi32(wide, count), count), add);
+    sum = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_mov_ps(m, _mm512_cvtepi32_ps(msb)), sum);
+  }
+  return reduce_add(sum);
+}
+
+void dot_codes_rows(const float* a, const int16_t* codes, int64_t code_stride, const float* scales, int64_t scale_stride,
+                    int64_t rows, int shift, int32_t offset, int64_t n, float* out) {
+  for (int64_t j = 0; j < rows; ++j) out[j] = scales[j * scale_stride] * dot_codes(a, codes + j * code_stride, shift, offset, n);
+}
+
+void axpy_codes(float alpha, const int16_t* codes, float* y, int64_t n) {
+  const __m512 a = _mm512_set1_ps(alpha);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, codes + i)));
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(a, x, _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
 }  // namespace
 
 const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16,
-                             rms_norm,  silu_mul, dot,                     axpy};
+                             rms_norm,  silu_mul, dot,                     axpy,
+                             dot_codes, dot_codes_rows, axpy_codes};
 
 }  // namespace sieve::avx512

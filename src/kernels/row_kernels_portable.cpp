@@ -86,9 +86,25 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+float dot_codes(const float* a, const int16_t* codes, int shift, int32_t offset, int64_t n) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * static_cast<float>(((static_cast<int32_t>(codes[i]) >> shift) << shift) + offset);
+  return sum;
+}
+
+void dot_codes_rows(const float* a, const int16_t* codes, int64_t code_stride, const float* scales, int64_t scale_stride,
+                    int64_t rows, int shift, int32_t offset, int64_t n, float* out) {
+  for (int64_t j = 0; j < rows; ++j) out[j] = scales[j * scale_stride] * dot_codes(a, codes + j * code_stride, shift, offset, n);
+}
+
+void axpy_codes(float alpha, const int16_t* codes, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * static_cast<float>(codes[i]);
+}
+
 }  // namespace
 
 const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16,
-                             rms_norm,  silu_mul, dot,                     axpy};
+                             rms_norm,  silu_mul, dot,                     axpy,
+                             dot_codes, dot_codes_rows, axpy_codes};
 
 }  // namespace sieve::portable

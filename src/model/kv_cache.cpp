@@ -25,8 +25,7 @@ float SplitQuantization::quantize(const float* x, int64_t n, int16_t* codes) con
 float SplitQuantization::msb_value(int16_t code, float scale) const {
   // Arithmetic shift: the MSBs of a negative code are floor(code / 2^lsb), and the LSBs are >= 0.
   const int32_t msb = static_cast<int32_t>(code) >> lsb_bits;
-  const int32_t midpoint = lsb_bits > 0 ? 1 << (lsb_bits - 1) : 0;
-  return static_cast<float>(msb * (1 << lsb_bits) + midpoint) * scale;
+  return static_cast<float>(msb * (1 << lsb_bits) + msb_midpoint()) * scale;
 }
 
 void KvTraffic::add(const KvTraffic& other) {
@@ -62,10 +61,10 @@ const int16_t* KvCache::key_codes(int layer, int64_t slot) const {
 const int16_t* KvCache::value_codes(int layer, int64_t slot) const {
   return layers_[static_cast<size_t>(layer)].value_codes.data() + slot * heads_ * head_dim_;
 }
-float KvCache::key_scale(int layer, int64_t slot, int head) const {
+const float& KvCache::key_scale(int layer, int64_t slot, int head) const {
   return layers_[static_cast<size_t>(layer)].key_scales[static_cast<size_t>(slot * heads_ + head)];
 }
-float KvCache::value_scale(int layer, int64_t slot, int head) const {
+const float& KvCache::value_scale(int layer, int64_t slot, int head) const {
   return layers_[static_cast<size_t>(layer)].value_scales[static_cast<size_t>(slot * heads_ + head)];
 }
 
@@ -136,16 +135,14 @@ void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible
     }
   } else {
     // Progressive quantization: probabilities from the MSBs; LSBs only when the policy distrusts them.
-    scratch.dequantized.resize(static_cast<size_t>(d));
+    // The codes are multiplied as integers (SplitQuantization::msb_value's arithmetic, vectorized),
+    // each key's scale applied once to its dot product.
     auto score_keys = [&](bool with_lsbs) {
-      for (int64_t j = 0; j < visible; ++j) {
-        const int16_t* codes = cache.key_codes(layer, j) + column;
-        const float key_scale = cache.key_scale(layer, j, kv_head);
-        for (int64_t c = 0; c < d; ++c)
-          scratch.dequantized[static_cast<size_t>(c)] =
-              with_lsbs ? SplitQuantization::full_value(codes[c], key_scale) : quantization->msb_value(codes[c], key_scale);
-        p[static_cast<size_t>(j)] = scale * kernels.dot(query, scratch.dequantized.data(), d);
-      }
+      const int shift = with_lsbs ? 0 : quantization->lsb_bits;
+      const int32_t midpoint = with_lsbs ? 0 : quantization->msb_midpoint();
+      kernels.dot_codes_rows(query, cache.key_codes(layer, 0) + column, width, &cache.key_scale(layer, 0, kv_head),
+                             cache.heads(), visible, shift, midpoint, d, p.data());
+      for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] *= scale;
       row_kernels().softmax(p.data(), visible);
     };
     score_keys(false);
@@ -172,9 +169,7 @@ void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible
     for (int32_t r : rows) {
       const float weight = p[static_cast<size_t>(r)];
       if (quantization) {
-        const int16_t* codes = cache.value_codes(layer, r) + column;
-        const float value_scale = cache.value_scale(layer, r, kv_head);
-        for (int64_t c = 0; c < d; ++c) out[c] += weight * SplitQuantization::full_value(codes[c], value_scale);
+        kernels.axpy_codes(weight * cache.value_scale(layer, r, kv_head), cache.value_codes(layer, r) + column, out, d);
       } else {
         kernels.axpy(weight, cache.value(layer, r) + column, out, d);
       }

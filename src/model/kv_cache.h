@@ -29,6 +29,7 @@ struct SplitQuantization {
   float quantize(const float* x, int64_t n, int16_t* codes) const;
   // The value of a code from its MSBs alone: the middle of the range its LSBs could span.
   float msb_value(int16_t code, float scale) const;
+  int32_t msb_midpoint() const { return lsb_bits > 0 ? 1 << (lsb_bits - 1) : 0; }  // in code units
   static float full_value(int16_t code, float scale) { return static_cast<float>(code) * scale; }
 };
 
@@ -68,8 +69,8 @@ class KvCache {
   // With quantization: codes [heads * head_dim] and scales [heads] of a slot.
   const int16_t* key_codes(int layer, int64_t slot) const;
   const int16_t* value_codes(int layer, int64_t slot) const;
-  float key_scale(int layer, int64_t slot, int head) const;
-  float value_scale(int layer, int64_t slot, int head) const;
+  const float& key_scale(int layer, int64_t slot, int head) const;  // scales of one head are heads() apart
+  const float& value_scale(int layer, int64_t slot, int head) const;
 
   // Quantizes the written rows (when quantized) of slots [size(), size() + n) in one layer.
   void quantize_new_rows(int layer, int64_t n);
@@ -95,7 +96,6 @@ class KvCache {
 struct AttentionScratch {
   std::vector<float> scores;
   std::vector<int32_t> rows;
-  std::vector<float> dequantized;
 };
 
 // Whether attention reads the cache as the prompt's summarization (fp32, every value) or as a
