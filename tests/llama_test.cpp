@@ -566,7 +566,7 @@ TEST_F(SmolLm2, PrefillScoringEqualsStepScoringForDense) {
 
 // The default int8 activations (as llama.cpp) against the exact fp32 path, step by step on real
 // text: mean NLL within 0.5 % and the next-token choice the same almost everywhere. Measured on
-// WikiText-2 chunks 20-59: perplexity 21.2255 (fp32) vs see README (int8).
+// WikiText-2 chunks 20-59, every token a step: perplexity 21.2559 (int8) against 21.2255 (fp32).
 TEST_F(SmolLm2, Int8ActivationsStayCloseToTheExactPath) {
   const LlamaDecoder int8 = LlamaDecoder::load(kModel, LlamaWeights::Gguf, QuantizedActivations::Int8);
   const ByteLevelBpe tokenizer = load_decoder_tokenizer(kModel);

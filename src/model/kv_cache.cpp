@@ -196,7 +196,7 @@ void attend_prompt(const KvCache& cache, int layer, MatrixRef queries, int64_t n
 #pragma omp parallel for schedule(dynamic, 1) if (n * (base + n) * d * query_heads >= (1 << 16))
   for (int h = 0; h < query_heads; ++h) {
     const int64_t kv_column = (h / group) * d;
-    float* sums = received[static_cast<size_t>(h)].data();
+    float* sums = received[static_cast<size_t>(h)].empty() ? nullptr : received[static_cast<size_t>(h)].data();
     std::vector<float> scores;
     for (int64_t first = 0; first < n; first += kPromptRowBlock) {
       const int64_t rows = std::min(kPromptRowBlock, n - first), columns = base + first + rows;
@@ -210,12 +210,57 @@ void attend_prompt(const KvCache& cache, int layer, MatrixRef queries, int64_t n
         for (int64_t j = 0; j < visible; ++j) p[j] *= scale;
         kernels.softmax(p, visible);
         std::fill(p + visible, p + columns, 0.0f);
-        for (int64_t j = 0; j < visible; ++j) sums[j] += p[j];
+        if (sums)
+          for (int64_t j = 0; j < visible; ++j) sums[j] += p[j];
       }
       gemm(rows, d, columns, {scores.data(), columns}, {cache.value(layer, 0) + kv_column, width},
            context + first * context_stride + h * d, context_stride);
     }
   }
+}
+
+// Grouped-query attention over an fp32 cache, one query: the `group` query heads sharing KV head g
+// score its keys as one [group x visible] GEMM and, when the policy keeps every value row for all
+// of them, sum the values as one GEMM too (each key and value row read once for the group, not
+// once per query head). Otherwise the values go per head, as attend_cached does them.
+void attend_group_fp32(const KvCache& cache, int layer, int g, int group, int64_t visible, const float* queries,
+                       float scale, const GenerationPolicy& policy, float* context, std::vector<float>& scores,
+                       std::vector<std::vector<int32_t>>& rows, std::vector<std::vector<float>>& received, KvTraffic& total) {
+  const int64_t d = cache.head_dim(), width = cache.heads() * d, column = g * d;
+  scores.resize(static_cast<size_t>(group * visible));
+  gemm_nt(group, visible, d, {queries + g * group * d, d}, {cache.key(layer, 0) + column, width}, scores.data(), visible);
+  bool every_row = true;
+  for (int k = 0; k < group; ++k) {
+    float* p = scores.data() + k * visible;
+    for (int64_t j = 0; j < visible; ++j) p[j] *= scale;
+    row_kernels().softmax(p, visible);
+    std::vector<int32_t>& kept = rows[static_cast<size_t>(k)];
+    kept.resize(static_cast<size_t>(visible));
+    std::iota(kept.begin(), kept.end(), 0);
+    policy.select_values({p, static_cast<size_t>(visible)}, kept);
+    every_row = every_row && static_cast<int64_t>(kept.size()) == visible;
+    std::vector<float>& sums = received[static_cast<size_t>(g * group + k)];
+    if (!sums.empty())
+      for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += p[j];
+  }
+  float* out = context + g * group * d;
+  if (every_row) {
+    gemm(group, d, visible, {scores.data(), visible}, {cache.value(layer, 0) + column, width}, out, d);
+  } else {
+    for (int k = 0; k < group; ++k) {
+      std::fill(out + k * d, out + (k + 1) * d, 0.0f);
+      for (int32_t r : rows[static_cast<size_t>(k)])
+        row_kernels().axpy(scores[static_cast<size_t>(k * visible + r)], cache.value(layer, r) + column, out + k * d, d);
+    }
+  }
+  std::vector<char> value_read(static_cast<size_t>(visible), 0);
+  for (const std::vector<int32_t>& kept : rows)
+    for (int32_t r : kept) value_read[static_cast<size_t>(r)] = 1;
+  total.key_bytes += static_cast<double>(visible * d) * sizeof(float);
+  total.key_elements += static_cast<double>(visible * d);
+  total.key_bits += static_cast<double>(visible * d) * 32.0;
+  total.head_reads += 1;
+  total.value_bytes += static_cast<double>(d * sizeof(float)) * static_cast<double>(std::count(value_read.begin(), value_read.end(), 1));
 }
 
 void attend_generation(const KvCache& cache, int layer, MatrixRef queries, int64_t n, int query_heads, float scale,
@@ -225,27 +270,48 @@ void attend_generation(const KvCache& cache, int layer, MatrixRef queries, int64
   const int group = query_heads / kv_heads;
   const int64_t d = cache.head_dim(), base = cache.size();
   std::vector<KvTraffic> kv_traffic(static_cast<size_t>(kv_heads));
-#pragma omp parallel for schedule(dynamic, 1) if (n * (base + n) * d * query_heads >= (1 << 16))
-  for (int g = 0; g < kv_heads; ++g) {
-    AttentionScratch scratch;
-    std::vector<char> value_read;
-    KvTraffic& total = kv_traffic[static_cast<size_t>(g)];
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t visible = base + i + 1;
+  if (!cache.quantization()) {
+    // KV heads one after another, each GEMM threaded inside: a model has few KV heads (SmolLM2: 3),
+    // too few to share out between threads evenly.
+    std::vector<float> scores;
+    std::vector<std::vector<int32_t>> rows(static_cast<size_t>(group));
+    for (int g = 0; g < kv_heads; ++g)
+      for (int64_t i = 0; i < n; ++i)
+        attend_group_fp32(cache, layer, g, group, base + i + 1, queries.data + i * queries.stride, scale, policy,
+                          context + i * context_stride, scores, rows, received, traffic);
+    return;
+  }
+  // Quantized cache: query heads in parallel (9 units share out over threads better than 3 KV
+  // heads), then each KV head's traffic from its group: the keys the most any of its queries
+  // fetched (they share the rows), the values as the union of the rows they read.
+  std::vector<AttentionScratch> scratch(static_cast<size_t>(query_heads));
+  std::vector<KvTraffic> per_head(static_cast<size_t>(query_heads));
+  std::vector<char> value_read;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t visible = base + i + 1;
+#pragma omp parallel for schedule(dynamic, 1) if ((base + n) * d * query_heads >= (1 << 16))
+    for (int h = 0; h < query_heads; ++h) {
+      KvTraffic& one = per_head[static_cast<size_t>(h)];
+      one = KvTraffic{};
+      AttentionScratch& mine = scratch[static_cast<size_t>(h)];
+      attend_cached(cache, layer, h / group, visible, queries.data + i * queries.stride + h * d, scale, policy,
+                    DecodeStage::Generation, mine, context + i * context_stride + h * d, one);
+      std::vector<float>& sums = received[static_cast<size_t>(h)];
+      if (!sums.empty())
+        for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += mine.scores[static_cast<size_t>(j)];
+    }
+    for (int g = 0; g < kv_heads; ++g) {
       value_read.assign(static_cast<size_t>(visible), 0);
-      KvTraffic keys;  // the group's key reads: the most any of its queries fetched (they share the rows)
+      KvTraffic keys;
       double value_row_bytes = 0;
-      for (int k = 0; k < group; ++k) {
-        const int h = g * group + k;
-        KvTraffic one;
-        attend_cached(cache, layer, g, visible, queries.data + i * queries.stride + h * d, scale, policy,
-                      DecodeStage::Generation, scratch, context + i * context_stride + h * d, one);
-        std::vector<float>& sums = received[static_cast<size_t>(h)];
-        for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += scratch.scores[static_cast<size_t>(j)];
-        for (int32_t r : scratch.rows) value_read[static_cast<size_t>(r)] = 1;
-        if (!scratch.rows.empty()) value_row_bytes = one.value_bytes / static_cast<double>(scratch.rows.size());
+      for (int h = g * group; h < (g + 1) * group; ++h) {
+        const KvTraffic& one = per_head[static_cast<size_t>(h)];
+        const std::vector<int32_t>& rows = scratch[static_cast<size_t>(h)].rows;
+        for (int32_t r : rows) value_read[static_cast<size_t>(r)] = 1;
+        if (!rows.empty()) value_row_bytes = one.value_bytes / static_cast<double>(rows.size());
         if (one.key_bits > keys.key_bits) keys = one;
       }
+      KvTraffic& total = kv_traffic[static_cast<size_t>(g)];
       total.key_bytes += keys.key_bytes;
       total.key_elements += keys.key_elements;
       total.key_bits += keys.key_bits;
@@ -267,12 +333,15 @@ void attend_new_tokens(const KvCache& cache, int layer, MatrixRef queries, int64
   const float scale = 1.0f / std::sqrt(static_cast<float>(cache.head_dim()));
   // Per query head: attention received by each visible slot, summed over the new queries, handed to
   // the policy after the parallel loops (policies that accumulate state are not thread-safe).
-  std::vector<std::vector<float>> received(static_cast<size_t>(query_heads), std::vector<float>(static_cast<size_t>(total), 0.0f));
+  // Empty when the policy does not look.
+  const int64_t observed = policy.observes_attention() ? total : 0;
+  std::vector<std::vector<float>> received(static_cast<size_t>(query_heads), std::vector<float>(static_cast<size_t>(observed), 0.0f));
   if (stage == DecodeStage::Prompt)
     attend_prompt(cache, layer, queries, n, query_heads, scale, context, context_stride, received);
   else
     attend_generation(cache, layer, queries, n, query_heads, scale, policy, context, context_stride, received, traffic);
-  for (const std::vector<float>& sums : received) policy.observe_attention(sums);
+  if (observed > 0)
+    for (const std::vector<float>& sums : received) policy.observe_attention(sums);
 }
 
 }  // namespace sieve

@@ -114,8 +114,9 @@ void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible
 // size()..size()+n-1) over the cache, causally. queries: [n, query_heads * head_dim]; query head h
 // reads KV head h / (query_heads / kv heads) (grouped-query attention; equal counts for GPT-2).
 // context receives [n, query_heads * head_dim]. The prompt stage runs as GEMMs per head (fp32,
-// every value read); the generation stage runs attend_cached per query, and counts KV traffic per KV
-// head: its keys once for the group of query heads sharing it, its values as the union of the rows
+// every value read); the generation stage runs, per query, the group of query heads sharing a KV
+// head as one GEMM over an fp32 cache (attend_cached per query head over a quantized one), and
+// counts KV traffic per KV head: its keys once for the group, its values as the union of the rows
 // the group's queries read. The policy then observes, per query head, the probability each visible
 // slot received, summed over the new queries.
 void attend_new_tokens(const KvCache& cache, int layer, MatrixRef queries, int64_t n, int query_heads,

@@ -30,6 +30,10 @@ void GenerationPolicyChain::observe_attention(std::span<const float> probabiliti
   for (auto& p : policies_) p->observe_attention(probabilities);
 }
 
+bool GenerationPolicyChain::observes_attention() const {
+  return std::any_of(policies_.begin(), policies_.end(), [](const auto& p) { return p->observes_attention(); });
+}
+
 void GenerationPolicyChain::choose_cached(const KvCache& cache, std::vector<int32_t>& keep) {
   for (auto& p : policies_) p->choose_cached(cache, keep);
 }

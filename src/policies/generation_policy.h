@@ -46,6 +46,9 @@ class GenerationPolicy {
   virtual void select_values(std::span<float> /*probabilities*/, std::vector<int32_t>& /*rows*/) const {}
   // The final probabilities of one query of one (layer, head) over the visible slots, in both stages.
   virtual void observe_attention(std::span<const float> /*probabilities*/) {}
+  // Whether observe_attention does anything: if not, attention does not sum the probabilities
+  // (at a 4k context that is 9 heads x 4k floats per layer and step, zeroed and added up for nothing).
+  virtual bool observes_attention() const { return false; }
   // After the prompt and after every generated token: narrows `keep` (ascending slots of `cache`).
   virtual void choose_cached(const KvCache& /*cache*/, std::vector<int32_t>& /*keep*/) {}
 
@@ -63,6 +66,7 @@ class GenerationPolicyChain final : public GenerationPolicy {
   bool needs_key_lsbs(std::span<const float> msb_probabilities) const override;
   void select_values(std::span<float> probabilities, std::vector<int32_t>& rows) const override;
   void observe_attention(std::span<const float> probabilities) override;
+  bool observes_attention() const override;
   void choose_cached(const KvCache& cache, std::vector<int32_t>& keep) override;
   std::string describe() const override;
 
@@ -75,6 +79,7 @@ class KvCachePruner final : public GenerationPolicy {
   KvCachePruner(double keep_ratio, int recent) : keep_ratio_(keep_ratio), recent_(recent) {}
   void reset() override { importance_.clear(); }
   void observe_attention(std::span<const float> probabilities) override;
+  bool observes_attention() const override { return true; }
   void choose_cached(const KvCache& cache, std::vector<int32_t>& keep) override;
   std::string describe() const override;
   std::span<const float> importance() const { return importance_; }  // per cached slot
