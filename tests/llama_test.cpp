@@ -513,6 +513,14 @@ std::vector<int32_t> wikitext_prompt(const ByteLevelBpe& tokenizer) {
                           "During missions , players select each unit using a top @-@ down perspective of the battlefield map");
 }
 
+// The prompt and the sentence after it: text to score.
+std::vector<int32_t> wikitext_passage(const ByteLevelBpe& tokenizer) {
+  std::vector<int32_t> ids = wikitext_prompt(tokenizer);
+  const std::vector<int32_t> more = tokenizer.encode(" in real @-@ time gameplay , and the story is told through comic book @-@ like panels");
+  ids.insert(ids.end(), more.begin(), more.end());
+  return ids;
+}
+
 TEST_F(SmolLm2, PoliciesThatPruneNothingAreBitIdenticalToDense) {
   const auto prompt = wikitext_prompt(load_decoder_tokenizer(kModel));
   auto dense = parse_generation_spec("dense");
@@ -538,9 +546,7 @@ TEST_F(SmolLm2, KvPruningWorksOnKvHeads) {
 
 TEST_F(SmolLm2, PrefillScoringEqualsStepScoringForDense) {
   const ByteLevelBpe tokenizer = load_decoder_tokenizer(kModel);
-  std::vector<int32_t> ids = wikitext_prompt(tokenizer);
-  const std::vector<int32_t> more = tokenizer.encode(" in real @-@ time gameplay , and the story is told through comic book @-@ like panels");
-  ids.insert(ids.end(), more.begin(), more.end());
+  const std::vector<int32_t> ids = wikitext_passage(tokenizer);
   auto dense = parse_generation_spec("dense");
   PerplexitySetup setup;
   setup.protocol = PerplexityProtocol::Chunks;
@@ -570,9 +576,7 @@ TEST_F(SmolLm2, PrefillScoringEqualsStepScoringForDense) {
 TEST_F(SmolLm2, Int8ActivationsStayCloseToTheExactPath) {
   const LlamaDecoder int8 = LlamaDecoder::load(kModel, LlamaWeights::Gguf, QuantizedActivations::Int8);
   const ByteLevelBpe tokenizer = load_decoder_tokenizer(kModel);
-  std::vector<int32_t> ids = wikitext_prompt(tokenizer);
-  const std::vector<int32_t> more = tokenizer.encode(" in real @-@ time gameplay , and the story is told through comic book @-@ like panels");
-  ids.insert(ids.end(), more.begin(), more.end());
+  const std::vector<int32_t> ids = wikitext_passage(tokenizer);
   auto dense = parse_generation_spec("dense");
   PerplexitySetup setup;
   setup.protocol = PerplexityProtocol::Chunks;
