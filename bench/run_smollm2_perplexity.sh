@@ -21,6 +21,13 @@ CANDIDATES=(
   "progressive:msb=6,lsb=2,threshold=0"
   "kv_prune:keep=0.5,recent=16+progressive:msb=4,lsb=4,threshold=0.1"
   "kv_prune:keep=0.5,recent=16+value_prune:k=64+progressive:msb=4,lsb=4,threshold=0.1"
+  # 4 bits at llama.cpp q4_0's bytes (4.5 bits per element): SpAtten's per-row codes, then the
+  # options that are not SpAtten's (Hadamard rotation, per-32 fp16 scales, all 16 codes)
+  "progressive:msb=4,lsb=0,threshold=0" "progressive:msb=4,lsb=0,threshold=0,rotate=1"
+  "progressive:msb=4,lsb=0,threshold=0,rotate=1,fullrange=1" "progressive:msb=4,lsb=0,threshold=0,group=32,fullrange=1"
+  "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
+  "progressive:msb=5,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
+  "kv_prune:keep=0.8,recent=128+progressive:msb=5,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
 )
 mode="${1:?calibrate, report or full}"
 shift
@@ -30,7 +37,8 @@ case "$mode" in
   report) first=20; count=40
     [[ ${#policies[@]} -gt 0 ]] || policies=("kv_prune:keep=0.5" "kv_prune:keep=0.5,recent=16"
       "progressive:msb=4,lsb=4,threshold=0.1" "progressive:msb=6,lsb=2,threshold=0"
-      "kv_prune:keep=0.5,recent=16+progressive:msb=6,lsb=2,threshold=0") ;;
+      "kv_prune:keep=0.5,recent=16+progressive:msb=6,lsb=2,threshold=0"
+      "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1") ;;
   full) first=0; count=0; policies=() ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -379,6 +380,97 @@ TEST(GenerationPolicies, ProgressiveQuantizationMatchesNaiveDequantization) {
   EXPECT_FALSE(policy.needs_key_lsbs(std::vector<float>{0.6f, 0.4f}));
 }
 
+// Rotated, grouped, full-range codes (not SpAtten's; llama.cpp's q4_0 blocks after a Hadamard
+// rotation): the reference dequantizes each code group with its own scale, rotates the row back to
+// the model's coordinates and attends there in double precision.
+TEST(GenerationPolicies, RotatedGroupedQuantizationMatchesNaiveDequantization) {
+  const SplitQuantization q{2, 2, /*rotate=*/true, /*group=*/4, /*full_range=*/true};
+  NaiveCase c = make_cache(q);
+  ASSERT_EQ(c.cache.scale_groups(), 2);
+  auto row = [&](const int16_t* codes, auto scale_of, int64_t i, bool msb_only) {
+    std::vector<float> x(static_cast<size_t>(c.d));
+    for (int64_t e = 0; e < c.d; ++e) {
+      const int code = codes[c.d + e];
+      const double code_value = msb_only ? std::floor(code / 4.0) * 4 + 2 : code;
+      x[static_cast<size_t>(e)] = static_cast<float>(code_value * scale_of(static_cast<int>(e / 4)));
+    }
+    inverse_hadamard_rotate(x.data(), c.d);
+    return static_cast<double>(x[static_cast<size_t>(i)]);
+  };
+  auto value = [&](int64_t j, int64_t i) {
+    return row(c.cache.value_codes(0, j), [&](int g) { return c.cache.value_scale(0, j, 1, g); }, i, false);
+  };
+  for (double threshold : {0.0, 1.0}) {
+    const bool msb_only = threshold == 0.0;
+    auto key = [&](int64_t j, int64_t i) {
+      return row(c.cache.key_codes(0, j), [&](int g) { return c.cache.key_scale(0, j, 1, g); }, i, msb_only);
+    };
+    KvTraffic traffic;
+    const auto got = run_attention(c, ProgressiveQuantization(q, threshold), traffic);
+    expect_near(got, naive_attention(c, key, value, 1000, false), "threshold " + std::to_string(threshold));
+    // Two fp16 scales per row of 8: (8 x bits / 8 + 2 x 2) bytes per key row.
+    EXPECT_DOUBLE_EQ(traffic.key_bytes, c.n * (c.d * (msb_only ? 2.0 : 4.0) / 8.0 + 4.0));
+    EXPECT_DOUBLE_EQ(traffic.value_bytes, c.n * (c.d * 4.0 / 8.0 + 4.0));
+  }
+  // The fp32 rows stay as written: the prompt stage reads them.
+  NaiveCase plain = make_cache(std::nullopt);
+  for (int64_t j = 0; j < c.n; ++j)
+    for (int64_t i = 0; i < c.heads * c.d; ++i) EXPECT_EQ(c.cache.key(0, j)[i], plain.cache.key(0, j)[i]);
+  // Head dimensions the options cannot serve are refused when the cache is made.
+  EXPECT_THROW(KvCache(1, 1, 12, 4, SplitQuantization{4, 0, true}), Error);
+  EXPECT_THROW(KvCache(1, 1, 8, 4, SplitQuantization{4, 0, false, 3}), Error);
+}
+
+TEST(GenerationPolicies, HadamardRotationIsTheSignedSylvesterMatrix) {
+  const int64_t n = 16;
+  // Column i of the rotation is sign(i) x column i of the Sylvester-Hadamard matrix, whose entry
+  // (j, i) is (-1)^popcount(i & j) / sqrt(n).
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<float> e(static_cast<size_t>(n), 0.0f);
+    e[static_cast<size_t>(i)] = 1.0f;
+    hadamard_rotate(e.data(), n);
+    const float sign = e[0] > 0 ? 1.0f : -1.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      const float sylvester = (std::popcount(static_cast<uint64_t>(i & j)) % 2 ? -1.0f : 1.0f) / 4.0f;
+      EXPECT_FLOAT_EQ(e[static_cast<size_t>(j)], sign * sylvester) << i << "," << j;
+    }
+  }
+  // Orthogonal (dot products kept) and undone by its inverse.
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> a(64), b(64);
+  for (size_t i = 0; i < 64; ++i) a[i] = dist(rng), b[i] = dist(rng);
+  std::vector<float> ra = a, rb = b;
+  hadamard_rotate(ra.data(), 64);
+  hadamard_rotate(rb.data(), 64);
+  double before = 0, after = 0;
+  for (size_t i = 0; i < 64; ++i) before += a[i] * b[i], after += ra[i] * rb[i];
+  EXPECT_NEAR(after, before, 1e-4);
+  inverse_hadamard_rotate(ra.data(), 64);
+  for (size_t i = 0; i < 64; ++i) EXPECT_NEAR(ra[i], a[i], 1e-5);
+}
+
+TEST(GenerationPolicies, FullRangeCodesByHand) {
+  const float x[4] = {1.0f, -2.2f, 0.5f, 4.0f};
+  int16_t codes[4];
+  // q4_0's rule: the largest magnitude (4) becomes code -8, so the scale is 4 / -8 = -0.5.
+  const SplitQuantization full{4, 0, false, 4, true};
+  EXPECT_EQ(full.quantize(x, 4, codes), -0.5f);
+  EXPECT_EQ(std::vector<int16_t>(codes, codes + 4), (std::vector<int16_t>{-2, 4, -1, -8}));
+  // Symmetric (SpAtten's): scale 4 / 7, codes round(x * 7 / 4).
+  const SplitQuantization symmetric{4, 0};
+  EXPECT_FLOAT_EQ(symmetric.quantize(x, 4, codes), 4.0f / 7.0f);
+  EXPECT_EQ(std::vector<int16_t>(codes, codes + 4), (std::vector<int16_t>{2, -4, 1, 7}));
+  // A group's scale is stored in fp16; one too small for fp16 leaves zero codes, not a division by 0.
+  const float tiny[2] = {1e-12f, -1e-12f};
+  EXPECT_EQ(full.quantize(tiny, 2, codes), 0.0f);
+  EXPECT_EQ(codes[0], 0);
+  EXPECT_EQ(codes[1], 0);
+  const float third[1] = {1.0f / 3.0f};
+  const float scale = full.quantize(third, 1, codes);
+  EXPECT_EQ(scale, static_cast<float>(static_cast<_Float16>(scale)));
+}
+
 TEST(GenerationPolicies, SplitQuantizationReconstructsFromMsbAndLsb) {
   for (const SplitQuantization q : {SplitQuantization{4, 4}, SplitQuantization{2, 6}, SplitQuantization{8, 0}, SplitQuantization{8, 8}}) {
     std::mt19937 rng(q.msb_bits * 31 + q.lsb_bits);
@@ -440,10 +532,17 @@ TEST(GenerationPolicies, SpecStrings) {
             "kv_prune:keep=0.5,recent=1+value_prune:k=16+progressive:msb=4,lsb=4,threshold=0.1");
   EXPECT_EQ(parse_generation_spec("progressive")->describe(), "progressive:msb=4,lsb=4,threshold=0.1");
   EXPECT_TRUE(parse_generation_spec("progressive:msb=6,lsb=2")->kv_quantization().has_value());
+  EXPECT_EQ(parse_generation_spec("progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1")->describe(),
+            "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1");
+  const auto format = parse_generation_spec("progressive:rotate=1,group=32,fullrange=1")->kv_quantization();
+  ASSERT_TRUE(format.has_value());
+  EXPECT_TRUE(format->rotate && format->full_range);
+  EXPECT_EQ(format->group, 32);
   for (const char* bad : {"", "foo", "dense+", "kv_prune", "kv_prune:keep=0", "kv_prune:keep=1.5", "kv_prune:keep=x",
                           "kv_prune:keep=0.5,recent=-1", "value_prune", "value_prune:k=0", "value_prune:k=2.5",
                           "value_prune:k=3,renorm=2", "value_prune:k=3,x=1", "progressive:msb=9", "progressive:msb=0",
                           "progressive:lsb=-1", "progressive:threshold=2", "progressive:threshold", "spatten:tokens=0.5",
+                          "progressive:rotate=2", "progressive:group=-1", "progressive:fullrange=yes",
                           "kv_prune:keep=0.5+kv_prune:keep=0.3", "value_prune:k=3,k=4"}) {
     EXPECT_THROW(parse_generation_spec(bad), Error) << bad;
   }

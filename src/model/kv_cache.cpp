@@ -12,13 +12,26 @@
 namespace sieve {
 
 float SplitQuantization::quantize(const float* x, int64_t n, int16_t* codes) const {
-  float max_abs = 0.0f;
-  for (int64_t i = 0; i < n; ++i) max_abs = std::max(max_abs, std::abs(x[i]));
-  const float scale = max_abs > 0.0f ? max_abs / static_cast<float>(max_code()) : 1.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    const long code = std::lround(x[i] / scale);
-    codes[i] = static_cast<int16_t>(std::clamp<long>(code, -max_code(), max_code()));
+  float max_abs = 0.0f, largest = 0.0f;  // largest: the value of largest magnitude, with its sign
+  for (int64_t i = 0; i < n; ++i)
+    if (std::abs(x[i]) > max_abs) {
+      max_abs = std::abs(x[i]);
+      largest = x[i];
+    }
+  if (max_abs == 0.0f) {
+    std::fill(codes, codes + n, int16_t{0});
+    return 1.0f;
   }
+  const int32_t low = full_range ? -(max_code() + 1) : -max_code();
+  float scale = full_range ? largest / static_cast<float>(low) : max_abs / static_cast<float>(max_code());
+  if (group > 0) {  // stored in fp16: clamped to its range; a scale that rounds to 0 leaves codes of 0
+    scale = static_cast<float>(static_cast<_Float16>(std::clamp(scale, -65504.0f, 65504.0f)));
+    if (scale == 0.0f) {
+      std::fill(codes, codes + n, int16_t{0});
+      return 0.0f;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) codes[i] = static_cast<int16_t>(std::clamp<long>(std::lround(x[i] / scale), low, max_code()));
   return scale;
 }
 
@@ -26,6 +39,42 @@ float SplitQuantization::msb_value(int16_t code, float scale) const {
   // Arithmetic shift: the MSBs of a negative code are floor(code / 2^lsb), and the LSBs are >= 0.
   const int32_t msb = static_cast<int32_t>(code) >> lsb_bits;
   return static_cast<float>(msb * (1 << lsb_bits) + msb_midpoint()) * scale;
+}
+
+namespace {
+
+// Walsh-Hadamard transform of n (a power of two) values, in place, normalized to be orthogonal.
+void walsh_hadamard(float* x, int64_t n) {
+  for (int64_t half = 1; half < n; half *= 2)
+    for (int64_t block = 0; block < n; block += 2 * half)
+      for (int64_t i = block; i < block + half; ++i) {
+        const float a = x[i], b = x[i + half];
+        x[i] = a + b;
+        x[i + half] = a - b;
+      }
+  const float norm = 1.0f / std::sqrt(static_cast<float>(n));
+  for (int64_t i = 0; i < n; ++i) x[i] *= norm;
+}
+
+// A fixed pseudo-random sign per channel (a hash of its index), the same in every cache and run.
+float channel_sign(int64_t i) {
+  uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u;
+  h ^= h >> 15;
+  h *= 0x85EBCA77u;
+  h ^= h >> 13;
+  return (h & 1u) ? -1.0f : 1.0f;
+}
+
+}  // namespace
+
+void hadamard_rotate(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= channel_sign(i);
+  walsh_hadamard(x, n);
+}
+
+void inverse_hadamard_rotate(float* x, int64_t n) {
+  walsh_hadamard(x, n);  // normalized and symmetric: its own inverse
+  for (int64_t i = 0; i < n; ++i) x[i] *= channel_sign(i);
 }
 
 void KvTraffic::add(const KvTraffic& other) {
@@ -40,6 +89,14 @@ void KvTraffic::add(const KvTraffic& other) {
 KvCache::KvCache(int layers, int heads, int64_t head_dim, int64_t capacity, std::optional<SplitQuantization> quantization)
     : heads_(heads), head_dim_(head_dim), capacity_(capacity), quantization_(quantization),
       positions_(static_cast<size_t>(capacity), 0) {
+  if (quantization_ && quantization_->rotate && (head_dim <= 0 || (head_dim & (head_dim - 1)) != 0))
+    throw Error("rotate=1 needs a power-of-two head dimension, this model's is " + std::to_string(head_dim));
+  if (quantization_) {
+    const int64_t group = quantization_->group_size(head_dim);
+    if (head_dim % group != 0)
+      throw Error("group=" + std::to_string(group) + " does not divide this model's head dimension " + std::to_string(head_dim));
+    scale_groups_ = static_cast<int>(head_dim / group);
+  }
   const int64_t width = heads * head_dim;
   for (int l = 0; l < layers; ++l) {
     Layer layer;
@@ -48,8 +105,8 @@ KvCache::KvCache(int layers, int heads, int64_t head_dim, int64_t capacity, std:
     if (quantization_) {
       layer.key_codes.assign(static_cast<size_t>(capacity * width), 0);
       layer.value_codes.assign(static_cast<size_t>(capacity * width), 0);
-      layer.key_scales.assign(static_cast<size_t>(capacity * heads), 0.0f);
-      layer.value_scales.assign(static_cast<size_t>(capacity * heads), 0.0f);
+      layer.key_scales.assign(static_cast<size_t>(capacity * heads * scale_groups_), 0.0f);
+      layer.value_scales.assign(static_cast<size_t>(capacity * heads * scale_groups_), 0.0f);
     }
     layers_.push_back(std::move(layer));
   }
@@ -61,24 +118,33 @@ const int16_t* KvCache::key_codes(int layer, int64_t slot) const {
 const int16_t* KvCache::value_codes(int layer, int64_t slot) const {
   return layers_[static_cast<size_t>(layer)].value_codes.data() + slot * heads_ * head_dim_;
 }
-const float& KvCache::key_scale(int layer, int64_t slot, int head) const {
-  return layers_[static_cast<size_t>(layer)].key_scales[static_cast<size_t>(slot * heads_ + head)];
+const float& KvCache::key_scale(int layer, int64_t slot, int head, int group) const {
+  return layers_[static_cast<size_t>(layer)].key_scales[static_cast<size_t>(slot * scale_stride() + head * scale_groups_ + group)];
 }
-const float& KvCache::value_scale(int layer, int64_t slot, int head) const {
-  return layers_[static_cast<size_t>(layer)].value_scales[static_cast<size_t>(slot * heads_ + head)];
+const float& KvCache::value_scale(int layer, int64_t slot, int head, int group) const {
+  return layers_[static_cast<size_t>(layer)].value_scales[static_cast<size_t>(slot * scale_stride() + head * scale_groups_ + group)];
 }
 
 void KvCache::quantize_new_rows(int layer, int64_t n) {
   if (!quantization_) return;
   Layer& cached = layers_[static_cast<size_t>(layer)];
   const int64_t width = heads_ * head_dim_;
+  std::vector<float> row(static_cast<size_t>(head_dim_));
+  const int64_t group = head_dim_ / scale_groups_;
+  // Codes and scales of one head's row (rotated first when asked); the fp32 row stays as it is.
+  auto quantize = [&](const float* x, int16_t* codes, float* scales) {
+    if (quantization_->rotate) {
+      std::copy_n(x, head_dim_, row.begin());
+      hadamard_rotate(row.data(), head_dim_);
+      x = row.data();
+    }
+    for (int g = 0; g < scale_groups_; ++g) scales[g] = quantization_->quantize(x + g * group, group, codes + g * group);
+  };
   for (int64_t slot = size_; slot < size_ + n; ++slot)
     for (int h = 0; h < heads_; ++h) {
-      const int64_t at = slot * width + h * head_dim_, scale_at = slot * heads_ + h;
-      cached.key_scales[static_cast<size_t>(scale_at)] =
-          quantization_->quantize(cached.keys.row(slot) + h * head_dim_, head_dim_, cached.key_codes.data() + at);
-      cached.value_scales[static_cast<size_t>(scale_at)] =
-          quantization_->quantize(cached.values.row(slot) + h * head_dim_, head_dim_, cached.value_codes.data() + at);
+      const int64_t at = slot * width + h * head_dim_, scale_at = slot * scale_stride() + h * scale_groups_;
+      quantize(cached.keys.row(slot) + h * head_dim_, cached.key_codes.data() + at, cached.key_scales.data() + scale_at);
+      quantize(cached.values.row(slot) + h * head_dim_, cached.value_codes.data() + at, cached.value_scales.data() + scale_at);
     }
 }
 
@@ -101,8 +167,9 @@ void KvCache::keep_slots(std::span<const int32_t> slots) {
         if (quantization_) {
           std::copy_n(layer.key_codes.begin() + src * width, width, layer.key_codes.begin() + dst * width);
           std::copy_n(layer.value_codes.begin() + src * width, width, layer.value_codes.begin() + dst * width);
-          std::copy_n(layer.key_scales.begin() + src * heads_, heads_, layer.key_scales.begin() + dst * heads_);
-          std::copy_n(layer.value_scales.begin() + src * heads_, heads_, layer.value_scales.begin() + dst * heads_);
+          const int64_t scales = scale_stride();
+          std::copy_n(layer.key_scales.begin() + src * scales, scales, layer.key_scales.begin() + dst * scales);
+          std::copy_n(layer.value_scales.begin() + src * scales, scales, layer.value_scales.begin() + dst * scales);
         }
       }
       positions_[static_cast<size_t>(dst)] = positions_[static_cast<size_t>(src)];
@@ -136,12 +203,29 @@ void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible
   } else {
     // Progressive quantization: probabilities from the MSBs; LSBs only when the policy distrusts them.
     // The codes are multiplied as integers (SplitQuantization::msb_value's arithmetic, vectorized),
-    // each key's scale applied once to its dot product.
+    // each key's scale applied once to its dot product. Rotated codes are scored with the query
+    // rotated the same way (orthogonal: the dot products are unchanged).
+    if (quantization->rotate) {
+      scratch.rotated_query.assign(query, query + d);
+      hadamard_rotate(scratch.rotated_query.data(), d);
+      query = scratch.rotated_query.data();
+    }
+    const int groups = cache.scale_groups();
+    const int64_t group = d / groups;
     auto score_keys = [&](bool with_lsbs) {
       const int shift = with_lsbs ? 0 : quantization->lsb_bits;
       const int32_t midpoint = with_lsbs ? 0 : quantization->msb_midpoint();
       kernels.dot_codes_rows(query, cache.key_codes(layer, 0) + column, width, &cache.key_scale(layer, 0, kv_head),
-                             cache.heads(), visible, shift, midpoint, d, p.data());
+                             cache.scale_stride(), visible, shift, midpoint, group, p.data());
+      if (groups > 1) {  // one scale per group: the row's dot product is the sum of the groups'
+        scratch.group_scores.resize(static_cast<size_t>(visible));
+        for (int g = 1; g < groups; ++g) {
+          kernels.dot_codes_rows(query + g * group, cache.key_codes(layer, 0) + column + g * group, width,
+                                 &cache.key_scale(layer, 0, kv_head, g), cache.scale_stride(), visible, shift, midpoint,
+                                 group, scratch.group_scores.data());
+          for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] += scratch.group_scores[static_cast<size_t>(j)];
+        }
+      }
       for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] *= scale;
       row_kernels().softmax(p.data(), visible);
     };
@@ -152,7 +236,7 @@ void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible
       bits += quantization->lsb_bits;
       ++traffic.lsb_refetches;
     }
-    traffic.key_bytes += static_cast<double>(visible) * (static_cast<double>(d * bits) / 8.0 + sizeof(float));
+    traffic.key_bytes += static_cast<double>(visible) * (static_cast<double>(d * bits) / 8.0 + groups * quantization->scale_bytes());
     traffic.key_elements += static_cast<double>(visible * d);
     traffic.key_bits += static_cast<double>(visible * d * bits);
   }
@@ -169,14 +253,20 @@ void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible
     for (int32_t r : rows) {
       const float weight = p[static_cast<size_t>(r)];
       if (quantization) {
-        kernels.axpy_codes(weight * cache.value_scale(layer, r, kv_head), cache.value_codes(layer, r) + column, out, d);
+        const int groups = cache.scale_groups();
+        const int64_t group = d / groups;
+        for (int g = 0; g < groups; ++g)
+          kernels.axpy_codes(weight * cache.value_scale(layer, r, kv_head, g), cache.value_codes(layer, r) + column + g * group,
+                             out + g * group, group);
       } else {
         kernels.axpy(weight, cache.value(layer, r) + column, out, d);
       }
     }
   }
+  if (quantization && quantization->rotate) inverse_hadamard_rotate(out, d);  // values were summed rotated
   if (generation) {
-    const double row_bytes = quantization ? static_cast<double>(d * quantization->total_bits()) / 8.0 + sizeof(float)
+    const double row_bytes = quantization ? static_cast<double>(d * quantization->total_bits()) / 8.0 +
+                                                cache.scale_groups() * quantization->scale_bytes()
                                           : static_cast<double>(d) * sizeof(float);
     traffic.value_bytes += static_cast<double>(rows.size()) * row_bytes;
     ++traffic.head_reads;

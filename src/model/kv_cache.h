@@ -4,7 +4,8 @@
 // pruned token's slot is removed (later slots move down), so it is never read again.
 // With split quantization (SpAtten's progressive quantization) each key/value row of one head is
 // also stored as integer codes with one fp32 scale: the codes' most significant bits are read
-// first, the least significant bits only when the policy asks for them.
+// first, the least significant bits only when the policy asks for them. Optionally (not in
+// SpAtten) rows are rotated before they are quantized, see SplitQuantization::rotate.
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -17,21 +18,42 @@ namespace sieve {
 
 class GenerationPolicy;  // policies/generation_policy.h
 
-// Symmetric per-row quantization to msb + lsb bits: code = round(x / scale), |code| <= 2^(b-1) - 1,
-// scale = max|x| / (2^(b-1) - 1); code = (msb << lsb_bits) + lsb with 0 <= lsb < 2^lsb_bits.
+// Per-row quantization to msb + lsb bits; code = (msb << lsb_bits) + lsb with 0 <= lsb < 2^lsb_bits.
+// SpAtten's reading (the defaults): symmetric, code = round(x / scale), |code| <= 2^(b-1) - 1,
+// scale = max|x| / (2^(b-1) - 1), one fp32 scale per row of a head.
 struct SplitQuantization {
   int msb_bits = 4;
   int lsb_bits = 4;
+  // Rotate each head's key and value rows by a fixed random orthogonal matrix (signs, then a
+  // normalized Walsh-Hadamard transform) before quantizing, as QuaRot does: a few outlier channels
+  // (common in keys) no longer set the scale of the whole row, so low-bit codes lose much less.
+  // Scores are unchanged (the query is rotated the same way) and the attention output is rotated
+  // back. Needs a power-of-two head dimension. Off by default: SpAtten quantizes rows as they are.
+  bool rotate = false;
+  // Elements per scale; 0 = the whole row of a head with an fp32 scale (SpAtten). A group size
+  // stores one fp16 scale per group, as llama.cpp's q4_0/q8_0 blocks do (32 elements).
+  int group = 0;
+  // Use all 2^b codes, as llama.cpp's q4_0 does: scale = (the value of largest magnitude) / -2^(b-1),
+  // codes in [-2^(b-1), 2^(b-1) - 1]; one level more than the symmetric codes.
+  bool full_range = false;
 
   int total_bits() const { return msb_bits + lsb_bits; }
   int32_t max_code() const { return (1 << (total_bits() - 1)) - 1; }
-  // Quantizes n values into codes; returns the scale.
+  // Elements per scale in a row of `row` elements, and the bytes of one scale.
+  int64_t group_size(int64_t row) const { return group > 0 ? group : row; }
+  int scale_bytes() const { return group > 0 ? 2 : 4; }
+  // Quantizes n values (one group) into codes; returns the scale.
   float quantize(const float* x, int64_t n, int16_t* codes) const;
   // The value of a code from its MSBs alone: the middle of the range its LSBs could span.
   float msb_value(int16_t code, float scale) const;
   int32_t msb_midpoint() const { return lsb_bits > 0 ? 1 << (lsb_bits - 1) : 0; }  // in code units
   static float full_value(int16_t code, float scale) { return static_cast<float>(code) * scale; }
 };
+
+// The rotation of SplitQuantization::rotate on one row of n (a power of two) values, in place;
+// inverse_hadamard_rotate undoes it.
+void hadamard_rotate(float* x, int64_t n);
+void inverse_hadamard_rotate(float* x, int64_t n);
 
 // What attention read from the cache, for the KV-bytes-per-token statistic (generation steps only).
 struct KvTraffic {
@@ -66,11 +88,14 @@ class KvCache {
   float* value(int layer, int64_t slot) { return layers_[static_cast<size_t>(layer)].values.row(slot); }
   const float* key(int layer, int64_t slot) const { return layers_[static_cast<size_t>(layer)].keys.row(slot); }
   const float* value(int layer, int64_t slot) const { return layers_[static_cast<size_t>(layer)].values.row(slot); }
-  // With quantization: codes [heads * head_dim] and scales [heads] of a slot.
+  // With quantization: codes [heads * head_dim] and scales [heads * scale_groups()] of a slot
+  // (scales of one head and group are scale_stride() apart from slot to slot).
   const int16_t* key_codes(int layer, int64_t slot) const;
   const int16_t* value_codes(int layer, int64_t slot) const;
-  const float& key_scale(int layer, int64_t slot, int head) const;  // scales of one head are heads() apart
-  const float& value_scale(int layer, int64_t slot, int head) const;
+  const float& key_scale(int layer, int64_t slot, int head, int group = 0) const;
+  const float& value_scale(int layer, int64_t slot, int head, int group = 0) const;
+  int scale_groups() const { return scale_groups_; }  // scales per row of a head
+  int64_t scale_stride() const { return static_cast<int64_t>(heads_) * scale_groups_; }
 
   // Quantizes the written rows (when quantized) of slots [size(), size() + n) in one layer.
   void quantize_new_rows(int layer, int64_t n);
@@ -83,9 +108,9 @@ class KvCache {
   struct Layer {
     Tensor keys, values;                      // [capacity, heads * head_dim]
     std::vector<int16_t> key_codes, value_codes;  // [capacity, heads * head_dim] when quantized
-    std::vector<float> key_scales, value_scales;  // [capacity, heads]
+    std::vector<float> key_scales, value_scales;  // [capacity, heads * scale_groups]
   };
-  int heads_ = 0;
+  int heads_ = 0, scale_groups_ = 1;
   int64_t head_dim_ = 0, capacity_ = 0, size_ = 0, tokens_seen_ = 0;
   std::optional<SplitQuantization> quantization_;
   std::vector<Layer> layers_;
@@ -96,6 +121,8 @@ class KvCache {
 struct AttentionScratch {
   std::vector<float> scores;
   std::vector<int32_t> rows;
+  std::vector<float> rotated_query;
+  std::vector<float> group_scores;
 };
 
 // Whether attention reads the cache as the prompt's summarization (fp32, every value) or as a

@@ -102,7 +102,11 @@ bool ProgressiveQuantization::needs_key_lsbs(std::span<const float> msb_probabil
 std::string ProgressiveQuantization::describe() const {
   char buf[96];
   std::snprintf(buf, sizeof buf, "progressive:msb=%d,lsb=%d,threshold=%g", format_.msb_bits, format_.lsb_bits, threshold_);
-  return buf;
+  std::string text = buf;
+  if (format_.rotate) text += ",rotate=1";
+  if (format_.group > 0) text += ",group=" + std::to_string(format_.group);
+  if (format_.full_range) text += ",fullrange=1";
+  return text;
 }
 
 }  // namespace sieve

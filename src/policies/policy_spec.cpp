@@ -20,7 +20,7 @@ const char* const kPolicySpecHelp =
     "compose with '+'";
 
 const char* const kGenerationSpecHelp =
-    "dense | kv_prune:keep=R[,recent=N] | value_prune:k=K[,renorm=0|1] | progressive[:msb=M,lsb=L,threshold=T]; "
+    "dense | kv_prune:keep=R[,recent=N] | value_prune:k=K[,renorm=0|1] | progressive[:msb=M,lsb=L,threshold=T,rotate=0|1,group=G,fullrange=0|1]; "
     "compose with '+'";
 
 namespace {
@@ -179,7 +179,7 @@ std::unique_ptr<GenerationPolicyChain> parse_generation_spec(const std::string& 
       {"dense", {}},
       {"kv_prune", {"keep", "recent"}},
       {"value_prune", {"k", "renorm"}},
-      {"progressive", {"msb", "lsb", "threshold"}},
+      {"progressive", {"msb", "lsb", "threshold", "rotate", "group", "fullrange"}},
   };
   // An integer option in [low, high], or `fallback` when absent.
   auto integer = [](const std::map<std::string, std::string>& p, const std::string& key, int fallback, int low, int high) {
@@ -204,7 +204,8 @@ std::unique_ptr<GenerationPolicyChain> parse_generation_spec(const std::string& 
       if (!p.count("k")) throw Error("policy: value_prune needs k=K (values read per head and step, >= 1)");
       chain->add(std::make_unique<LocalValuePruner>(integer(p, "k", 0, 1, 1 << 24), integer(p, "renorm", 0, 0, 1) == 1));
     } else if (name == "progressive") {
-      SplitQuantization format{integer(p, "msb", 4, 1, 8), integer(p, "lsb", 4, 0, 8)};
+      SplitQuantization format{integer(p, "msb", 4, 1, 8), integer(p, "lsb", 4, 0, 8), integer(p, "rotate", 0, 0, 1) == 1,
+                               integer(p, "group", 0, 0, 4096), integer(p, "fullrange", 0, 0, 1) == 1};
       // A signed code needs a sign bit and a magnitude bit: with 1 bit the largest code is 0 and
       // the scale divides by it.
       if (format.total_bits() < 2) throw Error("policy: progressive needs msb + lsb >= 2 bits, got " + std::to_string(format.total_bits()));
