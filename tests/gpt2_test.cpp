@@ -297,8 +297,9 @@ NaiveCase make_cache(std::optional<SplitQuantization> q) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
   for (int64_t s = 0; s < c.n; ++s)
     for (int64_t i = 0; i < c.heads * c.d; ++i) c.cache.key(0, s)[i] = 2.0f * dist(rng), c.cache.value(0, s)[i] = dist(rng);
+  // The last token is the new one: written and quantized, not yet committed (attend_new_tokens' contract).
   c.cache.quantize_new_rows(0, c.n);
-  c.cache.commit(c.n);
+  c.cache.commit(c.n - 1);
   for (int64_t i = 0; i < c.d; ++i) c.query.push_back(dist(rng));
   return c;
 }
@@ -329,12 +330,13 @@ std::vector<double> naive_attention(const NaiveCase& c, Key key, Value value, si
   return out;
 }
 
-std::vector<float> run_attention(const NaiveCase& c, const GenerationPolicy& policy, KvTraffic& traffic) {
-  AttentionScratch scratch;
-  std::vector<float> out(static_cast<size_t>(c.d));
-  attend_cached(c.cache, 0, 1, c.n, c.query.data(), 1.0f / std::sqrt(static_cast<float>(c.d)), policy, DecodeStage::Generation,
-                scratch, out.data(), traffic);
-  return out;
+// The new token's query (the same for both heads) in the generation stage; head 1's output.
+std::vector<float> run_attention(const NaiveCase& c, GenerationPolicy&& policy, KvTraffic& traffic) {
+  std::vector<float> queries(c.query), context(static_cast<size_t>(c.heads * c.d));
+  queries.insert(queries.end(), c.query.begin(), c.query.end());
+  attend_new_tokens(c.cache, 0, {queries.data(), c.heads * c.d}, 1, c.heads, policy, DecodeStage::Generation, context.data(),
+                    c.heads * c.d, traffic);
+  return {context.begin() + c.d, context.end()};
 }
 
 void expect_near(const std::vector<float>& got, const std::vector<double>& want, const std::string& what) {
@@ -351,7 +353,7 @@ TEST(GenerationPolicies, LocalValuePruningMatchesNaiveTopK) {
       KvTraffic traffic;
       const auto got = run_attention(c, LocalValuePruner(k, renorm), traffic);
       expect_near(got, naive_attention(c, key, value, static_cast<size_t>(k), renorm), "k=" + std::to_string(k));
-      EXPECT_DOUBLE_EQ(traffic.value_bytes, std::min<int64_t>(k, c.n) * c.d * 4.0);
+      EXPECT_DOUBLE_EQ(traffic.value_bytes, c.heads * std::min<int64_t>(k, c.n) * c.d * 4.0);  // both heads alike
     }
 }
 
@@ -371,8 +373,8 @@ TEST(GenerationPolicies, ProgressiveQuantizationMatchesNaiveDequantization) {
     KvTraffic traffic;
     const auto got = run_attention(c, ProgressiveQuantization(q, threshold), traffic);
     expect_near(got, naive_attention(c, key, value, 1000, false), "threshold " + std::to_string(threshold));
-    EXPECT_EQ(traffic.lsb_refetches, msb_only ? 0 : 1);
-    EXPECT_DOUBLE_EQ(traffic.key_bits, c.n * c.d * (msb_only ? 4.0 : 8.0));
+    EXPECT_EQ(traffic.lsb_refetches, msb_only ? 0 : c.heads);  // both heads alike
+    EXPECT_DOUBLE_EQ(traffic.key_bits, c.heads * c.n * c.d * (msb_only ? 4.0 : 8.0));
   }
   // The decision follows the max probability of the MSB pass.
   const ProgressiveQuantization policy(q, 0.5);
@@ -408,9 +410,9 @@ TEST(GenerationPolicies, RotatedGroupedQuantizationMatchesNaiveDequantization) {
     KvTraffic traffic;
     const auto got = run_attention(c, ProgressiveQuantization(q, threshold), traffic);
     expect_near(got, naive_attention(c, key, value, 1000, false), "threshold " + std::to_string(threshold));
-    // Two fp16 scales per row of 8: (8 x bits / 8 + 2 x 2) bytes per key row.
-    EXPECT_DOUBLE_EQ(traffic.key_bytes, c.n * (c.d * (msb_only ? 2.0 : 4.0) / 8.0 + 4.0));
-    EXPECT_DOUBLE_EQ(traffic.value_bytes, c.n * (c.d * 4.0 / 8.0 + 4.0));
+    // Two fp16 scales per row of 8: (8 x bits / 8 + 2 x 2) bytes per key row, for each of the 2 heads.
+    EXPECT_DOUBLE_EQ(traffic.key_bytes, c.heads * c.n * (c.d * (msb_only ? 2.0 : 4.0) / 8.0 + 4.0));
+    EXPECT_DOUBLE_EQ(traffic.value_bytes, c.heads * c.n * (c.d * 4.0 / 8.0 + 4.0));
   }
   // The fp32 rows stay as written: the prompt stage reads them.
   NaiveCase plain = make_cache(std::nullopt);

@@ -81,6 +81,59 @@ TEST_P(RowKernelsTest, CodeDotAndAxpyMatchDefinition) {
   EXPECT_LT(max_abs_diff(fast, slow), 1e-6f);
 }
 
+// Many queries against rows of codes with one scale per group (the quantized KV cache's grouped
+// scoring and value sums), both paths against the definition in double: every query count the
+// AVX-512 path specializes (1-4) and one above, groups of 16, 32 and the whole row.
+TEST_P(RowKernelsTest, CodeRowsMatchDefinition) {
+  const int64_t n = GetParam();
+  if (n == 0) return;
+  const int64_t row_count = 37, stride = n + 5;  // strided rows, as a head's columns in the cache
+  std::vector<int16_t> codes(static_cast<size_t>(row_count * stride));
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<int16_t>((static_cast<int64_t>(i) * 53 % 255) - 127);
+  for (int64_t group : {int64_t{16}, int64_t{32}, n}) {
+    if (n % group != 0) continue;
+    const int64_t groups = n / group;
+    const auto scales = random_normal(static_cast<size_t>(row_count * groups), 31);
+    const CodeRows rows{codes.data(), stride, scales.data(), groups, group};
+    for (int count : {1, 3, 4, 6}) {
+      const auto queries = random_normal(static_cast<size_t>(count * n), 32);
+      const auto weights = random_normal(static_cast<size_t>(count * row_count), 33);
+      for (auto [shift, offset] : {std::pair{0, 0}, {4, 8}}) {
+        std::vector<float> fast(static_cast<size_t>(count * row_count)), slow = fast;
+        avx512::kRowKernels.dot_codes_rows(queries.data(), n, count, rows, row_count, shift, offset, n, fast.data(), row_count);
+        portable::kRowKernels.dot_codes_rows(queries.data(), n, count, rows, row_count, shift, offset, n, slow.data(), row_count);
+        for (int k = 0; k < count; ++k)
+          for (int64_t j = 0; j < row_count; ++j) {
+            double expected = 0;
+            for (int64_t i = 0; i < n; ++i) {
+              const int32_t code = codes[static_cast<size_t>(j * stride + i)];
+              expected += static_cast<double>(scales[static_cast<size_t>(j * groups + i / group)]) *
+                          queries[static_cast<size_t>(k * n + i)] * (((code >> shift) << shift) + offset);
+            }
+            const double tolerance = 1e-4 * (1.0 + std::abs(expected)) * std::sqrt(static_cast<double>(n));
+            const size_t at = static_cast<size_t>(k * row_count + j);
+            EXPECT_NEAR(fast[at], expected, tolerance) << "group " << group << " count " << count << " row " << j;
+            EXPECT_NEAR(slow[at], expected, tolerance) << "group " << group << " count " << count << " row " << j;
+          }
+      }
+      // Value sums over rows [5, 30), added to what the outputs held.
+      std::vector<float> fast(static_cast<size_t>(count * n), 1.0f), slow = fast;
+      avx512::kRowKernels.axpy_codes_rows(weights.data(), row_count, count, rows, 5, 30, n, fast.data(), n);
+      portable::kRowKernels.axpy_codes_rows(weights.data(), row_count, count, rows, 5, 30, n, slow.data(), n);
+      for (int k = 0; k < count; ++k)
+        for (int64_t i = 0; i < n; ++i) {
+          double expected = 1.0;
+          for (int64_t j = 5; j < 30; ++j)
+            expected += static_cast<double>(weights[static_cast<size_t>(k * row_count + j)]) *
+                        scales[static_cast<size_t>(j * groups + i / group)] * codes[static_cast<size_t>(j * stride + i)];
+          const size_t at = static_cast<size_t>(k * n + i);
+          EXPECT_NEAR(fast[at], expected, 1e-4 * (1.0 + std::abs(expected)) * 5) << "group " << group << " count " << count;
+          EXPECT_NEAR(slow[at], expected, 1e-4 * (1.0 + std::abs(expected)) * 5) << "group " << group << " count " << count;
+        }
+    }
+  }
+}
+
 TEST_P(RowKernelsTest, LayerNormAndSoftmaxAgreeAcrossPaths) {
   const int64_t n = GetParam();
   auto x = random_normal(static_cast<size_t>(n), 3, 2.0f), bias = random_normal(static_cast<size_t>(n), 4);

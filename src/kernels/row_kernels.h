@@ -5,6 +5,22 @@
 
 namespace sieve {
 
+// Rows of integer codes with scales (a quantized KV head): row j's codes start at
+// codes + j * code_stride; the scale of its elements [s * group, (s + 1) * group) is
+// scales[j * scale_stride + s].
+struct CodeRows {
+  const int16_t* codes;
+  int64_t code_stride;
+  const float* scales;
+  int64_t scale_stride;
+  int64_t group;
+
+  const int16_t* row(int64_t j) const { return codes + j * code_stride; }
+  float scale(int64_t j, int64_t s) const { return scales[j * scale_stride + s]; }
+  // The rows from `first` on.
+  CodeRows from(int64_t first) const { return {row(first), code_stride, scales + first * scale_stride, scale_stride, group}; }
+};
+
 struct RowKernels {
   // x[i] = gelu(x[i] + bias[i]), exact (erf) GELU as in BERT's "gelu".
   void (*bias_gelu)(float* x, const float* bias, int64_t n);
@@ -30,12 +46,18 @@ struct RowKernels {
   // sum of a[i] * (((codes[i] >> shift) << shift) + offset): a query against integer codes of a
   // quantized key, all bits (shift 0, offset 0) or its MSBs only (SpAtten's progressive quantization).
   float (*dot_codes)(const float* a, const int16_t* codes, int shift, int32_t offset, int64_t n);
-  // out[j] = scales[j * scale_stride] * dot_codes(a, codes + j * code_stride, shift, offset, n) for
-  // j < rows: one query against every cached key of a head, in one call.
-  void (*dot_codes_rows)(const float* a, const int16_t* codes, int64_t code_stride, const float* scales,
-                         int64_t scale_stride, int64_t rows, int shift, int32_t offset, int64_t n, float* out);
+  // Scores of `count` queries (query k at queries + k * query_stride) against rows of n codes (n a
+  // multiple of rows.group): out[k * out_stride + j] = sum over groups s of rows.scale(j, s) *
+  //   dot_codes(query k + s * group, rows.row(j) + s * group, shift, offset, group), for j < row_count.
+  // The query heads that share a KV head read each row of codes once.
+  void (*dot_codes_rows)(const float* queries, int64_t query_stride, int count, const CodeRows& rows, int64_t row_count,
+                         int shift, int32_t offset, int64_t n, float* out, int64_t out_stride);
   // y[i] += alpha * codes[i] (a quantized value row, its scale folded into alpha).
   void (*axpy_codes)(float alpha, const int16_t* codes, float* y, int64_t n);
+  // Weighted sums of rows of codes for `count` queries: out[k * out_stride + i] +=
+  // sum over first <= j < last of weights[k * weight_stride + j] * rows.scale(j, i / group) * rows.row(j)[i].
+  void (*axpy_codes_rows)(const float* weights, int64_t weight_stride, int count, const CodeRows& rows, int64_t first,
+                          int64_t last, int64_t n, float* out, int64_t out_stride);
 };
 
 namespace portable {

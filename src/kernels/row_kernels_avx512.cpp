@@ -160,9 +160,51 @@ float dot_codes(const float* a, const int16_t* codes, int shift, int32_t offset,
   return reduce_add(sum);
 }
 
-void dot_codes_rows(const float* a, const int16_t* codes, int64_t code_stride, const float* scales, int64_t scale_stride,
-                    int64_t rows, int shift, int32_t offset, int64_t n, float* out) {
-  for (int64_t j = 0; j < rows; ++j) out[j] = scales[j * scale_stride] * dot_codes(a, codes + j * code_stride, shift, offset, n);
+// 16 codes (masked) widened to fp32, as their MSBs ((code >> shift) << shift) + offset.
+inline __m512 code_values(const int16_t* codes, __mmask16 m, __m128i shift, __m512i offset) {
+  const __m512i wide = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, codes));
+  return _mm512_maskz_mov_ps(m, _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_sll_epi32(_mm512_sra_epi32(wide, shift), shift), offset)));
+}
+
+// K queries at once (K known at compile time, so the accumulators stay in registers): each row's
+// codes are loaded and widened once for all of them.
+template <int K>
+void dot_codes_rows_k(const float* queries, int64_t query_stride, const CodeRows& rows, int64_t row_count, int shift,
+                      int32_t offset, int64_t n, float* out, int64_t out_stride) {
+  const __m128i count = _mm_cvtsi32_si128(shift);
+  const __m512i add = _mm512_set1_epi32(offset);
+  const int64_t group = rows.group;
+  for (int64_t j = 0; j < row_count; ++j) {
+    const int16_t* codes = rows.row(j);
+    __m512 total[K];
+    for (int k = 0; k < K; ++k) total[k] = _mm512_setzero_ps();
+    for (int64_t start = 0; start < n; start += group) {
+      __m512 part[K];
+      for (int k = 0; k < K; ++k) part[k] = _mm512_setzero_ps();
+      for (int64_t i = start; i < start + group; i += 16) {
+        const __mmask16 m = tail_mask(start + group - i);
+        const __m512 x = code_values(codes + i, m, count, add);
+        for (int k = 0; k < K; ++k) part[k] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, queries + k * query_stride + i), x, part[k]);
+      }
+      const __m512 scale = _mm512_set1_ps(rows.scale(j, start / group));
+      for (int k = 0; k < K; ++k) total[k] = _mm512_fmadd_ps(scale, part[k], total[k]);
+    }
+    for (int k = 0; k < K; ++k) out[k * out_stride + j] = reduce_add(total[k]);
+  }
+}
+
+void dot_codes_rows(const float* queries, int64_t query_stride, int count, const CodeRows& rows, int64_t row_count,
+                    int shift, int32_t offset, int64_t n, float* out, int64_t out_stride) {
+  for (int k = 0; k < count; k += 4) {  // blocks of up to 4 queries (SmolLM2 shares a KV head between 3)
+    const float* q = queries + k * query_stride;
+    float* o = out + k * out_stride;
+    switch (count - k) {
+      case 1: dot_codes_rows_k<1>(q, query_stride, rows, row_count, shift, offset, n, o, out_stride); break;
+      case 2: dot_codes_rows_k<2>(q, query_stride, rows, row_count, shift, offset, n, o, out_stride); break;
+      case 3: dot_codes_rows_k<3>(q, query_stride, rows, row_count, shift, offset, n, o, out_stride); break;
+      default: dot_codes_rows_k<4>(q, query_stride, rows, row_count, shift, offset, n, o, out_stride); break;
+    }
+  }
 }
 
 void axpy_codes(float alpha, const int16_t* codes, float* y, int64_t n) {
@@ -174,10 +216,61 @@ void axpy_codes(float alpha, const int16_t* codes, float* y, int64_t n) {
   }
 }
 
+// K queries' weighted sums over rows of at most 64 codes, the sums held in registers across rows.
+template <int K>
+void axpy_codes_rows_k(const float* weights, int64_t weight_stride, const CodeRows& rows, int64_t first, int64_t last,
+                       int64_t n, float* out, int64_t out_stride) {
+  constexpr int kChunks = 4;  // 64 elements
+  __m512 sum[K][kChunks];
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < kChunks; ++c) sum[k][c] = _mm512_setzero_ps();
+  const int64_t group = rows.group;
+  for (int64_t j = first; j < last; ++j) {
+    const int16_t* codes = rows.row(j);
+    for (int c = 0; c < kChunks && c * 16 < n; ++c) {
+      const __mmask16 m = tail_mask(n - c * 16);
+      const __m512 x = _mm512_maskz_mov_ps(m, _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, codes + c * 16))));
+      // Groups are at least 16 wide here (checked by the caller) or the row is one group.
+      const float scale = rows.scale(j, c * 16 / group);
+      for (int k = 0; k < K; ++k)
+        sum[k][c] = _mm512_fmadd_ps(_mm512_set1_ps(weights[k * weight_stride + j] * scale), x, sum[k][c]);
+    }
+  }
+  for (int k = 0; k < K; ++k)
+    for (int c = 0; c < kChunks && c * 16 < n; ++c) {
+      const __mmask16 m = tail_mask(n - c * 16);
+      float* y = out + k * out_stride + c * 16;
+      _mm512_mask_storeu_ps(y, m, _mm512_add_ps(sum[k][c], _mm512_maskz_loadu_ps(m, y)));
+    }
+}
+
+void axpy_codes_rows(const float* weights, int64_t weight_stride, int count, const CodeRows& rows, int64_t first,
+                     int64_t last, int64_t n, float* out, int64_t out_stride) {
+  // The register path needs rows of <= 64 codes whose scale groups are whole 16-wide chunks.
+  if (n > 64 || (rows.group < n && rows.group % 16 != 0)) {
+    for (int k = 0; k < count; ++k)
+      for (int64_t j = first; j < last; ++j)
+        for (int64_t s = 0; s * rows.group < n; ++s)
+          axpy_codes(weights[k * weight_stride + j] * rows.scale(j, s), rows.row(j) + s * rows.group,
+                     out + k * out_stride + s * rows.group, rows.group);
+    return;
+  }
+  for (int k = 0; k < count; k += 4) {
+    const float* w = weights + k * weight_stride;
+    float* o = out + k * out_stride;
+    switch (count - k) {
+      case 1: axpy_codes_rows_k<1>(w, weight_stride, rows, first, last, n, o, out_stride); break;
+      case 2: axpy_codes_rows_k<2>(w, weight_stride, rows, first, last, n, o, out_stride); break;
+      case 3: axpy_codes_rows_k<3>(w, weight_stride, rows, first, last, n, o, out_stride); break;
+      default: axpy_codes_rows_k<4>(w, weight_stride, rows, first, last, n, o, out_stride); break;
+    }
+  }
+}
+
 }  // namespace
 
 const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16,
                              rms_norm,  silu_mul, dot,                     axpy,
-                             dot_codes, dot_codes_rows, axpy_codes};
+                             dot_codes, dot_codes_rows, axpy_codes, axpy_codes_rows};
 
 }  // namespace sieve::avx512

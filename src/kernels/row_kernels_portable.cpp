@@ -92,19 +92,35 @@ float dot_codes(const float* a, const int16_t* codes, int shift, int32_t offset,
   return sum;
 }
 
-void dot_codes_rows(const float* a, const int16_t* codes, int64_t code_stride, const float* scales, int64_t scale_stride,
-                    int64_t rows, int shift, int32_t offset, int64_t n, float* out) {
-  for (int64_t j = 0; j < rows; ++j) out[j] = scales[j * scale_stride] * dot_codes(a, codes + j * code_stride, shift, offset, n);
+void dot_codes_rows(const float* queries, int64_t query_stride, int count, const CodeRows& rows, int64_t row_count,
+                    int shift, int32_t offset, int64_t n, float* out, int64_t out_stride) {
+  for (int k = 0; k < count; ++k)
+    for (int64_t j = 0; j < row_count; ++j) {
+      float sum = 0.0f;
+      for (int64_t s = 0; s * rows.group < n; ++s)
+        sum += rows.scale(j, s) * dot_codes(queries + k * query_stride + s * rows.group, rows.row(j) + s * rows.group,
+                                            shift, offset, rows.group);
+      out[k * out_stride + j] = sum;
+    }
 }
 
 void axpy_codes(float alpha, const int16_t* codes, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * static_cast<float>(codes[i]);
 }
 
+void axpy_codes_rows(const float* weights, int64_t weight_stride, int count, const CodeRows& rows, int64_t first,
+                     int64_t last, int64_t n, float* out, int64_t out_stride) {
+  for (int k = 0; k < count; ++k)
+    for (int64_t j = first; j < last; ++j)
+      for (int64_t s = 0; s * rows.group < n; ++s)
+        axpy_codes(weights[k * weight_stride + j] * rows.scale(j, s), rows.row(j) + s * rows.group,
+                   out + k * out_stride + s * rows.group, rows.group);
+}
+
 }  // namespace
 
 const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16,
                              rms_norm,  silu_mul, dot,                     axpy,
-                             dot_codes, dot_codes_rows, axpy_codes};
+                             dot_codes, dot_codes_rows, axpy_codes, axpy_codes_rows};
 
 }  // namespace sieve::portable

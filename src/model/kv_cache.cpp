@@ -5,6 +5,8 @@
 #include <cstring>
 #include <numeric>
 
+#include <omp.h>
+
 #include "kernels/row_kernels.h"
 #include "policies/generation_policy.h"
 #include "util/error.h"
@@ -179,100 +181,6 @@ void KvCache::keep_slots(std::span<const int32_t> slots) {
   size_ = dst;
 }
 
-void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible, const float* query, float scale,
-                   const GenerationPolicy& policy, DecodeStage stage, AttentionScratch& scratch, float* out,
-                   KvTraffic& traffic) {
-  const int64_t d = cache.head_dim(), column = kv_head * d;
-  const RowKernels& kernels = row_kernels();
-  const bool generation = stage == DecodeStage::Generation;
-  const SplitQuantization* quantization = generation && cache.quantization() ? &*cache.quantization() : nullptr;
-  std::vector<float>& p = scratch.scores;
-  p.resize(static_cast<size_t>(visible));
-
-  const int64_t width = static_cast<int64_t>(cache.heads()) * d;
-  if (!quantization) {
-    // One GEMV over the cached keys (strided rows of this head) rather than a call per slot.
-    gemm_nt(1, visible, d, {query, d}, {cache.key(layer, 0) + column, width}, p.data(), visible);
-    for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] *= scale;
-    row_kernels().softmax(p.data(), visible);
-    if (generation) {
-      traffic.key_bytes += static_cast<double>(visible * d) * sizeof(float);
-      traffic.key_elements += static_cast<double>(visible * d);
-      traffic.key_bits += static_cast<double>(visible * d) * 32.0;
-    }
-  } else {
-    // Progressive quantization: probabilities from the MSBs; LSBs only when the policy distrusts them.
-    // The codes are multiplied as integers (SplitQuantization::msb_value's arithmetic, vectorized),
-    // each key's scale applied once to its dot product. Rotated codes are scored with the query
-    // rotated the same way (orthogonal: the dot products are unchanged).
-    if (quantization->rotate) {
-      scratch.rotated_query.assign(query, query + d);
-      hadamard_rotate(scratch.rotated_query.data(), d);
-      query = scratch.rotated_query.data();
-    }
-    const int groups = cache.scale_groups();
-    const int64_t group = d / groups;
-    auto score_keys = [&](bool with_lsbs) {
-      const int shift = with_lsbs ? 0 : quantization->lsb_bits;
-      const int32_t midpoint = with_lsbs ? 0 : quantization->msb_midpoint();
-      kernels.dot_codes_rows(query, cache.key_codes(layer, 0) + column, width, &cache.key_scale(layer, 0, kv_head),
-                             cache.scale_stride(), visible, shift, midpoint, group, p.data());
-      if (groups > 1) {  // one scale per group: the row's dot product is the sum of the groups'
-        scratch.group_scores.resize(static_cast<size_t>(visible));
-        for (int g = 1; g < groups; ++g) {
-          kernels.dot_codes_rows(query + g * group, cache.key_codes(layer, 0) + column + g * group, width,
-                                 &cache.key_scale(layer, 0, kv_head, g), cache.scale_stride(), visible, shift, midpoint,
-                                 group, scratch.group_scores.data());
-          for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] += scratch.group_scores[static_cast<size_t>(j)];
-        }
-      }
-      for (int64_t j = 0; j < visible; ++j) p[static_cast<size_t>(j)] *= scale;
-      row_kernels().softmax(p.data(), visible);
-    };
-    score_keys(false);
-    int bits = quantization->msb_bits;
-    if (quantization->lsb_bits > 0 && policy.needs_key_lsbs(p)) {
-      score_keys(true);
-      bits += quantization->lsb_bits;
-      ++traffic.lsb_refetches;
-    }
-    traffic.key_bytes += static_cast<double>(visible) * (static_cast<double>(d * bits) / 8.0 + groups * quantization->scale_bytes());
-    traffic.key_elements += static_cast<double>(visible * d);
-    traffic.key_bits += static_cast<double>(visible * d * bits);
-  }
-
-  std::vector<int32_t>& rows = scratch.rows;
-  rows.resize(static_cast<size_t>(visible));
-  std::iota(rows.begin(), rows.end(), 0);
-  if (generation) policy.select_values(p, rows);
-
-  std::fill(out, out + d, 0.0f);
-  if (!quantization && static_cast<int64_t>(rows.size()) == visible) {
-    gemm(1, d, visible, {p.data(), visible}, {cache.value(layer, 0) + column, width}, out, d);  // every value row: one GEMV
-  } else {
-    for (int32_t r : rows) {
-      const float weight = p[static_cast<size_t>(r)];
-      if (quantization) {
-        const int groups = cache.scale_groups();
-        const int64_t group = d / groups;
-        for (int g = 0; g < groups; ++g)
-          kernels.axpy_codes(weight * cache.value_scale(layer, r, kv_head, g), cache.value_codes(layer, r) + column + g * group,
-                             out + g * group, group);
-      } else {
-        kernels.axpy(weight, cache.value(layer, r) + column, out, d);
-      }
-    }
-  }
-  if (quantization && quantization->rotate) inverse_hadamard_rotate(out, d);  // values were summed rotated
-  if (generation) {
-    const double row_bytes = quantization ? static_cast<double>(d * quantization->total_bits()) / 8.0 +
-                                                cache.scale_groups() * quantization->scale_bytes()
-                                          : static_cast<double>(d) * sizeof(float);
-    traffic.value_bytes += static_cast<double>(rows.size()) * row_bytes;
-    ++traffic.head_reads;
-  }
-}
-
 namespace {
 
 // Query rows per block of the prompt-stage GEMMs: bounds the score matrix at rows x visible floats.
@@ -312,7 +220,7 @@ void attend_prompt(const KvCache& cache, int layer, MatrixRef queries, int64_t n
 // Grouped-query attention over an fp32 cache, one query: the `group` query heads sharing KV head g
 // score its keys as one [group x visible] GEMM and, when the policy keeps every value row for all
 // of them, sum the values as one GEMM too (each key and value row read once for the group, not
-// once per query head). Otherwise the values go per head, as attend_cached does them.
+// once per query head). Otherwise the values go per head.
 void attend_group_fp32(const KvCache& cache, int layer, int g, int group, int64_t visible, const float* queries,
                        float scale, const GenerationPolicy& policy, float* context, std::vector<float>& scores,
                        std::vector<std::vector<int32_t>>& rows, std::vector<std::vector<float>>& received, KvTraffic& total) {
@@ -353,13 +261,124 @@ void attend_group_fp32(const KvCache& cache, int layer, int g, int group, int64_
   total.value_bytes += static_cast<double>(d * sizeof(float)) * static_cast<double>(std::count(value_read.begin(), value_read.end(), 1));
 }
 
+// Buffers of attend_group_quantized, reused across calls.
+struct QuantizedScratch {
+  std::vector<float> rotated;   // [group, head_dim] queries, then outputs, in rotated coordinates
+  std::vector<float> partial;   // [threads, group, head_dim] value sums of each thread's rows
+  std::vector<char> value_read; // [visible]
+};
+
+// Query rows per block of the quantized scoring loop (threads take blocks).
+constexpr int64_t kCodeRowBlock = 256;
+
+// Grouped-query attention over a quantized cache, one query (the generation stage of progressive
+// quantization): the `group` query heads sharing KV head g score its codes in one pass (each row of
+// codes read once for the group, threads taking blocks of rows), from the keys' MSBs; each head whose
+// MSB probabilities the policy distrusts is rescored with every bit; values are summed for the
+// whole group in one pass when the policy keeps every row for all of them (threads summing blocks
+// of rows), else per head over its rows. Traffic: the keys once at the most bits any head fetched,
+// the values as the union of the rows the group read.
+void attend_group_quantized(const KvCache& cache, int layer, int g, int group, int64_t visible, const float* queries,
+                            float scale, const GenerationPolicy& policy, float* context, std::vector<float>& scores,
+                            std::vector<std::vector<int32_t>>& rows, QuantizedScratch& scratch,
+                            std::vector<std::vector<float>>& received, KvTraffic& total) {
+  const SplitQuantization& format = *cache.quantization();
+  const RowKernels& kernels = row_kernels();
+  const int64_t d = cache.head_dim(), width = cache.heads() * d, column = g * d;
+  const int64_t scale_group = d / cache.scale_groups();
+  const CodeRows keys{cache.key_codes(layer, 0) + column, width, &cache.key_scale(layer, 0, g), cache.scale_stride(), scale_group};
+  const CodeRows values{cache.value_codes(layer, 0) + column, width, &cache.value_scale(layer, 0, g), cache.scale_stride(), scale_group};
+  // Rotated codes are scored with the queries rotated the same way (orthogonal: the dot products
+  // are unchanged), and the values come out rotated.
+  const float* q = queries + g * group * d;
+  std::vector<float>& rotated = scratch.rotated;
+  rotated.assign(static_cast<size_t>(group * d), 0.0f);
+  if (format.rotate) {
+    std::copy_n(q, group * d, rotated.begin());
+    for (int k = 0; k < group; ++k) hadamard_rotate(rotated.data() + k * d, d);
+    q = rotated.data();
+  }
+  const bool threaded = visible * group * d >= (1 << 15);
+  // Scores of query heads [first_head, first_head + heads) at MSBs (shift = lsb bits) or every bit.
+  auto score = [&](int first_head, int heads, bool with_lsbs) {
+    const int shift = with_lsbs ? 0 : format.lsb_bits;
+    const int32_t midpoint = with_lsbs ? 0 : format.msb_midpoint();
+    const int64_t blocks = (visible + kCodeRowBlock - 1) / kCodeRowBlock;
+#pragma omp parallel for schedule(static) if (threaded)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t first = b * kCodeRowBlock, count = std::min(kCodeRowBlock, visible - first);
+      kernels.dot_codes_rows(q + first_head * d, d, heads, keys.from(first), count, shift, midpoint, d,
+                             scores.data() + first_head * visible + first, visible);
+    }
+    for (int k = first_head; k < first_head + heads; ++k) {
+      float* p = scores.data() + k * visible;
+      for (int64_t j = 0; j < visible; ++j) p[j] *= scale;
+      kernels.softmax(p, visible);
+    }
+  };
+  scores.resize(static_cast<size_t>(group * visible));
+  score(0, group, false);
+  bool refetched = false, every_row = true;
+  for (int k = 0; k < group; ++k) {
+    float* p = scores.data() + k * visible;
+    if (format.lsb_bits > 0 && policy.needs_key_lsbs({p, static_cast<size_t>(visible)})) {
+      score(k, 1, true);
+      refetched = true;
+    }
+    std::vector<int32_t>& kept = rows[static_cast<size_t>(k)];
+    kept.resize(static_cast<size_t>(visible));
+    std::iota(kept.begin(), kept.end(), 0);
+    policy.select_values({p, static_cast<size_t>(visible)}, kept);
+    every_row = every_row && static_cast<int64_t>(kept.size()) == visible;
+    std::vector<float>& sums = received[static_cast<size_t>(g * group + k)];
+    if (!sums.empty())
+      for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += p[j];
+  }
+
+  std::fill(rotated.begin(), rotated.end(), 0.0f);  // the outputs, accumulated
+  if (every_row) {
+    const int threads = threaded ? omp_get_max_threads() : 1;
+    scratch.partial.assign(static_cast<size_t>(threads * group * d), 0.0f);
+#pragma omp parallel num_threads(threads) if (threaded)
+    {
+      const int t = omp_get_thread_num(), used = omp_get_num_threads();
+      const int64_t first = visible * t / used, last = visible * (t + 1) / used;
+      kernels.axpy_codes_rows(scores.data(), visible, group, values, first, last, d, scratch.partial.data() + t * group * d, d);
+    }
+    for (int t = 0; t < threads; ++t)
+      for (int64_t i = 0; i < group * d; ++i) rotated[static_cast<size_t>(i)] += scratch.partial[static_cast<size_t>(t * group * d + i)];
+  } else {
+    for (int k = 0; k < group; ++k)
+      for (int32_t r : rows[static_cast<size_t>(k)])
+        kernels.axpy_codes_rows(scores.data() + k * visible, visible, 1, values, r, r + 1, d, rotated.data() + k * d, d);
+  }
+  float* out = context + g * group * d;
+  for (int k = 0; k < group; ++k) {
+    if (format.rotate) inverse_hadamard_rotate(rotated.data() + k * d, d);
+    std::copy_n(rotated.data() + k * d, d, out + k * d);
+  }
+
+  std::vector<char>& value_read = scratch.value_read;
+  value_read.assign(static_cast<size_t>(visible), 0);
+  for (int k = 0; k < group; ++k)
+    for (int32_t r : rows[static_cast<size_t>(k)]) value_read[static_cast<size_t>(r)] = 1;
+  const int bits = format.msb_bits + (refetched ? format.lsb_bits : 0);
+  const double scale_bytes = static_cast<double>(cache.scale_groups() * format.scale_bytes());
+  total.key_bytes += static_cast<double>(visible) * (static_cast<double>(d * bits) / 8.0 + scale_bytes);
+  total.key_elements += static_cast<double>(visible * d);
+  total.key_bits += static_cast<double>(visible * d * bits);
+  total.lsb_refetches += refetched ? 1 : 0;
+  total.head_reads += 1;
+  total.value_bytes += (static_cast<double>(d * format.total_bits()) / 8.0 + scale_bytes) *
+                       static_cast<double>(std::count(value_read.begin(), value_read.end(), 1));
+}
+
 void attend_generation(const KvCache& cache, int layer, MatrixRef queries, int64_t n, int query_heads, float scale,
                        const GenerationPolicy& policy, float* context, int64_t context_stride,
                        std::vector<std::vector<float>>& received, KvTraffic& traffic) {
   const int kv_heads = cache.heads();
   const int group = query_heads / kv_heads;
   const int64_t d = cache.head_dim(), base = cache.size();
-  std::vector<KvTraffic> kv_traffic(static_cast<size_t>(kv_heads));
   if (!cache.quantization()) {
     // KV heads one after another, each GEMM threaded inside: a model has few KV heads (SmolLM2: 3),
     // too few to share out between threads evenly.
@@ -371,46 +390,13 @@ void attend_generation(const KvCache& cache, int layer, MatrixRef queries, int64
                           context + i * context_stride, scores, rows, received, traffic);
     return;
   }
-  // Quantized cache: query heads in parallel (9 units share out over threads better than 3 KV
-  // heads), then each KV head's traffic from its group: the keys the most any of its queries
-  // fetched (they share the rows), the values as the union of the rows they read.
-  std::vector<AttentionScratch> scratch(static_cast<size_t>(query_heads));
-  std::vector<KvTraffic> per_head(static_cast<size_t>(query_heads));
-  std::vector<char> value_read;
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t visible = base + i + 1;
-#pragma omp parallel for schedule(dynamic, 1) if ((base + n) * d * query_heads >= (1 << 16))
-    for (int h = 0; h < query_heads; ++h) {
-      KvTraffic& one = per_head[static_cast<size_t>(h)];
-      one = KvTraffic{};
-      AttentionScratch& mine = scratch[static_cast<size_t>(h)];
-      attend_cached(cache, layer, h / group, visible, queries.data + i * queries.stride + h * d, scale, policy,
-                    DecodeStage::Generation, mine, context + i * context_stride + h * d, one);
-      std::vector<float>& sums = received[static_cast<size_t>(h)];
-      if (!sums.empty())
-        for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += mine.scores[static_cast<size_t>(j)];
-    }
-    for (int g = 0; g < kv_heads; ++g) {
-      value_read.assign(static_cast<size_t>(visible), 0);
-      KvTraffic keys;
-      double value_row_bytes = 0;
-      for (int h = g * group; h < (g + 1) * group; ++h) {
-        const KvTraffic& one = per_head[static_cast<size_t>(h)];
-        const std::vector<int32_t>& rows = scratch[static_cast<size_t>(h)].rows;
-        for (int32_t r : rows) value_read[static_cast<size_t>(r)] = 1;
-        if (!rows.empty()) value_row_bytes = one.value_bytes / static_cast<double>(rows.size());
-        if (one.key_bits > keys.key_bits) keys = one;
-      }
-      KvTraffic& total = kv_traffic[static_cast<size_t>(g)];
-      total.key_bytes += keys.key_bytes;
-      total.key_elements += keys.key_elements;
-      total.key_bits += keys.key_bits;
-      total.lsb_refetches += keys.lsb_refetches;
-      total.head_reads += 1;
-      total.value_bytes += value_row_bytes * static_cast<double>(std::count(value_read.begin(), value_read.end(), 1));
-    }
-  }
-  for (const KvTraffic& t : kv_traffic) traffic.add(t);
+  std::vector<float> scores;
+  std::vector<std::vector<int32_t>> rows(static_cast<size_t>(group));
+  QuantizedScratch scratch;
+  for (int g = 0; g < kv_heads; ++g)
+    for (int64_t i = 0; i < n; ++i)
+      attend_group_quantized(cache, layer, g, group, base + i + 1, queries.data + i * queries.stride, scale, policy,
+                             context + i * context_stride, scores, rows, scratch, received, traffic);
 }
 
 }  // namespace

@@ -117,35 +117,20 @@ class KvCache {
   std::vector<int32_t> positions_;
 };
 
-// Scratch buffers of one attention computation, reused across calls.
-struct AttentionScratch {
-  std::vector<float> scores;
-  std::vector<int32_t> rows;
-  std::vector<float> rotated_query;
-  std::vector<float> group_scores;
-};
-
 // Whether attention reads the cache as the prompt's summarization (fp32, every value) or as a
 // generation step (the policy's precision and value selection apply, and traffic is counted).
 enum class DecodeStage { Prompt, Generation };
-
-// One query over the first `visible` slots of one KV head of a layer: scores (on quantized keys in
-// the generation stage when the cache is quantized: MSBs first, LSBs when the policy asks),
-// softmax, the policy's value selection, and out[head_dim] = sum of probability * value over the
-// selected slots. On return scratch.scores holds the probabilities the policy saw.
-void attend_cached(const KvCache& cache, int layer, int kv_head, int64_t visible, const float* query, float scale,
-                   const GenerationPolicy& policy, DecodeStage stage, AttentionScratch& scratch, float* out,
-                   KvTraffic& traffic);
 
 // Attention of the n newest tokens of a layer (their keys and values already written to slots
 // size()..size()+n-1) over the cache, causally. queries: [n, query_heads * head_dim]; query head h
 // reads KV head h / (query_heads / kv heads) (grouped-query attention; equal counts for GPT-2).
 // context receives [n, query_heads * head_dim]. The prompt stage runs as GEMMs per head (fp32,
 // every value read); the generation stage runs, per query, the group of query heads sharing a KV
-// head as one GEMM over an fp32 cache (attend_cached per query head over a quantized one), and
-// counts KV traffic per KV head: its keys once for the group, its values as the union of the rows
-// the group's queries read. The policy then observes, per query head, the probability each visible
-// slot received, summed over the new queries.
+// head together: one GEMM over an fp32 cache, or one pass over a quantized cache's codes (scores
+// from the keys' MSBs first, every bit for a head whose probabilities the policy distrusts; the
+// policy's value selection per head). It counts KV traffic per KV head: its keys once for the
+// group, its values as the union of the rows the group's queries read. The policy then observes,
+// per query head, the probability each visible slot received, summed over the new queries.
 void attend_new_tokens(const KvCache& cache, int layer, MatrixRef queries, int64_t n, int query_heads,
                        GenerationPolicy& policy, DecodeStage stage, float* context, int64_t context_stride,
                        KvTraffic& traffic);
