@@ -423,6 +423,59 @@ TEST(GenerationPolicies, RotatedGroupedQuantizationMatchesNaiveDequantization) {
   EXPECT_THROW(KvCache(1, 1, 8, 4, SplitQuantization{4, 0, false, 3}), Error);
 }
 
+// Grouped-query attention over a long quantized cache (3 query heads per KV head, 64-wide heads,
+// rows in several threaded blocks), every query head against the naive dequantized reference.
+TEST(GenerationPolicies, GroupedQueriesOverLongQuantizedCacheMatchNaive) {
+  const int kv_heads = 2, group = 3, query_heads = kv_heads * group;
+  const int64_t d = 64, n = 700;
+  for (const SplitQuantization q : {SplitQuantization{4, 0, true, 32, true}, SplitQuantization{6, 2}}) {
+    KvCache cache(1, kv_heads, d, n, q);
+    std::mt19937 rng(9);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t i = 0; i < kv_heads * d; ++i) cache.key(0, s)[i] = 2.0f * dist(rng), cache.value(0, s)[i] = dist(rng);
+    cache.quantize_new_rows(0, n);
+    cache.commit(n - 1);
+    std::vector<float> queries(static_cast<size_t>(query_heads * d)), context(queries.size());
+    for (float& x : queries) x = 0.5f * dist(rng);
+    KvTraffic traffic;
+    auto policy = parse_generation_spec(q.rotate ? "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
+                                                 : "progressive:msb=6,lsb=2,threshold=0");
+    attend_new_tokens(cache, 0, {queries.data(), query_heads * d}, 1, query_heads, *policy, DecodeStage::Generation,
+                      context.data(), query_heads * d, traffic);
+    // Dequantized rows in the model's coordinates (MSBs only for keys: threshold 0).
+    const int64_t scale_group = d / cache.scale_groups();
+    auto row = [&](const int16_t* codes, auto scale_of, bool msb_only) {
+      std::vector<float> x(static_cast<size_t>(d));
+      for (int64_t e = 0; e < d; ++e) {
+        const float code = msb_only ? q.msb_value(codes[e], 1.0f) : static_cast<float>(codes[e]);
+        x[static_cast<size_t>(e)] = code * scale_of(static_cast<int>(e / scale_group));
+      }
+      if (q.rotate) inverse_hadamard_rotate(x.data(), d);
+      return x;
+    };
+    for (int h = 0; h < query_heads; ++h) {
+      const int g = h / group;
+      std::vector<double> scores(static_cast<size_t>(n)), out(static_cast<size_t>(d), 0.0);
+      double top = -1e300, sum = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const auto key = row(cache.key_codes(0, j) + g * d, [&](int s) { return cache.key_scale(0, j, g, s); }, true);
+        double dot = 0;
+        for (int64_t i = 0; i < d; ++i) dot += static_cast<double>(queries[static_cast<size_t>(h * d + i)]) * key[static_cast<size_t>(i)];
+        scores[static_cast<size_t>(j)] = dot / 8.0;
+        top = std::max(top, scores[static_cast<size_t>(j)]);
+      }
+      for (double& x : scores) sum += (x = std::exp(x - top));
+      for (int64_t j = 0; j < n; ++j) {
+        const auto value = row(cache.value_codes(0, j) + g * d, [&](int s) { return cache.value_scale(0, j, g, s); }, false);
+        for (int64_t i = 0; i < d; ++i) out[static_cast<size_t>(i)] += scores[static_cast<size_t>(j)] / sum * value[static_cast<size_t>(i)];
+      }
+      for (int64_t i = 0; i < d; ++i)
+        EXPECT_NEAR(context[static_cast<size_t>(h * d + i)], out[static_cast<size_t>(i)], 2e-5) << "head " << h << " element " << i;
+    }
+  }
+}
+
 TEST(GenerationPolicies, HadamardRotationIsTheSignedSylvesterMatrix) {
   const int64_t n = 16;
   // Column i of the rotation is sign(i) x column i of the Sylvester-Hadamard matrix, whose entry

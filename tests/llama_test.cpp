@@ -568,6 +568,14 @@ TEST_F(SmolLm2, PrefillScoringEqualsStepScoringForDense) {
   for (int64_t c = 0; c < steps.windows; ++c)
     for (int64_t u = 13; u < 23; ++u) expected_bytes += static_cast<double>(u + 1) * shape.layers * shape.kv_heads * shape.head_dim * 4 * 2;
   EXPECT_DOUBLE_EQ(steps.kv_bytes_per_token, expected_bytes / static_cast<double>(steps.steps));
+  // The context fed as steps too (llama.cpp's quantized-cache protocol): same scores for dense,
+  // every token but the window's first (the prompt) and last (nothing to predict) a step.
+  setup.scoring = PerplexityScoring::Steps;
+  setup.context_steps = true;
+  const PerplexityResult all_steps = evaluate_perplexity(*model_, ids, *dense, setup);
+  EXPECT_EQ(all_steps.tokens_scored, steps.tokens_scored);
+  EXPECT_NEAR(all_steps.mean_nll, prefill.mean_nll, 1e-4);
+  EXPECT_EQ(all_steps.steps, steps.windows * (24 - 2));
 }
 
 // The default int8 activations (as llama.cpp) against the exact fp32 path, step by step on real

@@ -92,7 +92,12 @@ PerplexityResult evaluate_perplexity(const Decoder& model, std::span<const int32
         ++r.steps;
       }
     } else {
-      std::vector<float> logits = session.prefill(ids.subspan(static_cast<size_t>(w.begin), static_cast<size_t>(w.context)));
+      const int64_t prompt = setup.context_steps ? 1 : w.context;
+      std::vector<float> logits = session.prefill(ids.subspan(static_cast<size_t>(w.begin), static_cast<size_t>(prompt)));
+      for (int64_t t = w.begin + prompt; t < w.begin + w.context; ++t) {  // the rest of the context, unscored
+        logits = session.step(token(t));
+        cached += static_cast<double>(session.cache().size());
+      }
       for (int64_t t = w.begin + w.context; t < w.end; ++t) {
         nll += negative_log_likelihood(logits, token(t));
         ++r.tokens_scored;

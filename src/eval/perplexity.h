@@ -31,6 +31,11 @@ struct PerplexitySetup {
   int64_t stride = 0;       // sliding only: 1 <= stride <= window
   int64_t first_window = 0;  // windows before this one are skipped (a calibration / report split)
   int64_t max_windows = 0;   // 0: all (after first_window)
+  // Steps scoring: the window's unscored context is fed as generation steps too (its first token
+  // as the prompt), so every token attends over the policy's cache: what llama.cpp's perplexity
+  // measures with a quantized KV cache, where the whole chunk reads the quantized cache. Default:
+  // the context is the prompt, summarized at fp32 (SpAtten's stages).
+  bool context_steps = false;
 };
 
 struct PerplexityResult {

@@ -24,6 +24,7 @@ struct PerplexityOptions {
   std::vector<std::string> policies;
   int64_t window = 0, stride = 0;  // 0: min(positions, 1024), window / 2
   int64_t max_windows = 0, first_window = 0;
+  bool context_steps = false;
   int threads = 0;
   DecoderOptions decoder;
 };
@@ -49,6 +50,8 @@ void run(const PerplexityOptions& o) {
                                                               : (o.stride > 0 ? o.stride : std::max<int64_t>(1, setup.window / 2));
   setup.max_windows = o.max_windows;
   setup.first_window = o.first_window;
+  setup.context_steps = o.context_steps;
+  if (o.context_steps && o.scoring == "prefill") throw Error("--context-steps needs --scoring steps or auto");
   if (o.stride > 0 && setup.protocol == PerplexityProtocol::Chunks) throw Error("--stride applies to --protocol sliding only");
   // Prefill scoring runs the prompt stage only, where generation policies do not act: dense only.
   if (o.scoring == "prefill" && policies.size() > 1) throw Error("--scoring prefill measures dense only; generation policies need --scoring steps");
@@ -89,6 +92,7 @@ void run(const PerplexityOptions& o) {
   const nlohmann::json out = {{"model", o.model_dir}, {"data", o.data}, {"tokens", ids.size()}, {"protocol", o.protocol},
                               {"weights", o.decoder.weights}, {"activations", o.decoder.activations},
                               {"window", setup.window}, {"stride", setup.stride}, {"first_window", setup.first_window}, {"max_windows", setup.max_windows},
+                              {"context_steps", setup.context_steps},
                               {"results", results}};
   write_file_atomically(o.json_path, [&](std::ostream& file) { file << out.dump(2) << "\n"; });
   std::fprintf(stderr, "wrote %s\n", o.json_path.c_str());
@@ -113,6 +117,9 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("--max-windows", o->max_windows, "Evaluate only N windows (0: all)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--first-window", o->first_window, "Skip the windows before this one (e.g. a calibration slice)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--json", o->json_path, "Also write the results as JSON to FILE");
+  cmd->add_flag("--context-steps", o->context_steps, "Steps scoring: feed each window's unscored context as generation steps "
+                                                     "too, so every token reads the policy's cache (llama.cpp's perplexity with a "
+                                                     "quantized KV cache); default: the context is an fp32 prompt");
   add_decoder_options(*cmd, o->decoder);
   cmd->add_option("--threads", o->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->callback([o] { run(*o); });
