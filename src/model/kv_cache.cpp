@@ -217,6 +217,27 @@ void attend_prompt(const KvCache& cache, int layer, MatrixRef queries, int64_t n
   }
 }
 
+// The policy's value selection for one query head of a generation step (p: its probabilities
+// over the visible slots; kept: the slots whose values it reads), and the attention it observes
+// (added to sums when the policy looks). Returns whether every slot is kept.
+bool select_values(const GenerationPolicy& policy, float* p, int64_t visible, std::vector<int32_t>& kept,
+                   std::vector<float>& sums) {
+  kept.resize(static_cast<size_t>(visible));
+  std::iota(kept.begin(), kept.end(), 0);
+  policy.select_values({p, static_cast<size_t>(visible)}, kept);
+  if (!sums.empty())
+    for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += p[j];
+  return static_cast<int64_t>(kept.size()) == visible;
+}
+
+// How many of the visible slots' values any query head of a group read (read once for the group).
+int64_t rows_read(const std::vector<std::vector<int32_t>>& rows, int64_t visible, std::vector<char>& read) {
+  read.assign(static_cast<size_t>(visible), 0);
+  for (const std::vector<int32_t>& kept : rows)
+    for (int32_t r : kept) read[static_cast<size_t>(r)] = 1;
+  return std::count(read.begin(), read.end(), 1);
+}
+
 // Grouped-query attention over an fp32 cache, one query: the `group` query heads sharing KV head g
 // score its keys as one [group x visible] GEMM and, when the policy keeps every value row for all
 // of them, sum the values as one GEMM too (each key and value row read once for the group, not
@@ -232,14 +253,7 @@ void attend_group_fp32(const KvCache& cache, int layer, int g, int group, int64_
     float* p = scores.data() + k * visible;
     for (int64_t j = 0; j < visible; ++j) p[j] *= scale;
     row_kernels().softmax(p, visible);
-    std::vector<int32_t>& kept = rows[static_cast<size_t>(k)];
-    kept.resize(static_cast<size_t>(visible));
-    std::iota(kept.begin(), kept.end(), 0);
-    policy.select_values({p, static_cast<size_t>(visible)}, kept);
-    every_row = every_row && static_cast<int64_t>(kept.size()) == visible;
-    std::vector<float>& sums = received[static_cast<size_t>(g * group + k)];
-    if (!sums.empty())
-      for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += p[j];
+    every_row = select_values(policy, p, visible, rows[static_cast<size_t>(k)], received[static_cast<size_t>(g * group + k)]) && every_row;
   }
   float* out = context + g * group * d;
   if (every_row) {
@@ -251,14 +265,13 @@ void attend_group_fp32(const KvCache& cache, int layer, int g, int group, int64_
         row_kernels().axpy(scores[static_cast<size_t>(k * visible + r)], cache.value(layer, r) + column, out + k * d, d);
     }
   }
-  std::vector<char> value_read(static_cast<size_t>(visible), 0);
-  for (const std::vector<int32_t>& kept : rows)
-    for (int32_t r : kept) value_read[static_cast<size_t>(r)] = 1;
+  std::vector<char> read;
+  const int64_t values_read = rows_read(rows, visible, read);
   total.key_bytes += static_cast<double>(visible * d) * sizeof(float);
   total.key_elements += static_cast<double>(visible * d);
   total.key_bits += static_cast<double>(visible * d) * 32.0;
   total.head_reads += 1;
-  total.value_bytes += static_cast<double>(d * sizeof(float)) * static_cast<double>(std::count(value_read.begin(), value_read.end(), 1));
+  total.value_bytes += static_cast<double>(d * sizeof(float)) * static_cast<double>(values_read);
 }
 
 // Buffers of attend_group_quantized, reused across calls.
@@ -325,14 +338,7 @@ void attend_group_quantized(const KvCache& cache, int layer, int g, int group, i
       score(k, 1, true);
       refetched = true;
     }
-    std::vector<int32_t>& kept = rows[static_cast<size_t>(k)];
-    kept.resize(static_cast<size_t>(visible));
-    std::iota(kept.begin(), kept.end(), 0);
-    policy.select_values({p, static_cast<size_t>(visible)}, kept);
-    every_row = every_row && static_cast<int64_t>(kept.size()) == visible;
-    std::vector<float>& sums = received[static_cast<size_t>(g * group + k)];
-    if (!sums.empty())
-      for (int64_t j = 0; j < visible; ++j) sums[static_cast<size_t>(j)] += p[j];
+    every_row = select_values(policy, p, visible, rows[static_cast<size_t>(k)], received[static_cast<size_t>(g * group + k)]) && every_row;
   }
 
   std::fill(rotated.begin(), rotated.end(), 0.0f);  // the outputs, accumulated
@@ -358,10 +364,7 @@ void attend_group_quantized(const KvCache& cache, int layer, int g, int group, i
     std::copy_n(rotated.data() + k * d, d, out + k * d);
   }
 
-  std::vector<char>& value_read = scratch.value_read;
-  value_read.assign(static_cast<size_t>(visible), 0);
-  for (int k = 0; k < group; ++k)
-    for (int32_t r : rows[static_cast<size_t>(k)]) value_read[static_cast<size_t>(r)] = 1;
+  const int64_t values_read = rows_read(rows, visible, scratch.value_read);
   const int bits = format.msb_bits + (refetched ? format.lsb_bits : 0);
   const double scale_bytes = static_cast<double>(cache.scale_groups() * format.scale_bytes());
   total.key_bytes += static_cast<double>(visible) * (static_cast<double>(d * bits) / 8.0 + scale_bytes);
@@ -369,8 +372,7 @@ void attend_group_quantized(const KvCache& cache, int layer, int g, int group, i
   total.key_bits += static_cast<double>(visible * d * bits);
   total.lsb_refetches += refetched ? 1 : 0;
   total.head_reads += 1;
-  total.value_bytes += (static_cast<double>(d * format.total_bits()) / 8.0 + scale_bytes) *
-                       static_cast<double>(std::count(value_read.begin(), value_read.end(), 1));
+  total.value_bytes += (static_cast<double>(d * format.total_bits()) / 8.0 + scale_bytes) * static_cast<double>(values_read);
 }
 
 void attend_generation(const KvCache& cache, int layer, MatrixRef queries, int64_t n, int query_heads, float scale,
@@ -378,25 +380,22 @@ void attend_generation(const KvCache& cache, int layer, MatrixRef queries, int64
                        std::vector<std::vector<float>>& received, KvTraffic& traffic) {
   const int kv_heads = cache.heads();
   const int group = query_heads / kv_heads;
-  const int64_t d = cache.head_dim(), base = cache.size();
-  if (!cache.quantization()) {
-    // KV heads one after another, each GEMM threaded inside: a model has few KV heads (SmolLM2: 3),
-    // too few to share out between threads evenly.
-    std::vector<float> scores;
-    std::vector<std::vector<int32_t>> rows(static_cast<size_t>(group));
-    for (int g = 0; g < kv_heads; ++g)
-      for (int64_t i = 0; i < n; ++i)
-        attend_group_fp32(cache, layer, g, group, base + i + 1, queries.data + i * queries.stride, scale, policy,
-                          context + i * context_stride, scores, rows, received, traffic);
-    return;
-  }
+  const int64_t base = cache.size();
+  // KV heads one after another, threads inside each (a GEMM over an fp32 cache, blocks of rows over
+  // a quantized one): a model has few KV heads (SmolLM2: 3), too few to share out between threads evenly.
   std::vector<float> scores;
   std::vector<std::vector<int32_t>> rows(static_cast<size_t>(group));
   QuantizedScratch scratch;
   for (int g = 0; g < kv_heads; ++g)
-    for (int64_t i = 0; i < n; ++i)
-      attend_group_quantized(cache, layer, g, group, base + i + 1, queries.data + i * queries.stride, scale, policy,
-                             context + i * context_stride, scores, rows, scratch, received, traffic);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t visible = base + i + 1;
+      const float* query = queries.data + i * queries.stride;
+      float* out = context + i * context_stride;
+      if (cache.quantization())
+        attend_group_quantized(cache, layer, g, group, visible, query, scale, policy, out, scores, rows, scratch, received, traffic);
+      else
+        attend_group_fp32(cache, layer, g, group, visible, query, scale, policy, out, scores, rows, received, traffic);
+    }
 }
 
 }  // namespace
