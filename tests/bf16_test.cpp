@@ -13,6 +13,7 @@
 #include "kernels/row_kernels.h"
 #include "model/bert_encoder.h"
 #include "policies/policy_spec.h"
+#include "util/half.h"
 #include "test_helpers.h"
 #include "tiny_bert.h"
 #include "util/error.h"
@@ -44,6 +45,23 @@ TEST(Bf16Rounding, HandComputedCases) {
     k->to_bf16(&nan, &nan_bits, 1);
     EXPECT_TRUE(std::isnan(from_bf16(nan_bits)));
   }
+}
+
+// fp32 -> fp16 (the KV cache's per-group scales): every fp16 value survives the round trip, and
+// hand-computed ties go to the even neighbour, in the normal and the subnormal range.
+TEST(Fp16Rounding, RoundTripAndTies) {
+  for (uint32_t h = 0; h < 0x10000u; ++h) {
+    const uint16_t half = static_cast<uint16_t>(h);
+    if ((half & 0x7C00u) == 0x7C00u && (half & 0x03FFu) != 0) continue;  // NaN payloads
+    EXPECT_EQ(f32_to_f16(f16_to_f32(half)), half) << h;
+  }
+  EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3C00u);      // halfway 1 / 1+2^-10: even (1)
+  EXPECT_EQ(f32_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02u);  // halfway 0x3C01 / 0x3C02: even
+  EXPECT_EQ(f32_to_f16(65519.0f), 0x7BFFu);                          // 65504, the largest
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7C00u);                          // halfway to 65536: infinity
+  EXPECT_EQ(f32_to_f16(-std::ldexp(1.0f, -25)), 0x8000u);            // halfway 0 / 2^-24: -0
+  EXPECT_EQ(f32_to_f16(3 * std::ldexp(1.0f, -25)), 0x0002u);         // halfway 1 / 2 units: 2
+  EXPECT_TRUE(std::isnan(round_to_f16(std::numeric_limits<float>::quiet_NaN())));
 }
 
 TEST(Bf16Rounding, Avx512AndPortableAgreeBitForBit) {

@@ -25,6 +25,7 @@
 #include "policies/generation_policy.h"
 #include "policies/policy_spec.h"
 #include "tokenizers/byte_bpe.h"
+#include "util/half.h"
 #include "util/error.h"
 
 namespace sieve {
@@ -523,7 +524,7 @@ TEST(GenerationPolicies, FullRangeCodesByHand) {
   EXPECT_EQ(codes[1], 0);
   const float third[1] = {1.0f / 3.0f};
   const float scale = full.quantize(third, 1, codes);
-  EXPECT_EQ(scale, static_cast<float>(static_cast<_Float16>(scale)));
+  EXPECT_EQ(scale, round_to_f16(scale));
 }
 
 TEST(GenerationPolicies, SplitQuantizationReconstructsFromMsbAndLsb) {

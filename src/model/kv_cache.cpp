@@ -9,6 +9,7 @@
 
 #include "kernels/row_kernels.h"
 #include "policies/generation_policy.h"
+#include "util/half.h"
 #include "util/error.h"
 
 namespace sieve {
@@ -27,7 +28,7 @@ float SplitQuantization::quantize(const float* x, int64_t n, int16_t* codes) con
   const int32_t low = full_range ? -(max_code() + 1) : -max_code();
   float scale = full_range ? largest / static_cast<float>(low) : max_abs / static_cast<float>(max_code());
   if (group > 0) {  // stored in fp16: clamped to its range; a scale that rounds to 0 leaves codes of 0
-    scale = static_cast<float>(static_cast<_Float16>(std::clamp(scale, -65504.0f, 65504.0f)));
+    scale = round_to_f16(std::clamp(scale, -65504.0f, 65504.0f));
     if (scale == 0.0f) {
       std::fill(codes, codes + n, int16_t{0});
       return 0.0f;

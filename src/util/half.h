@@ -19,6 +19,26 @@ inline float f16_to_f32(uint16_t half) {
   return std::bit_cast<float>(sign | (fp32_exponent << 23) | (mantissa << 13));
 }
 
+// fp32 to IEEE fp16 bits, rounded to nearest even (subnormals kept, overflow to infinity, NaN
+// stays NaN). Plain integer code: _Float16 is not available on every compiler and target.
+inline uint16_t f32_to_f16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  const uint32_t magnitude = bits & 0x7FFFFFFFu;
+  if (magnitude >= 0x7F800000u) return sign | (magnitude > 0x7F800000u ? 0x7E00u : 0x7C00u);  // NaN, infinity
+  if (magnitude >= 0x477FF000u) return sign | 0x7C00u;  // >= 65520 rounds past fp16's largest (65504)
+  if (magnitude < 0x38800000u) {                       // below 2^-14: a subnormal, in units of 2^-24
+    const float units = std::bit_cast<float>(magnitude) * 16777216.0f;  // exact: a power-of-two scale
+    return sign | static_cast<uint16_t>(std::nearbyint(units));         // nearest even (default rounding)
+  }
+  // Normal: exponent rebiased (127 -> 15), 23 mantissa bits rounded to 10, ties to even.
+  const uint32_t rounded = magnitude + 0xFFFu + ((magnitude >> 13) & 1u);
+  return sign | static_cast<uint16_t>((rounded - (112u << 23)) >> 13);
+}
+
+// A float rounded to the nearest fp16 value (what storing it in fp16 keeps).
+inline float round_to_f16(float value) { return f16_to_f32(f32_to_f16(value)); }
+
 // bf16 is the top half of an fp32, so widening is a shift.
 inline float bf16_to_f32(uint16_t bf16) { return std::bit_cast<float>(static_cast<uint32_t>(bf16) << 16); }
 
