@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   sieve::cli::register_tune(app);
   sieve::cli::register_generate(app);
   sieve::cli::register_perplexity(app);
+  sieve::cli::register_sim(app);
   sieve::cli::register_bench_decoder(app);
   sieve::cli::register_serve(app);
   // CLI11 only says "A subcommand is required" for a misspelt command; name it instead.

@@ -70,7 +70,9 @@ std::vector<EvalResult> evaluate_settings(const TextModel& model, const std::vec
     for (size_t s = 0; s < settings.size(); ++s) {
       ForwardStats st;
       const auto t0 = std::chrono::steady_clock::now();
-      const auto outputs = enc.forward(inputs, {policies[s].get(), settings[s].precision}, &st);
+      ForwardOptions forward_options{policies[s].get(), settings[s].precision};
+      forward_options.record_work = options.record_work;
+      const auto outputs = enc.forward(inputs, forward_options, &st);
       std::vector<int> pred;
       for (const auto& out : outputs) pred.push_back(argmax(enc.classify(out)));
       seconds[s] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -93,6 +95,7 @@ std::vector<EvalResult> evaluate_settings(const TextModel& model, const std::vec
   for (size_t s = 0; s < settings.size(); ++s) {
     EvalResult& r = results[s];
     r.examples = n;
+    r.work = std::move(stats[s].work);
     r.accuracy = static_cast<double>(correct[s]) / static_cast<double>(n);
     r.agreement_with_dense = static_cast<double>(agree[s]) / static_cast<double>(n);
     if (enc.num_labels() == 2 && true_pos[s] + false_pos[s] + false_neg[s] > 0)

@@ -17,6 +17,7 @@ struct EvalOptions {
   size_t limit = 0;       // 0 = all examples
   std::optional<Precision> anchor_precision = std::nullopt;  // the dense anchor's GEMMs; empty = the model's precision
   std::string progress_label = "evaluating";
+  bool record_work = false;  // fill EvalResult::work (what `sieve sim` replays)
 };
 
 // One setting to measure: a policy spec and the precision of the layers' GEMMs it runs at.
@@ -50,6 +51,7 @@ struct EvalResult {
   bool cta = false;
   double cta_rl = 1.0, cta_ra = 1.0, cta_overhead = 0.0;
   std::vector<double> cta_k0, cta_k1, cta_k2, cta_n;
+  std::vector<std::vector<LayerWork>> work;  // [example][layer] with EvalOptions::record_work
 };
 
 // results[0] is always the dense anchor; then one result per spec in order, all at the model's precision.

@@ -87,6 +87,7 @@ PerplexityResult evaluate_perplexity(const Decoder& model, std::span<const int32
         traffic.value_bytes += elements * sizeof(float);
         traffic.key_elements += elements;
         traffic.key_bits += elements * 32.0;
+        traffic.value_elements += elements;
         traffic.head_reads += static_cast<int64_t>(reads);
         cached += visible;
         ++r.steps;
@@ -117,6 +118,7 @@ PerplexityResult evaluate_perplexity(const Decoder& model, std::span<const int32
   r.perplexity = std::exp(r.mean_nll);
   const double steps = static_cast<double>(std::max<int64_t>(r.steps, 1));
   r.kv_bytes_per_token = traffic.bytes() / steps;
+  r.traffic = traffic;
   r.mean_key_bits = traffic.key_elements > 0 ? traffic.key_bits / traffic.key_elements : 0.0;
   r.lsb_refetch_rate = traffic.head_reads > 0 ? static_cast<double>(traffic.lsb_refetches) / static_cast<double>(traffic.head_reads) : 0.0;
   r.mean_cached_tokens = cached / steps;

@@ -50,6 +50,7 @@ struct PerplexityResult {
   double lsb_refetch_rate = 0;   // fraction of (step, layer, KV head) reads that fetched LSBs
   double mean_cached_tokens = 0; // cache size after each step
   double tokens_per_second = 0;  // scored tokens per second of wall time
+  KvTraffic traffic;             // totals behind the KV statistics (what `sieve sim` replays)
 };
 
 PerplexityResult evaluate_perplexity(const Decoder& model, std::span<const int32_t> ids, GenerationPolicy& policy,

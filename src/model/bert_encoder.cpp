@@ -81,6 +81,7 @@ void ForwardStats::add(const ForwardStats& other) {
   flops += other.flops;
   attention_seconds += other.attention_seconds;
   cta.add(other.cta);
+  work.insert(work.end(), other.work.begin(), other.work.end());
   if (tokens_per_layer.size() < other.tokens_per_layer.size()) {
     tokens_per_layer.resize(other.tokens_per_layer.size());
     heads_per_layer.resize(other.heads_per_layer.size());
@@ -346,6 +347,13 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
       stats.cta.per_example[static_cast<size_t>(s.input_index)].add(c);
     }
   }
+  if (cta && !stats.work.empty()) {
+    for (size_t it = 0; it < items.size(); ++it) {
+      LayerWork& w = stats.work[static_cast<size_t>(seqs[items[it].seq].input_index)][static_cast<size_t>(layer_index)];
+      ++w.cta_heads;
+      w.cta_k0 += cta_results[it].k0, w.cta_k1 += cta_results[it].k1, w.cta_k2 += cta_results[it].k2;
+    }
+  }
   if (cta)
     for (const CtaHeadResult& r : cta_results)
       stats.flops += 2.0 * (r.counts.linear_macs + r.counts.attention_macs) + r.counts.overhead_ops;
@@ -469,6 +477,7 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
   ForwardStats stats;
   stats.tokens_per_layer.assign(static_cast<size_t>(num_layers), 0);
   stats.heads_per_layer.assign(static_cast<size_t>(num_layers), 0);
+  if (options.record_work) stats.work.assign(inputs.size(), std::vector<LayerWork>(static_cast<size_t>(num_layers)));
   std::vector<SequenceOutput> outputs(inputs.size());
 
   Tensor x({rows, H}), qkv, context, attn, intermediate;
@@ -494,6 +503,11 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
     received.resize(needs.attention_received ? seqs.size() : 0);
     head_magnitude.resize(needs.head_magnitude ? seqs.size() : 0);
     for (const auto& s : seqs) stats.heads_per_layer[static_cast<size_t>(l)] += static_cast<int64_t>(s.heads.size());
+    for (const auto& s : seqs)
+      if (!stats.work.empty()) {
+        LayerWork& w = stats.work[static_cast<size_t>(s.input_index)][static_cast<size_t>(l)];
+        w.tokens = static_cast<int32_t>(s.length()), w.heads = static_cast<int32_t>(s.heads.size());
+      }
     const CtaConfig* cta = policy ? policy->attention_backend(l) : nullptr;
     const auto t0 = std::chrono::steady_clock::now();
     attention_block(precision, layer, l, cta ? &cta->layers[static_cast<size_t>(l)] : nullptr, seqs, x, qkv, context, attn,

@@ -34,6 +34,14 @@ struct SequenceOutput {
   int64_t frozen_count = 0;
 };
 
+// What one input computed in one layer: the shapes an accelerator model replays (`sieve sim`).
+struct LayerWork {
+  int32_t tokens = 0;     // rows in this layer's attention: queries, keys and values alike
+  int32_t heads = 0;      // heads computed
+  int32_t cta_heads = 0;  // of which through CTA
+  double cta_k0 = 0, cta_k1 = 0, cta_k2 = 0;  // sums over the CTA heads of their cluster counts
+};
+
 // Counted from the shapes actually computed: FLOPs = 2 x multiply-adds of every matrix product
 // (embeddings and element-wise work are not counted; they are < 1% of the total).
 struct ForwardStats {
@@ -42,6 +50,9 @@ struct ForwardStats {
   std::vector<int64_t> heads_per_layer;   // heads computed in each layer, summed over the batch
   double attention_seconds = 0.0;         // wall-clock of the attention blocks (QKV .. Add & LayerNorm)
   CtaStats cta;                           // filled when a policy selects CTA for some layer
+  // [input][layer] with ForwardOptions::record_work (layers an input never reached stay zero);
+  // add() appends, so a run over batches keeps its inputs in order.
+  std::vector<std::vector<LayerWork>> work;
   void add(const ForwardStats& other);
 };
 
@@ -61,6 +72,8 @@ struct ForwardOptions {
   // Keep what pruned tokens were (SequenceOutput::frozen_sum) for pooling; off, a pruned token
   // simply leaves and pooling sees only the survivors.
   bool freeze_pruned_tokens = false;
+  // Fill ForwardStats::work (per input and layer: tokens, heads, CTA clusters).
+  bool record_work = false;
 };
 
 class BertEncoder {

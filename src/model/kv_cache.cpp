@@ -85,6 +85,8 @@ void KvTraffic::add(const KvTraffic& other) {
   value_bytes += other.value_bytes;
   key_elements += other.key_elements;
   key_bits += other.key_bits;
+  refetched_key_elements += other.refetched_key_elements;
+  value_elements += other.value_elements;
   head_reads += other.head_reads;
   lsb_refetches += other.lsb_refetches;
 }
@@ -273,6 +275,7 @@ void attend_group_fp32(const KvCache& cache, int layer, int g, int group, int64_
   total.key_bits += static_cast<double>(visible * d) * 32.0;
   total.head_reads += 1;
   total.value_bytes += static_cast<double>(d * sizeof(float)) * static_cast<double>(values_read);
+  total.value_elements += static_cast<double>(d) * static_cast<double>(values_read);
 }
 
 // Buffers of attend_group_quantized, reused across calls.
@@ -372,8 +375,10 @@ void attend_group_quantized(const KvCache& cache, int layer, int g, int group, i
   total.key_elements += static_cast<double>(visible * d);
   total.key_bits += static_cast<double>(visible * d * bits);
   total.lsb_refetches += refetched ? 1 : 0;
+  total.refetched_key_elements += refetched ? static_cast<double>(visible * d) : 0.0;
   total.head_reads += 1;
   total.value_bytes += (static_cast<double>(d * format.total_bits()) / 8.0 + scale_bytes) * static_cast<double>(values_read);
+  total.value_elements += static_cast<double>(d) * static_cast<double>(values_read);
 }
 
 void attend_generation(const KvCache& cache, int layer, MatrixRef queries, int64_t n, int query_heads, float scale,

@@ -61,6 +61,8 @@ struct KvTraffic {
   double value_bytes = 0;
   double key_elements = 0;   // key elements read (each counted once)
   double key_bits = 0;       // bits fetched for them (MSBs, plus LSBs when refetched)
+  double refetched_key_elements = 0;  // of key_elements, those whose LSBs were fetched too
+  double value_elements = 0; // value elements read (after the policy's value selection)
   int64_t head_reads = 0;    // (step, layer, head) attention computations
   int64_t lsb_refetches = 0; // of which fetched the LSBs too
 

@@ -86,6 +86,7 @@ void register_calibrate(CLI::App& app);
 void register_tune(CLI::App& app);        // fastest policy within an accuracy budget (tune.cpp)
 void register_generate(CLI::App& app);    // GPT-2 decoding (generate.cpp)
 void register_perplexity(CLI::App& app);  // decoder perplexity (perplexity.cpp)
+void register_sim(CLI::App& app);         // accelerator models (sim.cpp)
 void register_bench_decoder(CLI::App& app);  // decoder speed (bench_decoder.cpp)
 void register_serve(CLI::App& app);       // HTTP server (serve.cpp, over serving/)
 

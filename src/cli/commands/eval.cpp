@@ -9,6 +9,7 @@
 #include "eval/evaluator.h"
 #include "util/error.h"
 #include "policies/policy_spec.h"
+#include "sim/workload_trace.h"
 
 namespace sieve::cli {
 
@@ -16,7 +17,7 @@ namespace {
 
 struct EvalCommandOptions {
   ModelOptions model;
-  std::string data, json_out;
+  std::string data, json_out, trace_out;
   std::vector<std::string> policies;
   size_t limit = 0;
   std::string pool = "frozen", long_inputs = "truncate";  // embedding data only; "both" measures both
@@ -90,8 +91,23 @@ void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPai
   std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
 }
 
+// What each setting computed per example and layer, for `sieve sim` (sim/workload_trace.h).
+void write_trace(const EvalCommandOptions& o, const TextModel& model, std::vector<EvalResult>& results) {
+  const ModelConfig& c = model.encoder().config();
+  sim::WorkloadTrace trace;
+  trace.kind = sim::WorkloadTrace::Kind::Encoder;
+  trace.source = (o.model.model_dir.empty() ? default_model_dir().string() : o.model.model_dir) + " on " + o.data;
+  trace.encoder = {static_cast<int>(c.num_hidden_layers), static_cast<int>(c.num_attention_heads), c.hidden_size,
+                   c.hidden_size / c.num_attention_heads, c.max_position_embeddings};
+  for (EvalResult& r : results) trace.encoder_settings.push_back({r.spec, std::move(r.work)});
+  write_file_atomically(o.trace_out, [&](std::ostream& out) { out << sim::trace_to_json(trace).dump() << "\n"; });
+  std::fprintf(stderr, "wrote %s\n", o.trace_out.c_str());
+}
+
 void run(EvalCommandOptions o) {
   EvalData loaded = load_eval_data(o.data);
+  if (loaded.labelled.empty() && !o.trace_out.empty())
+    throw Error("--trace records classification runs (labelled data); this data set holds sentence pairs");
   if (loaded.labelled.empty()) return run_embedding_eval(o, loaded.pairs);
   if (o.pool != "frozen" || o.long_inputs != "truncate")
     throw Error("--pool and --long apply to embedding data (sentence1, sentence2[, score]), not to labelled data");
@@ -99,7 +115,9 @@ void run(EvalCommandOptions o) {
   if (o.model.batch_size == 32) o.model.batch_size = 1;  // eval default: latency per example
   const TextModel model = load_model(o.model);
   EvalOptions eo{o.model.batch_size, o.model.max_length, o.limit};
-  const auto results = evaluate_policies(model, data, o.policies, eo);
+  eo.record_work = !o.trace_out.empty();
+  auto results = evaluate_policies(model, data, o.policies, eo);
+  if (!o.trace_out.empty()) write_trace(o, model, results);
 
   std::printf("%-44s %8s %7s %8s %9s %9s %10s %8s\n", "policy", "accuracy", "F1", "agree", "GFLOPs/ex", "FLOPs red",
               "ms/example", "speedup");
@@ -156,6 +174,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--long", o->long_inputs, "Embedding data: over-long inputs, truncate (default), chunk or both")
       ->check(CLI::IsMember({"truncate", "chunk", "both"}));
   cmd->add_option("--json", o->json_out, "Write results as JSON to FILE");
+  cmd->add_option("--trace", o->trace_out, "Labelled data: write what each setting computed per example and layer (tokens, "
+                  "heads, CTA clusters) to FILE, for `sieve sim`");
   cmd->callback([o] { run(*o); });
 }
 

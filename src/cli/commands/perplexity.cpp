@@ -8,6 +8,7 @@
 #include "model/decoder.h"
 #include "policies/generation_policy.h"
 #include "policies/policy_spec.h"
+#include "sim/workload_trace.h"
 #include "tokenizers/byte_bpe.h"
 #include "util/error.h"
 #include "util/files.h"
@@ -20,7 +21,7 @@ namespace {
 constexpr uint64_t kMaxPerplexityDataBytes = 64ull << 20;
 
 struct PerplexityOptions {
-  std::string model_dir, data, json_path, protocol = "sliding", scoring = "auto";
+  std::string model_dir, data, json_path, trace_path, protocol = "sliding", scoring = "auto";
   std::vector<std::string> policies;
   int64_t window = 0, stride = 0;  // 0: min(positions, 1024), window / 2
   int64_t max_windows = 0, first_window = 0;
@@ -72,11 +73,17 @@ void run(const PerplexityOptions& o) {
   }
   nlohmann::json results = nlohmann::json::array();
   double dense_bytes = 0.0;
+  const DecoderShape shape = model->shape();
+  sim::WorkloadTrace trace;
+  trace.kind = sim::WorkloadTrace::Kind::Decoder;
+  trace.source = o.model_dir + " on " + o.data;
+  trace.decoder = {shape.layers, shape.kv_heads, shape.query_heads, shape.head_dim};
   for (auto& policy : policies) {
     PerplexitySetup this_setup = setup;
     this_setup.scoring = scoring_for(*policy);
     const PerplexityResult r = evaluate_perplexity(*model, ids, *policy, this_setup);
     if (results.empty()) dense_bytes = r.kv_bytes_per_token;
+    trace.decoder_settings.push_back({r.policy, r.steps, r.perplexity, r.traffic});
     const double ratio = dense_bytes > 0 ? r.kv_bytes_per_token / dense_bytes : 0.0;
     std::printf("%12.4f %14.0f %9.3f %9.2f %9.3f %10.1f %10.1f  %s\n", r.perplexity, r.kv_bytes_per_token, ratio,
                 r.mean_key_bits, r.lsb_refetch_rate, r.mean_cached_tokens, r.tokens_per_second, r.policy.c_str());
@@ -87,6 +94,10 @@ void run(const PerplexityOptions& o) {
                        {"kv_bytes_per_token", r.kv_bytes_per_token}, {"kv_bytes_vs_dense", ratio},
                        {"mean_key_bits", r.mean_key_bits}, {"lsb_refetch_rate", r.lsb_refetch_rate},
                        {"mean_cached_tokens", r.mean_cached_tokens}, {"tokens_per_second", r.tokens_per_second}});
+  }
+  if (!o.trace_path.empty()) {
+    write_file_atomically(o.trace_path, [&](std::ostream& file) { file << sim::trace_to_json(trace).dump(2) << "\n"; });
+    std::fprintf(stderr, "wrote %s\n", o.trace_path.c_str());
   }
   if (o.json_path.empty()) return;
   const nlohmann::json out = {{"model", o.model_dir}, {"data", o.data}, {"tokens", ids.size()}, {"protocol", o.protocol},
@@ -117,6 +128,7 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("--max-windows", o->max_windows, "Evaluate only N windows (0: all)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--first-window", o->first_window, "Skip the windows before this one (e.g. a calibration slice)")->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--json", o->json_path, "Also write the results as JSON to FILE");
+  cmd->add_option("--trace", o->trace_path, "Write each setting's KV-cache reads (elements, bits, refetches) to FILE, for `sieve sim`");
   cmd->add_flag("--context-steps", o->context_steps, "Steps scoring: feed each window's unscored context as generation steps "
                                                      "too, so every token reads the policy's cache (llama.cpp's perplexity with a "
                                                      "quantized KV cache); default: the context is an fp32 prompt");
