@@ -85,6 +85,7 @@ std::vector<EmbeddingEvalResult> evaluate_embeddings(const TextModel& model, con
     EmbedderOptions eo;
     eo.policy = s.spec, eo.pruned_pooling = s.pooling, eo.long_inputs = s.long_inputs;
     eo.max_length = options.max_length, eo.batch_size = options.batch_size, eo.precision = s.precision;
+    eo.record_work = options.record_work;
     embedders.push_back(std::make_unique<TextEmbedder>(model, eo));
   }
 
@@ -162,6 +163,7 @@ std::vector<EmbeddingEvalResult> evaluate_embeddings(const TextModel& model, con
     r.sequences_per_text = static_cast<double>(stats[s].sequences) / count;
     r.layers_per_sequence = static_cast<double>(stats[s].layers_run) / static_cast<double>(stats[s].sequences);
     r.truncated_texts = stats[s].truncated_inputs.size();
+    r.work = std::move(stats[s].forward.work);
     for (size_t l = 0; l < layers; ++l)
       r.tokens_kept.push_back(static_cast<double>(stats[s].forward.tokens_per_layer[l]) /
                               static_cast<double>(stats[0].forward.tokens_per_layer[l]));

@@ -18,6 +18,7 @@ struct EmbeddingEvalOptions {
   size_t max_length = 0;  // 0 = the model's
   size_t limit = 0;       // 0 = all pairs
   std::string progress_label = "evaluating";
+  bool record_work = false;  // fill EmbeddingEvalResult::work
 };
 
 // One setting: a policy spec, the pooling of pruned tokens and how long inputs are handled.
@@ -45,6 +46,7 @@ struct EmbeddingEvalResult {
   double layers_per_sequence = 0.0;           // layers run, averaged (early stops lower it)
   std::vector<double> tokens_kept;            // per layer: tokens entering the FFN / dense tokens
   size_t truncated_texts = 0;
+  std::vector<std::vector<LayerWork>> work;   // [forward sequence][layer] with EmbeddingEvalOptions::record_work
 };
 
 // results[0] is the dense anchor (truncation); then one per setting in order.

@@ -105,6 +105,7 @@ std::vector<std::vector<float>> TextEmbedder::embed(const std::vector<std::strin
   for (const Window& w : windows) ++window_count[w.text];
   ForwardOptions forward_options = embedding_forward_options(policy_.get(), options_.pruned_pooling);
   forward_options.precision = options_.precision;
+  forward_options.record_work = options_.record_work;
   const size_t batch_size = static_cast<size_t>(options_.batch_size);
   for (size_t begin = 0; begin < windows.size(); begin += batch_size) {
     const size_t end = std::min(windows.size(), begin + batch_size);

@@ -51,6 +51,7 @@ struct EmbedderOptions {
   size_t chunk_overlap = 32;  // tokens two neighbouring windows share
   int batch_size = 32;        // sequences (windows) per forward call
   std::optional<Precision> precision = std::nullopt;  // the GEMMs'; empty = the model's
+  bool record_work = false;   // EmbedStats::forward.work, per forward sequence (for `sieve sim`)
 };
 
 // What one embed() call computed: the forward passes' statistics (FLOPs, tokens per layer), the

@@ -127,8 +127,6 @@ WorkloadTrace trace_from_json(const json& j, const std::string& source) {
       const json& inputs = array(settings[si], "inputs", kMaxInputs, where);
       total_inputs += static_cast<int64_t>(inputs.size());
       if (total_inputs > kMaxInputs) fail(source, "more than " + std::to_string(kMaxInputs) + " inputs in all");
-      if (si > 0 && inputs.size() != trace.encoder_settings.front().inputs.size())
-        fail(where, "holds a different number of inputs than the dense anchor");
       setting.inputs.reserve(inputs.size());
       for (size_t i = 0; i < inputs.size(); ++i) {
         const json& layers = inputs[i];

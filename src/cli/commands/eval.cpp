@@ -33,6 +33,21 @@ std::string join_fractions(const std::vector<double>& v, const char* fmt) {
   return s;
 }
 
+// What each setting computed per example and layer, for `sieve sim` (sim/workload_trace.h).
+// `settings` pairs each setting's label with its work, which is moved out.
+void write_trace(const EvalCommandOptions& o, const TextModel& model,
+                 const std::vector<std::pair<std::string, std::vector<std::vector<LayerWork>>*>>& settings) {
+  const ModelConfig& c = model.encoder().config();
+  sim::WorkloadTrace trace;
+  trace.kind = sim::WorkloadTrace::Kind::Encoder;
+  trace.source = (o.model.model_dir.empty() ? default_model_dir().string() : o.model.model_dir) + " on " + o.data;
+  trace.encoder = {static_cast<int>(c.num_hidden_layers), static_cast<int>(c.num_attention_heads), c.hidden_size,
+                   c.hidden_size / c.num_attention_heads, c.max_position_embeddings};
+  for (const auto& [label, work] : settings) trace.encoder_settings.push_back({label, std::move(*work)});
+  write_file_atomically(o.trace_out, [&](std::ostream& out) { out << sim::trace_to_json(trace).dump() << "\n"; });
+  std::fprintf(stderr, "wrote %s\n", o.trace_out.c_str());
+}
+
 // Similarity (STS-B) or retrieval pairs: embedding fidelity and cost per setting.
 void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPair>& data) {
   const TextModel model = load_model(o.model);
@@ -53,7 +68,13 @@ void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPai
         if (spec != "dense") settings.push_back({spec, p, l, precision});
     }
   EmbeddingEvalOptions eo{o.model.batch_size, o.model.max_length, o.limit};
-  const auto results = evaluate_embeddings(model, data, settings, eo);
+  eo.record_work = !o.trace_out.empty();
+  auto results = evaluate_embeddings(model, data, settings, eo);
+  if (!o.trace_out.empty()) {
+    std::vector<std::pair<std::string, std::vector<std::vector<LayerWork>>*>> work;
+    for (EmbeddingEvalResult& r : results) work.emplace_back(r.setting.label(), &r.work);
+    write_trace(o, model, work);
+  }
 
   const bool scored = results[0].scored;
   std::printf("%-52s %8s %8s %9s %8s %9s %9s %10s %8s\n", "setting", scored ? "spearman" : "recall@1",
@@ -91,23 +112,8 @@ void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPai
   std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
 }
 
-// What each setting computed per example and layer, for `sieve sim` (sim/workload_trace.h).
-void write_trace(const EvalCommandOptions& o, const TextModel& model, std::vector<EvalResult>& results) {
-  const ModelConfig& c = model.encoder().config();
-  sim::WorkloadTrace trace;
-  trace.kind = sim::WorkloadTrace::Kind::Encoder;
-  trace.source = (o.model.model_dir.empty() ? default_model_dir().string() : o.model.model_dir) + " on " + o.data;
-  trace.encoder = {static_cast<int>(c.num_hidden_layers), static_cast<int>(c.num_attention_heads), c.hidden_size,
-                   c.hidden_size / c.num_attention_heads, c.max_position_embeddings};
-  for (EvalResult& r : results) trace.encoder_settings.push_back({r.spec, std::move(r.work)});
-  write_file_atomically(o.trace_out, [&](std::ostream& out) { out << sim::trace_to_json(trace).dump() << "\n"; });
-  std::fprintf(stderr, "wrote %s\n", o.trace_out.c_str());
-}
-
 void run(EvalCommandOptions o) {
   EvalData loaded = load_eval_data(o.data);
-  if (loaded.labelled.empty() && !o.trace_out.empty())
-    throw Error("--trace records classification runs (labelled data); this data set holds sentence pairs");
   if (loaded.labelled.empty()) return run_embedding_eval(o, loaded.pairs);
   if (o.pool != "frozen" || o.long_inputs != "truncate")
     throw Error("--pool and --long apply to embedding data (sentence1, sentence2[, score]), not to labelled data");
@@ -117,7 +123,11 @@ void run(EvalCommandOptions o) {
   EvalOptions eo{o.model.batch_size, o.model.max_length, o.limit};
   eo.record_work = !o.trace_out.empty();
   auto results = evaluate_policies(model, data, o.policies, eo);
-  if (!o.trace_out.empty()) write_trace(o, model, results);
+  if (!o.trace_out.empty()) {
+    std::vector<std::pair<std::string, std::vector<std::vector<LayerWork>>*>> work;
+    for (EvalResult& r : results) work.emplace_back(r.spec, &r.work);
+    write_trace(o, model, work);
+  }
 
   std::printf("%-44s %8s %7s %8s %9s %9s %10s %8s\n", "policy", "accuracy", "F1", "agree", "GFLOPs/ex", "FLOPs red",
               "ms/example", "speedup");
@@ -174,7 +184,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--long", o->long_inputs, "Embedding data: over-long inputs, truncate (default), chunk or both")
       ->check(CLI::IsMember({"truncate", "chunk", "both"}));
   cmd->add_option("--json", o->json_out, "Write results as JSON to FILE");
-  cmd->add_option("--trace", o->trace_out, "Labelled data: write what each setting computed per example and layer (tokens, "
+  cmd->add_option("--trace", o->trace_out, "Write what each setting computed per input (forward sequence) and layer (tokens, "
                   "heads, CTA clusters) to FILE, for `sieve sim`");
   cmd->callback([o] { run(*o); });
 }
