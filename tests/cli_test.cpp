@@ -49,7 +49,7 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, HelpWorksForEveryCommand) {
-  for (const char* cmd : {"", "embed", "classify", "tokenize", "bench", "eval", "explain", "calibrate", "tune"}) {
+  for (const char* cmd : {"", "embed", "classify", "tokenize", "bench", "eval", "explain", "calibrate", "tune", "sim"}) {
     const CliResult r = run_cli(std::string(cmd) + " --help");
     EXPECT_TRUE(r.exited && r.code == 0) << cmd << ":\n" << r.output;
     EXPECT_NE(r.output.find("--"), std::string::npos) << cmd;
@@ -148,6 +148,37 @@ fs::path write_random_tsv(const fs::path& path, int rows) {
     out << "\t" << rng() % 2 << "\n";
   }
   return path;
+}
+
+// eval --trace records what each setting computed; sim replays it on both accelerator models, and
+// refuses damaged traces, configs and option mixes with a message.
+TEST_F(CliTest, EvalTraceReplaysOnTheAcceleratorModels) {
+  const fs::path data = write_random_tsv(scratch_ / "trace.tsv", 12), trace = scratch_ / "trace.json";
+  const CliResult r = run_cli("eval --threads 1 --model " + quoted(model_) + " --data " + quoted(data) +
+                              " -p spatten:tokens=0.5,start=0 -p cta:w=8 --trace " + quoted(trace));
+  ASSERT_TRUE(r.exited && r.code == 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(std::ifstream(trace));
+  ASSERT_EQ(j["settings"].size(), 3u);
+  EXPECT_EQ(j["settings"][0]["inputs"].size(), 12u);
+  const fs::path out = scratch_ / "sim.json";
+  const CliResult spatten = run_cli("sim --arch spatten --trace " + quoted(trace) + " --json " + quoted(out));
+  ASSERT_TRUE(spatten.exited && spatten.code == 0) << spatten.output;
+  const nlohmann::json s = nlohmann::json::parse(std::ifstream(out));
+  EXPECT_DOUBLE_EQ(s["results"][0]["speedup"].get<double>(), 1.0);  // the dense anchor against itself
+  EXPECT_GT(s["results"][1]["speedup"].get<double>(), 1.0);         // half the tokens from layer 0 on
+  const CliResult cta = run_cli("sim --arch cta --trace " + quoted(trace));
+  ASSERT_TRUE(cta.exited && cta.code == 0) << cta.output;
+  EXPECT_NE(cta.output.find("cta:w=8 "), std::string::npos) << cta.output;
+  const CliResult validate = run_cli("sim --arch cta --validate");
+  ASSERT_TRUE(validate.exited && validate.code == 0) << validate.output;
+
+  std::ofstream(scratch_ / "bad.json") << "{\"kind\": \"encoder\", \"shape\": {\"layers\": 2}}";
+  expect_clean_failure(run_cli("sim --arch spatten --trace " + quoted(scratch_ / "bad.json")), "settings");
+  expect_clean_failure(run_cli("sim --arch spatten --trace " + quoted(scratch_ / "none.json")), "none.json");
+  expect_clean_failure(run_cli("sim --arch spatten"), "--trace FILE or --validate");
+  expect_clean_failure(run_cli("sim --arch tpu --validate"), "tpu");
+  std::ofstream(scratch_ / "config.json") << "{\"multipliers\": 4}";
+  expect_clean_failure(run_cli("sim --arch spatten --validate --config " + quoted(scratch_ / "config.json")), "multipliers");
 }
 
 TEST_F(CliTest, TuneSearchesRoundsAndBudgetZeroIsLossless) {

@@ -22,6 +22,7 @@ constexpr Knob kKnobs[] = {
     {"pag_tiles", &CtaHardwareConfig::pag_tiles, 1, 1 << 16},
     {"pag_tokens_per_tile", &CtaHardwareConfig::pag_tokens_per_tile, 1, 1 << 16},
     {"token_dim", &CtaHardwareConfig::token_dim, 0, 1 << 20},
+    {"paper_token_width", &CtaHardwareConfig::paper_token_width, 0, 1},
 };
 
 }  // namespace
@@ -86,7 +87,7 @@ std::vector<CtaSettingResult> simulate_cta(const CtaHardwareConfig& c, const Wor
     throw Error("sieve sim --arch cta replays encoder traces (sieve eval --trace); this one is a decoder's");
   const EncoderShape& shape = trace.encoder;
   const double d = c.sa_height > 0 ? c.sa_height : static_cast<double>(shape.head_dim);
-  const double dw = c.token_dim > 0 ? c.token_dim : static_cast<double>(shape.hidden);
+  const double dw = c.token_width(static_cast<double>(shape.hidden), d);
   std::vector<CtaSettingResult> results;
   for (const EncoderSetting& s : trace.encoder_settings) {
     CtaSettingResult r{s.spec, {}, {}, 0.0};

@@ -31,7 +31,9 @@ struct CtaHardwareConfig {
   double sa_height = 0;      // d; 0 = the model's head size (the paper: 64, its models' head size)
   double pag_tiles = 8;      // = b (paper)
   double pag_tokens_per_tile = 2;  // two inner-loop iterations per cycle per tile (paper)
-  double token_dim = 0;      // dw; 0 = the model's hidden size; the paper's simulator: = d
+  double token_dim = 0;      // dw; 0 = the model's hidden size
+  double paper_token_width = 0;  // 1: tokens as wide as the SA is high (dw = d), the paper's reading
+  double token_width(double hidden, double d) const { return paper_token_width > 0 ? d : token_dim > 0 ? token_dim : hidden; }
 };
 
 CtaHardwareConfig cta_config_from_json(const nlohmann::json& j, const std::string& source);
