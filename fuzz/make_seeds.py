@@ -60,6 +60,17 @@ def model_json_seeds(out: Path) -> None:
     for path in sources:
         if path.exists():
             write(out, "fuzz_model_json", "-".join(path.parts[-2:]), path.read_bytes())
+    # `sieve sim` traces and configs go through the same target.
+    write(out, "fuzz_model_json", "encoder-trace.json",
+          '{"kind": "encoder", "source": "s", "shape": {"layers": 2, "heads": 2, "hidden": 16, "head_dim": 8, '
+          '"max_tokens": 64}, "settings": [{"spec": "dense", "inputs": [[[10, 2, 0, 0, 0, 0], [10, 2, 0, 0, 0, 0]]]}, '
+          '{"spec": "cta", "inputs": [[[10, 2, 2, 8, 6, 2], [4, 1, 0, 0, 0, 0]]]}]}')
+    write(out, "fuzz_model_json", "decoder-trace.json",
+          '{"kind": "decoder", "shape": {"layers": 2, "kv_heads": 1, "query_heads": 3, "head_dim": 4}, "settings": '
+          '[{"spec": "dense", "steps": 10, "perplexity": 20.5, "key_elements": 100, "key_bits": 3200, '
+          '"refetched_key_elements": 0, "key_bytes": 400, "value_elements": 100, "value_bytes": 400, '
+          '"head_reads": 2, "lsb_refetches": 0}]}')
+    write(out, "fuzz_model_json", "sim-config.json", '{"sa_width": 8, "dense_bits": 12, "paper_token_width": 1}')
 
 
 def wordpiece_seeds(out: Path) -> None:
