@@ -117,7 +117,8 @@ std::vector<SpattenSettingResult> simulate_spatten(const SpattenConfig& c, const
   const double d = static_cast<double>(shape.head_dim);
   for (const EncoderSetting& s : trace.encoder_settings) {
     SpattenSettingResult r{s.spec, {}, {}};
-    const bool ranks = s.spec != "dense";
+    // Every setting but dense ("dense", or "dense pool=..." from an embedding run) ranks tokens.
+    const bool ranks = s.spec.rfind("dense", 0) != 0;
     for (const auto& layers : s.inputs) {
       const double length = layers.front().tokens;
       for (const LayerWork& w : layers) {
