@@ -3,19 +3,14 @@
 #include <algorithm>
 #include <cmath>
 
+#include "sim/config_knobs.h"
 #include "util/error.h"
 
 namespace sieve::sim {
 
 namespace {
 
-struct Knob {
-  const char* key;
-  double CtaHardwareConfig::*field;
-  double low, high;
-};
-
-constexpr Knob kKnobs[] = {
+constexpr Knob<CtaHardwareConfig> kKnobs[] = {
     {"clock_ghz", &CtaHardwareConfig::clock_ghz, 1e-3, 1e3},
     {"sa_width", &CtaHardwareConfig::sa_width, 1, 1 << 16},
     {"sa_height", &CtaHardwareConfig::sa_height, 0, 1 << 16},
@@ -28,23 +23,10 @@ constexpr Knob kKnobs[] = {
 }  // namespace
 
 CtaHardwareConfig cta_config_from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) throw Error(source + ": a CTA config must be a JSON object");
-  CtaHardwareConfig c;
-  for (const auto& [key, value] : j.items()) {
-    const Knob* knob = std::find_if(std::begin(kKnobs), std::end(kKnobs), [&](const Knob& k) { return key == k.key; });
-    if (knob == std::end(kKnobs)) throw Error(source + ": unknown CTA setting \"" + key + "\"");
-    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < knob->low || value.get<double>() > knob->high)
-      throw Error(source + ": \"" + key + "\" must be a number from " + std::to_string(knob->low) + " to " + std::to_string(knob->high));
-    c.*(knob->field) = value.get<double>();
-  }
-  return c;
+  return config_from_json<CtaHardwareConfig>(j, kKnobs, "CTA", source);
 }
 
-nlohmann::json cta_config_to_json(const CtaHardwareConfig& config) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const Knob& k : kKnobs) j[k.key] = config.*(k.field);
-  return j;
-}
+nlohmann::json cta_config_to_json(const CtaHardwareConfig& config) { return config_to_json<CtaHardwareConfig>(config, kKnobs); }
 
 CtaCycles cta_head_cycles(const CtaHardwareConfig& c, double n, double dw, double d, double k0, double k1, double k2) {
   const double b = c.sa_width, passes = std::ceil(dw / d), kc = k1 + k2;

@@ -3,19 +3,14 @@
 #include <algorithm>
 #include <cmath>
 
+#include "sim/config_knobs.h"
 #include "util/error.h"
 
 namespace sieve::sim {
 
 namespace {
 
-struct Knob {
-  const char* key;
-  double SpattenConfig::*field;
-  double low, high;
-};
-
-constexpr Knob kKnobs[] = {
+constexpr Knob<SpattenConfig> kKnobs[] = {
     {"clock_ghz", &SpattenConfig::clock_ghz, 1e-3, 1e3},
     {"qk_multipliers", &SpattenConfig::qk_multipliers, 1, 1e9},
     {"pv_multipliers", &SpattenConfig::pv_multipliers, 1, 1e9},
@@ -42,23 +37,10 @@ void finish(const SpattenConfig& c, SpattenCost& cost) {
 }  // namespace
 
 SpattenConfig spatten_config_from_json(const nlohmann::json& j, const std::string& source) {
-  if (!j.is_object()) throw Error(source + ": a SpAtten config must be a JSON object");
-  SpattenConfig c;
-  for (const auto& [key, value] : j.items()) {
-    const Knob* knob = std::find_if(std::begin(kKnobs), std::end(kKnobs), [&](const Knob& k) { return key == k.key; });
-    if (knob == std::end(kKnobs)) throw Error(source + ": unknown SpAtten setting \"" + key + "\"");
-    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < knob->low || value.get<double>() > knob->high)
-      throw Error(source + ": \"" + key + "\" must be a number from " + std::to_string(knob->low) + " to " + std::to_string(knob->high));
-    c.*(knob->field) = value.get<double>();
-  }
-  return c;
+  return config_from_json<SpattenConfig>(j, kKnobs, "SpAtten", source);
 }
 
-nlohmann::json spatten_config_to_json(const SpattenConfig& config) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const Knob& k : kKnobs) j[k.key] = config.*(k.field);
-  return j;
-}
+nlohmann::json spatten_config_to_json(const SpattenConfig& config) { return config_to_json<SpattenConfig>(config, kKnobs); }
 
 void SpattenCost::add(const SpattenCost& other) {
   qk_cycles += other.qk_cycles, pv_cycles += other.pv_cycles, topk_cycles += other.topk_cycles;
