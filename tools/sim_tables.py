@@ -3,7 +3,7 @@ import json
 import sys
 from pathlib import Path
 
-out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/sim")
+out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results/sim")
 
 
 def load(name):
@@ -42,13 +42,13 @@ def encoder(run):
         key, q = quality(ev, s["setting"])
         metric = metric or key
         rows.append((s["setting"], q, s, c, p))
-    print(f"| setting | {metric} | SpAtten speedup | SpAtten DRAM red. | CTA speedup (hidden-wide tokens) | CTA vs ideal | CTA speedup (paper's width) | at the paper's width: compression / linear / attention % |")
+    print(f"| setting | {metric} | SpAtten speedup | SpAtten DRAM KB/input (red.) | CTA speedup (hidden-wide tokens) | CTA vs ideal | CTA speedup (paper's width) | at the paper's width: compression / linear / attention % |")
     print("|---|---|---|---|---|---|---|---|")
     for name, q, s, c, p in rows:
         cyc = p["cycles"]
         tot = sum(cyc.values()) or 1
         parts = " / ".join(f"{100 * cyc[k] / tot:.0f}" for k in ("compression", "linear", "attention"))
-        print(f"| `{name}` | {q:.2f} | {s['speedup']:.2f}x | {s['dram_reduction']:.2f}x | {c['speedup']:.2f}x | "
+        print(f"| `{name}` | {q:.2f} | {s['speedup']:.2f}x | {s['dram_bytes_per_input'] / 1024:.0f} ({s['dram_reduction']:.2f}x) | {c['speedup']:.2f}x | "
               f"{c['speedup_vs_ideal']:.2f}x | {p['speedup']:.2f}x | {parts} |")
 
 
