@@ -340,18 +340,16 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
         stats.cta.k0[li] += cta_results[it].k0, stats.cta.k1[li] += cta_results[it].k1;
         stats.cta.k2[li] += cta_results[it].k2, stats.cta.n[li] += static_cast<double>(s.length());
         ++stats.cta.heads[li];
+        if (!stats.work.empty()) {
+          LayerWork& w = stats.work[static_cast<size_t>(s.input_index)][li];
+          ++w.cta_heads;
+          w.cta_k0 += cta_results[it].k0, w.cta_k1 += cta_results[it].k1, w.cta_k2 += cta_results[it].k2;
+        }
       } else {
         c.dense_linear_macs = c.linear_macs = 3.0 * s.length() * H * d;
         c.dense_attention_macs = c.attention_macs = 2.0 * s.length() * s.length() * d;
       }
       stats.cta.per_example[static_cast<size_t>(s.input_index)].add(c);
-    }
-  }
-  if (cta && !stats.work.empty()) {
-    for (size_t it = 0; it < items.size(); ++it) {
-      LayerWork& w = stats.work[static_cast<size_t>(seqs[items[it].seq].input_index)][static_cast<size_t>(layer_index)];
-      ++w.cta_heads;
-      w.cta_k0 += cta_results[it].k0, w.cta_k1 += cta_results[it].k1, w.cta_k2 += cta_results[it].k2;
     }
   }
   if (cta)
@@ -502,12 +500,12 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
     const Layer& layer = layers_[static_cast<size_t>(l)];
     received.resize(needs.attention_received ? seqs.size() : 0);
     head_magnitude.resize(needs.head_magnitude ? seqs.size() : 0);
-    for (const auto& s : seqs) stats.heads_per_layer[static_cast<size_t>(l)] += static_cast<int64_t>(s.heads.size());
-    for (const auto& s : seqs)
-      if (!stats.work.empty()) {
-        LayerWork& w = stats.work[static_cast<size_t>(s.input_index)][static_cast<size_t>(l)];
-        w.tokens = static_cast<int32_t>(s.length()), w.heads = static_cast<int32_t>(s.heads.size());
-      }
+    for (const auto& s : seqs) {
+      stats.heads_per_layer[static_cast<size_t>(l)] += static_cast<int64_t>(s.heads.size());
+      if (stats.work.empty()) continue;
+      LayerWork& w = stats.work[static_cast<size_t>(s.input_index)][static_cast<size_t>(l)];
+      w.tokens = static_cast<int32_t>(s.length()), w.heads = static_cast<int32_t>(s.heads.size());
+    }
     const CtaConfig* cta = policy ? policy->attention_backend(l) : nullptr;
     const auto t0 = std::chrono::steady_clock::now();
     attention_block(precision, layer, l, cta ? &cta->layers[static_cast<size_t>(l)] : nullptr, seqs, x, qkv, context, attn,

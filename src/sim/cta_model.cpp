@@ -75,10 +75,11 @@ std::vector<CtaSettingResult> simulate_cta(const CtaHardwareConfig& c, const Wor
     CtaSettingResult r{s.spec, {}, {}, 0.0};
     for (const auto& layers : s.inputs) {
       const double length = layers.front().tokens;
+      const CtaCycles dense_head = dense_head_cycles(c, length, dw, d);
+      const double ideal_head = ideal_head_cycles(c, length, dw, d);
       for (const LayerWork& w : layers) {
-        CtaCycles dense_head = dense_head_cycles(c, length, dw, d);
         for (int h = 0; h < shape.heads; ++h) r.dense.add(dense_head);
-        r.ideal += shape.heads * ideal_head_cycles(c, length, dw, d);
+        r.ideal += shape.heads * ideal_head;
         if (w.tokens == 0) continue;
         const CtaCycles plain = dense_head_cycles(c, w.tokens, dw, d);
         for (int h = 0; h < w.heads - w.cta_heads; ++h) r.cost.add(plain);

@@ -22,8 +22,8 @@ constexpr Knob<SpattenConfig> kKnobs[] = {
     {"dense_bits", &SpattenConfig::dense_bits, 1, 32},
 };
 
-// Bytes of one head's keys and values that fit the on-chip buffer: when a head's K and V do not,
-// they are fetched once per tile of queries.
+// How many times a head's keys and values (kv_bytes) are fetched: once when they fit the half of
+// the SRAM that buffers them, else once per tile of queries.
 double kv_refetch_factor(const SpattenConfig& c, double kv_bytes) {
   const double buffer = c.sram_kib * 1024.0 / 2.0;
   return std::max(1.0, std::ceil(kv_bytes / buffer));
@@ -102,9 +102,9 @@ std::vector<SpattenSettingResult> simulate_spatten(const SpattenConfig& c, const
     // Every setting but dense ("dense", or "dense pool=..." from an embedding run) ranks tokens.
     const bool ranks = s.spec.rfind("dense", 0) != 0;
     for (const auto& layers : s.inputs) {
-      const double length = layers.front().tokens;
+      const SpattenCost dense_layer = spatten_summarization_layer(c, layers.front().tokens, shape.heads, d, false);
       for (const LayerWork& w : layers) {
-        r.dense.add(spatten_summarization_layer(c, length, shape.heads, d, false));
+        r.dense.add(dense_layer);
         if (w.tokens > 0) r.cost.add(spatten_summarization_layer(c, w.tokens, w.heads, d, ranks));
       }
     }
