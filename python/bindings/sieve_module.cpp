@@ -91,7 +91,7 @@ class Encoder {
       nb::gil_scoped_release release;
       use_threads(threads_);
       model_ = std::make_unique<sieve::TextModel>(sieve::TextModel::load(dir));
-      if (precision_ == sieve::Precision::Bf16) model_->set_precision(precision_);
+      if (precision_ != sieve::Precision::Fp32) model_->set_precision(precision_);
     } catch (const sieve::Error& e) {
       throw ModelLoadError(e.what());
     }

@@ -71,7 +71,8 @@ class Encoder:
             else the all-MiniLM-L6-v2 that scripts/setup.sh installs.
         policy: the default pruning policy spec for every call ("dense", "ltp:final=0.004",
             "spatten:tokens=0.3", ...; the README's table); each call can override it.
-        precision: "fp32" (default; matches the reference) or "bf16" (oneDNN bf16 GEMMs, ~1e-2 error).
+        precision: "fp32" (default; matches the reference), "bf16" (oneDNN bf16 GEMMs, ~1e-2 error) or
+            "int8" (per-channel weights, per-token activations, exact int32 sums; needs AVX-512 VNNI).
         threads: OpenMP threads per call (None: all cores). Each calling thread uses this many.
         max_length: tokens per input (None: the model's limit); longer inputs are truncated,
             or split into windows with long_inputs="chunk".
@@ -96,8 +97,8 @@ class Encoder:
         long_inputs: str = "truncate",
         chunk_overlap: int = 32,
     ) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
+        if precision not in ("fp32", "bf16", "int8"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' or 'int8', not {precision!r}")
         if threads is not None:
             threads = _positive_int(threads, "threads")
         if max_length is not None:

@@ -46,7 +46,7 @@ class Encoder:
         self,
         model_dir: Union[str, os.PathLike[str], None] = None,
         policy: str = "dense",
-        precision: Literal["fp32", "bf16"] = "fp32",
+        precision: Literal["fp32", "bf16", "int8"] = "fp32",
         threads: Optional[int] = None,
         max_length: Optional[int] = None,
         pruned_pooling: Literal["frozen", "survivors"] = "frozen",

@@ -14,7 +14,7 @@ std::string EmbeddingEvalSetting::label() const {
   std::string s = spec;
   if (pooling != PrunedPooling::Frozen) s += std::string(" pool=") + pruned_pooling_name(pooling);
   if (long_inputs == LongInputMode::Chunk) s += " long=chunk";
-  if (precision == Precision::Bf16) s += " bf16";
+  if (precision != Precision::Fp32) s += std::string(" ") + precision_name(precision);
   return s;
 }
 

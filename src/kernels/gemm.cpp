@@ -2,6 +2,10 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -32,56 +36,180 @@ Tensor transposed(const Tensor& w) {
   return t;
 }
 
+namespace {
+
+using dt = dnnl::memory::data_type;
+constexpr auto kRuntime = DNNL_RUNTIME_DIM_VAL;
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// oneDNN's s8 x s8 matmul is exact only with VNNI's 32-bit dot products (without them it sums
+// pairs of products in saturating 16 bits); checked on the hardware, not SIEVE_NO_AVX512, which
+// only switches Sieve's own kernels.
+bool cpu_runs_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+// A matmul whose every dimension and stride is given at run time (gemm:jit): any block of a weight,
+// any row count. beta 0 or 1.
+struct RuntimeMatmul {
+  std::optional<dnnl::matmul> overwrite, accumulate;  // C = AB, C += AB
+
+  RuntimeMatmul(dt a_type, dt b_type, dt c_type, bool wanted = true) {
+    if (!wanted) return;
+    const dnnl::memory::desc a({kRuntime, kRuntime}, a_type, {kRuntime, 1});
+    const dnnl::memory::desc b({kRuntime, kRuntime}, b_type, {kRuntime, 1});
+    const dnnl::memory::desc c({kRuntime, kRuntime}, c_type, {kRuntime, 1});
+    try {
+      overwrite.emplace(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), cpu_engine()));
+      dnnl::post_ops sum;
+      sum.append_sum(1.0f);
+      dnnl::primitive_attr attr;
+      attr.set_post_ops(sum);
+      accumulate.emplace(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, cpu_engine()));
+    } catch (const dnnl::error&) {
+      overwrite.reset(), accumulate.reset();  // no such matmul on this CPU
+    }
+  }
+};
+
+const RuntimeMatmul& bf16_matmul() {
+  static const RuntimeMatmul instance(dt::bf16, dt::bf16, dt::f32);
+  return instance;
+}
+
+const RuntimeMatmul& int8_matmul() {
+  static const RuntimeMatmul instance(dt::s8, dt::s8, dt::s32, cpu_runs_vnni());
+  return instance;
+}
+
+// Fixed-shape matmul descriptors for a weight of k x n: dense A [m, k] and C [m, n], B in the
+// layout oneDNN picks. The layout does not depend on m, so one packed copy serves every row count.
+dnnl::matmul::primitive_desc fixed_shape_desc(dt b_type, int64_t m, int64_t k, int64_t n, bool accumulate) {
+  using tag = dnnl::memory::format_tag;
+  const dt c_type = b_type == dt::s8 ? dt::s32 : dt::f32;
+  const dnnl::matmul::desc desc(dnnl::memory::desc({m, k}, b_type, tag::ab), dnnl::memory::desc({k, n}, b_type, tag::any),
+                                dnnl::memory::desc({m, n}, c_type, tag::ab));
+  dnnl::primitive_attr attr;
+  if (accumulate) {
+    dnnl::post_ops sum;
+    sum.append_sum(1.0f);
+    attr.set_post_ops(sum);
+  }
+  return dnnl::matmul::primitive_desc(desc, attr, cpu_engine());
+}
+
+}  // namespace
+
+struct PackedWeights {
+  dt type;
+  int64_t k, n;
+  dnnl::memory memory;
+};
+
+namespace {
+
+// Packs a plain row-major [k, n] weight into oneDNN's layout; null where oneDNN has no such matmul.
+std::shared_ptr<const PackedWeights> pack(dt type, int64_t k, int64_t n, const void* plain) {
+  try {
+    const auto pd = fixed_shape_desc(type, 1, k, n, false);
+    auto packed = std::make_shared<PackedWeights>(PackedWeights{type, k, n, dnnl::memory(pd.weights_desc(), cpu_engine())});
+    dnnl::memory source({{k, n}, type, dnnl::memory::format_tag::ab}, cpu_engine(), const_cast<void*>(plain));
+    dnnl::stream stream(cpu_engine());
+    dnnl::reorder(source, packed->memory).execute(stream, source, packed->memory);
+    stream.wait();
+    return packed;
+  } catch (const dnnl::error&) {
+    return nullptr;
+  }
+}
+
+// The fixed-shape matmuls made so far, one per (type, m, k, n, accumulate): making one costs
+// 0.1-0.7 ms, running a small one 5-50 us. Bounded: past the cap, GEMMs take the run-time-shape path.
+class FixedShapeCache {
+ public:
+  const dnnl::matmul* find_or_make(dt type, int64_t m, int64_t k, int64_t n, bool accumulate) {
+    const Key key{static_cast<int>(type), m, k, n, accumulate};
+    std::lock_guard lock(mutex_);
+    if (auto it = made_.find(key); it != made_.end()) return &it->second;
+    if (made_.size() >= kCapacity) return nullptr;
+    try {
+      return &made_.emplace(key, dnnl::matmul(fixed_shape_desc(type, m, k, n, accumulate))).first->second;
+    } catch (const dnnl::error&) {
+      return nullptr;
+    }
+  }
+
+ private:
+  static constexpr size_t kCapacity = 4096;
+  struct Key {
+    int type;
+    int64_t m, k, n;
+    bool accumulate;
+    auto operator<=>(const Key&) const = default;
+  };
+  std::mutex mutex_;
+  std::map<Key, dnnl::matmul> made_;  // std::map: the pointers handed out stay valid
+};
+
+FixedShapeCache& fixed_shapes() {
+  static FixedShapeCache cache;
+  return cache;
+}
+
+// Runs C = A B (+ C) on the packed weight when the shapes allow; false if the caller must take the
+// run-time-shape path.
+bool run_packed(const PackedWeights* packed, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda, void* c,
+                int64_t ldc, bool accumulate) {
+  if (!packed || packed->k != k || packed->n != n || lda != k || ldc != n) return false;
+  const dnnl::matmul* mm = fixed_shapes().find_or_make(packed->type, m, k, n, accumulate);
+  if (!mm) return false;
+  const dt c_type = packed->type == dt::s8 ? dt::s32 : dt::f32;
+  thread_local dnnl::stream stream(cpu_engine());
+  const dnnl::memory a_mem({{m, k}, packed->type, {k, 1}}, cpu_engine(), const_cast<void*>(a));
+  const dnnl::memory c_mem({{m, n}, c_type, {n, 1}}, cpu_engine(), c);
+  mm->execute(stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, packed->memory}, {DNNL_ARG_DST, c_mem}});
+  stream.wait();
+  return true;
+}
+
+void run_runtime(const RuntimeMatmul& mm, dt a_type, dt b_type, dt c_type, int64_t m, int64_t n, int64_t k, const void* a,
+                 int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc, bool accumulate) {
+  thread_local dnnl::stream stream(cpu_engine());
+  const dnnl::memory a_mem({{m, k}, a_type, {lda, 1}}, cpu_engine(), const_cast<void*>(a));
+  const dnnl::memory b_mem({{k, n}, b_type, {ldb, 1}}, cpu_engine(), const_cast<void*>(b));
+  const dnnl::memory c_mem({{m, n}, c_type, {ldc, 1}}, cpu_engine(), c);
+  (accumulate ? *mm.accumulate : *mm.overwrite)
+      .execute(stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
+  stream.wait();
+}
+
+}  // namespace
+
 Bf16Matrix to_bf16(const Tensor& w) {
   if (w.rank() != 2) throw Error("to_bf16() needs a matrix");
   Bf16Matrix m;
   m.rows = w.dim(0), m.cols = w.dim(1);
   m.bits.resize(static_cast<size_t>(w.size()));
   row_kernels().to_bf16(w.data(), m.bits.data(), w.size());
+  if (bf16_gemm_available() && m.rows > 0 && m.cols > 0) m.packed = pack(dt::bf16, m.rows, m.cols, m.bits.data());
   return m;
 }
-
-namespace {
-
-constexpr auto kRuntime = DNNL_RUNTIME_DIM_VAL;
-
-// One matmul primitive per beta, created once with every dimension and stride left to run time, so
-// head slices (strided column blocks of a weight) and any row count reuse it.
-struct Bf16Matmul {
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  std::optional<dnnl::matmul> overwrite, accumulate;  // C = AB, C += AB
-
-  Bf16Matmul() {
-    using dt = dnnl::memory::data_type;
-    const dnnl::memory::desc a({kRuntime, kRuntime}, dt::bf16, {kRuntime, 1});
-    const dnnl::memory::desc b({kRuntime, kRuntime}, dt::bf16, {kRuntime, 1});
-    const dnnl::memory::desc c({kRuntime, kRuntime}, dt::f32, {kRuntime, 1});
-    try {
-      overwrite.emplace(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine));
-      dnnl::post_ops sum;
-      sum.append_sum(1.0f);
-      dnnl::primitive_attr attr;
-      attr.set_post_ops(sum);
-      accumulate.emplace(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine));
-    } catch (const dnnl::error&) {
-      overwrite.reset(), accumulate.reset();  // no bf16 matmul on this CPU
-    }
-  }
-};
-
-const Bf16Matmul& bf16_matmul() {
-  static const Bf16Matmul instance;
-  return instance;
-}
-
-}  // namespace
 
 bool bf16_gemm_available() { return bf16_matmul().overwrite.has_value(); }
 
 void gemm_bf16(int64_t m, int64_t n, int64_t k, MatrixRef a, Bf16Ref b, float* c, int64_t ldc, float beta) {
   if (m == 0 || n == 0) return;
   if (beta != 0.0f && beta != 1.0f) throw Error("gemm_bf16: beta must be 0 or 1");
-  const Bf16Matmul& mm = bf16_matmul();
+  const RuntimeMatmul& mm = bf16_matmul();
   if (!mm.overwrite) throw Error("this CPU has no bf16 matrix multiply in oneDNN (use --precision fp32)");
   // The activations, rounded to bf16 (a few % of the GEMM's time); one buffer per calling thread.
   thread_local std::vector<uint16_t> a16;
@@ -91,14 +219,58 @@ void gemm_bf16(int64_t m, int64_t n, int64_t k, MatrixRef a, Bf16Ref b, float* c
 #pragma omp parallel for schedule(static) if (m * k >= (1 << 16))
   for (int64_t r = 0; r < m; ++r) kernels.to_bf16(a.data + r * a.stride, a_bits + r * k, k);
 
-  using dt = dnnl::memory::data_type;
-  thread_local dnnl::stream stream(mm.engine);
-  const dnnl::memory a_mem({{m, k}, dt::bf16, {k, 1}}, mm.engine, a_bits);
-  const dnnl::memory b_mem({{k, n}, dt::bf16, {b.stride, 1}}, mm.engine, const_cast<uint16_t*>(b.data));
-  const dnnl::memory c_mem({{m, n}, dt::f32, {ldc, 1}}, mm.engine, c);
-  (beta == 0.0f ? *mm.overwrite : *mm.accumulate)
-      .execute(stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
-  stream.wait();
+  const bool accumulate = beta == 1.0f;
+  if (!run_packed(b.packed, m, n, k, a_bits, k, c, ldc, accumulate))
+    run_runtime(mm, dt::bf16, dt::bf16, dt::f32, m, n, k, a_bits, k, b.data, b.stride, c, ldc, accumulate);
+}
+
+Int8Matrix to_int8(const Tensor& w) {
+  if (w.rank() != 2) throw Error("to_int8() needs a matrix");
+  Int8Matrix q;
+  q.rows = w.dim(0), q.cols = w.dim(1);
+  q.scales.assign(static_cast<size_t>(q.cols), 0.0f);
+  for (int64_t r = 0; r < q.rows; ++r)
+    for (int64_t c = 0; c < q.cols; ++c) q.scales[c] = std::max(q.scales[c], std::abs(w.data()[r * q.cols + c]));
+  for (float& s : q.scales) s /= 127.0f;
+  q.codes.resize(static_cast<size_t>(w.size()));
+  for (int64_t r = 0; r < q.rows; ++r)
+    for (int64_t c = 0; c < q.cols; ++c) {
+      const float s = q.scales[c];
+      q.codes[r * q.cols + c] = s > 0.0f ? static_cast<int8_t>(std::nearbyint(std::clamp(w.data()[r * q.cols + c] / s, -127.0f, 127.0f))) : 0;
+    }
+  if (int8_gemm_available() && q.rows > 0 && q.cols > 0) q.packed = pack(dt::s8, q.rows, q.cols, q.codes.data());
+  return q;
+}
+
+bool int8_gemm_available() { return int8_matmul().overwrite.has_value(); }
+
+void gemm_s8s8s32(int64_t m, int64_t n, int64_t k, const int8_t* a, int64_t lda, Int8Ref b, int32_t* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const RuntimeMatmul& mm = int8_matmul();
+  if (!mm.overwrite) throw Error("this CPU has no exact int8 matrix multiply (AVX-512 VNNI) in oneDNN (use --precision fp32 or bf16)");
+  if (!run_packed(b.packed, m, n, k, a, lda, c, ldc, false))
+    run_runtime(mm, dt::s8, dt::s8, dt::s32, m, n, k, a, lda, b.data, b.stride, c, ldc, false);
+}
+
+void gemm_int8(int64_t m, int64_t n, int64_t k, MatrixRef a, Int8Ref b, float* c, int64_t ldc, float beta) {
+  if (m == 0 || n == 0) return;
+  if (beta != 0.0f && beta != 1.0f) throw Error("gemm_int8: beta must be 0 or 1");
+  // Per-thread buffers: the activations' codes and scales, and the int32 products.
+  thread_local std::vector<int8_t> a_codes;
+  thread_local std::vector<float> a_scales;
+  thread_local std::vector<int32_t> products;
+  a_codes.resize(static_cast<size_t>(m * k)), a_scales.resize(static_cast<size_t>(m));
+  products.resize(static_cast<size_t>(m * n));
+  int8_t* codes = a_codes.data();  // (the workers below must use the caller's buffers)
+  float* scales = a_scales.data();
+  int32_t* acc = products.data();
+  const RowKernels& kernels = row_kernels();
+#pragma omp parallel for schedule(static) if (m * k >= (1 << 16))
+  for (int64_t r = 0; r < m; ++r) scales[r] = kernels.quantize_int8(a.data + r * a.stride, codes + r * k, k);
+  gemm_s8s8s32(m, n, k, codes, k, b, acc, n);
+  const bool accumulate = beta == 1.0f;
+#pragma omp parallel for schedule(static) if (m * n >= (1 << 16))
+  for (int64_t r = 0; r < m; ++r) kernels.dequantize_int32(acc + r * n, scales[r], b.scales, c + r * ldc, accumulate, n);
 }
 
 }  // namespace sieve

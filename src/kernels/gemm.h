@@ -4,6 +4,7 @@
 // oneDNN's sgemm is fastest in that NN layout on this class of machine; see bench/gemm/GEMM-CHOICE.md.
 // Strides let callers address one attention head's slice of a weight without copying.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -24,6 +25,13 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c
 // [rows, cols] -> [cols, rows]: how nn.Linear weights are stored for gemm().
 Tensor transposed(const Tensor& w);
 
+// Low-precision copies of a weight keep, besides their plain row-major codes (which any column or
+// row block of the weight can be read from, for pruned heads), oneDNN's blocked layout of the
+// whole weight, packed once at load: whole-weight GEMMs then run a fixed-shape matmul on it, made
+// once per row count and cached. That removes the run-time-shape path's per-call cost, which
+// dominated short inputs (bench/gemm/GEMM-CHOICE.md, "Packed weights").
+struct PackedWeights;  // gemm.cpp
+
 // The bf16 option (--precision bf16): weights rounded to bfloat16 once at load, activations rounded
 // on the way into each GEMM, products accumulated in fp32 by oneDNN's bf16 matmul. Half the weight
 // bytes to stream per token (the floor of batch-1 latency on short inputs) and twice the
@@ -31,18 +39,50 @@ Tensor transposed(const Tensor& w);
 struct Bf16Matrix {
   std::vector<uint16_t> bits;  // row-major [rows, cols]
   int64_t rows = 0, cols = 0;
+  std::shared_ptr<const PackedWeights> packed;  // null where oneDNN has no bf16 matmul
   const uint16_t* row(int64_t r) const { return bits.data() + r * cols; }
 };
 Bf16Matrix to_bf16(const Tensor& w);
 
+// A block of a bf16 weight; `packed` only when the block is the whole weight (then a whole-weight
+// GEMM with dense A and C takes the packed path).
 struct Bf16Ref {
   const uint16_t* data;
   int64_t stride;
+  const PackedWeights* packed = nullptr;
 };
 
 // gemm() with B in bf16; beta is 0 or 1. Throws Error where oneDNN has no bf16 matmul for this CPU.
 void gemm_bf16(int64_t m, int64_t n, int64_t k, MatrixRef a, Bf16Ref b, float* c, int64_t ldc, float beta = 0.0f);
 // Whether this CPU runs gemm_bf16 (oneDNN finds a bf16 matmul implementation).
 bool bf16_gemm_available();
+
+// The int8 option (--precision int8): weights quantized once at load, symmetric per output channel
+// (column of the transposed weight); activations quantized per token at run time (dynamic,
+// symmetric); int8 x int8 products summed exactly in int32 by oneDNN's VNNI matmul; each output
+// scaled back by its token's and its column's scales. A quarter of fp32's weight bytes and four
+// times the multiply-add rate.
+struct Int8Matrix {
+  std::vector<int8_t> codes;  // row-major [rows, cols]: round(w / scales[col])
+  std::vector<float> scales;  // [cols]: max |w[:, col]| / 127
+  int64_t rows = 0, cols = 0;
+  std::shared_ptr<const PackedWeights> packed;
+  const int8_t* row(int64_t r) const { return codes.data() + r * cols; }
+};
+Int8Matrix to_int8(const Tensor& w);
+
+struct Int8Ref {
+  const int8_t* data;
+  int64_t stride;
+  const float* scales;  // the block's first column's scale
+  const PackedWeights* packed = nullptr;
+};
+
+// C[M, N] = A[M, K] * B (+ C when beta is 1) with A quantized per row on the way in.
+void gemm_int8(int64_t m, int64_t n, int64_t k, MatrixRef a, Int8Ref b, float* c, int64_t ldc, float beta = 0.0f);
+// The integer core: C[M, N] = A[M, K] * B[K, N] in int32, exact (|sum| < 2^31 for K < 133,000).
+void gemm_s8s8s32(int64_t m, int64_t n, int64_t k, const int8_t* a, int64_t lda, Int8Ref b, int32_t* c, int64_t ldc);
+// Whether this CPU runs gemm_int8 (AVX-512 VNNI, and oneDNN finds its int8 matmul).
+bool int8_gemm_available();
 
 }  // namespace sieve

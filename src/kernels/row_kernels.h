@@ -35,6 +35,14 @@ struct RowKernels {
   void (*bias_tanh)(float* x, const float* bias, int64_t n);
   // out[i] = x[i] rounded to bfloat16 (nearest even; NaN stays NaN), the bits as uint16.
   void (*to_bf16)(const float* x, uint16_t* out, int64_t n);
+  // --precision int8's activations, one token (row) at a time: out[i] = round(x[i] * 127 / max|x|)
+  // (nearest even), in [-127, 127]; returns the row's scale max|x| / 127 (0 for a zero row, whose
+  // codes are 0). Symmetric: a zero point would cost a correction term per output.
+  float (*quantize_int8)(const float* x, int8_t* out, int64_t n);
+  // An int8 GEMM's row back to fp32: out[j] = acc[j] * row_scale * col_scales[j] (+ out[j] when
+  // accumulate), multiplied in that order.
+  void (*dequantize_int32)(const int32_t* acc, float row_scale, const float* col_scales, float* out, bool accumulate,
+                           int64_t n);
   // out = x / sqrt(mean(x^2) + eps) * gamma (Llama's RMSNorm); out may be x.
   void (*rms_norm)(const float* x, float* out, const float* gamma, float eps, int64_t n);
   // gate[i] = silu(gate[i]) * up[i], silu(v) = v / (1 + exp(-v)) (Llama's SwiGLU feed-forward).

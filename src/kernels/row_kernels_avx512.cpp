@@ -57,6 +57,35 @@ void to_bf16(const float* x, uint16_t* out, int64_t n) {
   }
 }
 
+// The same arithmetic as the portable build (x * (127 / max), rounded to nearest even by the
+// conversion), so both give the same codes.
+float quantize_int8(const float* x, int8_t* out, int64_t n) {
+  __m512 max_abs = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16)
+    max_abs = _mm512_max_ps(max_abs, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(n - i), x + i)));
+  const float row_max = _mm512_reduce_max_ps(max_abs);
+  const __m512 inv = _mm512_set1_ps(row_max > 0.0f ? 127.0f / row_max : 0.0f);
+  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv), lo), hi);
+    _mm_mask_storeu_epi8(out + i, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+  }
+  return row_max / 127.0f;
+}
+
+void dequantize_int32(const int32_t* acc, float row_scale, const float* col_scales, float* out, bool accumulate,
+                      int64_t n) {
+  const __m512 rs = _mm512_set1_ps(row_scale);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, acc + i)), rs),
+                             _mm512_maskz_loadu_ps(m, col_scales + i));
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + i), v);
+    _mm512_mask_storeu_ps(out + i, m, v);
+  }
+}
+
 void bias_residual_layernorm(float* x, const float* bias, const float* residual, const float* gamma,
                              const float* beta, float eps, int64_t n) {
   __m512 sum = _mm512_setzero_ps();
@@ -269,7 +298,7 @@ void axpy_codes_rows(const float* weights, int64_t weight_stride, int count, con
 
 }  // namespace
 
-const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16,
+const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16, quantize_int8, dequantize_int32,
                              rms_norm,  silu_mul, dot,                     axpy,
                              dot_codes, dot_codes_rows, axpy_codes, axpy_codes_rows};
 

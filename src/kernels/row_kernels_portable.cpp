@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -32,6 +33,23 @@ void to_bf16(const float* x, uint16_t* out, int64_t n) {
     }
     bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
     out[i] = static_cast<uint16_t>(bits >> 16);
+  }
+}
+
+float quantize_int8(const float* x, int8_t* out, int64_t n) {
+  float max_abs = 0.0f;
+  for (int64_t i = 0; i < n; ++i) max_abs = std::max(max_abs, std::abs(x[i]));
+  const float inv = max_abs > 0.0f ? 127.0f / max_abs : 0.0f;
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = static_cast<int8_t>(std::nearbyint(std::fmin(std::fmax(x[i] * inv, -127.0f), 127.0f)));  // NaN -> -127, as AVX-512's max
+  return max_abs / 127.0f;
+}
+
+void dequantize_int32(const int32_t* acc, float row_scale, const float* col_scales, float* out, bool accumulate,
+                      int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = static_cast<float>(acc[i]) * row_scale * col_scales[i];
+    out[i] = accumulate ? out[i] + v : v;
   }
 }
 
@@ -119,7 +137,7 @@ void axpy_codes_rows(const float* weights, int64_t weight_stride, int count, con
 
 }  // namespace
 
-const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16,
+const RowKernels kRowKernels{bias_gelu, bias_add, bias_residual_layernorm, softmax, bias_tanh, to_bf16, quantize_int8, dequantize_int32,
                              rms_norm,  silu_mul, dot,                     axpy,
                              dot_codes, dot_codes_rows, axpy_codes, axpy_codes_rows};
 

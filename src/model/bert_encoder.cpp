@@ -191,30 +191,49 @@ void BertEncoder::embed(std::span<const EncoderInput> inputs, const std::vector<
 Precision parse_precision(const std::string& name) {
   if (name == "fp32") return Precision::Fp32;
   if (name == "bf16") return Precision::Bf16;
-  throw Error("unknown precision '" + name + "' (fp32 or bf16)");
+  if (name == "int8") return Precision::Int8;
+  throw Error("unknown precision '" + name + "' (fp32, bf16 or int8)");
 }
 
-const char* precision_name(Precision precision) { return precision == Precision::Bf16 ? "bf16" : "fp32"; }
+const char* precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::Bf16: return "bf16";
+    case Precision::Int8: return "int8";
+    default: return "fp32";
+  }
+}
 
 void BertEncoder::set_precision(Precision precision) {
   if (precision == Precision::Bf16 && !bf16_gemm_available())
     throw Error("this CPU has no bf16 matrix multiply in oneDNN (use --precision fp32)");
+  if (precision == Precision::Int8 && !int8_gemm_available())
+    throw Error("this CPU has no exact int8 matrix multiply (needs AVX-512 VNNI; use --precision fp32 or bf16)");
   for (Layer& layer : layers_) {
-    if (precision == Precision::Bf16 && layer.qkv_w16.bits.empty()) {
-      layer.qkv_w16 = to_bf16(layer.qkv_w), layer.attn_out_w16 = to_bf16(layer.attn_out_w);
-      layer.ffn_in_w16 = to_bf16(layer.ffn_in_w), layer.ffn_out_w16 = to_bf16(layer.ffn_out_w);
+    const std::pair<const Tensor*, LowPrecision*> weights[] = {
+        {&layer.qkv_w, &layer.qkv_lp}, {&layer.attn_out_w, &layer.attn_out_lp},
+        {&layer.ffn_in_w, &layer.ffn_in_lp}, {&layer.ffn_out_w, &layer.ffn_out_lp}};
+    for (auto [w, lp] : weights) {
+      if (precision == Precision::Bf16 && lp->bf16.bits.empty()) lp->bf16 = to_bf16(*w);
+      if (precision == Precision::Int8 && lp->int8.codes.empty()) lp->int8 = to_int8(*w);
     }
   }
   precision_ = precision;
 }
 
 void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w,
-                             const Bf16Matrix& w16, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const {
+                             const LowPrecision& lp, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const {
   const int64_t ld = w.dim(1);
-  if (precision == Precision::Bf16)
-    gemm_bf16(m, n, k, x, {w16.row(row0) + col0, ld}, c, ldc, beta);
-  else
-    gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta);
+  const bool whole = row0 == 0 && col0 == 0 && k == w.dim(0) && n == ld;  // then the packed copy serves
+  switch (precision) {
+    case Precision::Bf16:
+      gemm_bf16(m, n, k, x, {lp.bf16.row(row0) + col0, ld, whole ? lp.bf16.packed.get() : nullptr}, c, ldc, beta);
+      break;
+    case Precision::Int8:
+      gemm_int8(m, n, k, x, {lp.int8.row(row0) + col0, ld, lp.int8.scales.data() + col0, whole ? lp.int8.packed.get() : nullptr},
+                c, ldc, beta);
+      break;
+    default: gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta);
+  }
 }
 
 void BertEncoder::attention_block(Precision precision, const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
@@ -237,7 +256,7 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
     for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
       for (auto [h0, h1] : head_runs(hs)) {
         const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
-        layer_gemm(precision, n, width, H, {x.row(row0), H}, layer.qkv_w, layer.qkv_w16, 0, col0, qkv.row(row0) + col0, 3 * H, 0.0f);
+        layer_gemm(precision, n, width, H, {x.row(row0), H}, layer.qkv_w, layer.qkv_lp, 0, col0, qkv.row(row0) + col0, 3 * H, 0.0f);
         for_each_row(n, width, [&](int64_t r) { k.bias_add(qkv.row(row0 + r) + col0, layer.qkv_b.data() + col0, width); });
         stats.flops += 2.0 * n * width * H;
       }
@@ -364,7 +383,7 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
     float beta = 0.0f;
     for (auto [h0, h1] : runs) {
       const int64_t col0 = h0 * d, width = (h1 - h0) * d;
-      layer_gemm(precision, n, H, width, {context.row(row0) + col0, H}, layer.attn_out_w, layer.attn_out_w16, col0, 0, out.row(row0), H, beta);
+      layer_gemm(precision, n, H, width, {context.row(row0) + col0, H}, layer.attn_out_w, layer.attn_out_lp, col0, 0, out.row(row0), H, beta);
       beta = 1.0f;
       stats.flops += 2.0 * n * H * width;
     }
@@ -380,10 +399,10 @@ void BertEncoder::ffn_block(Precision precision, const Layer& layer, const Tenso
   const int64_t H = config_.hidden_size, I = config_.intermediate_size, rows = x.dim(0);
   const RowKernels& k = row_kernels();
   intermediate.reshape({rows, I});
-  layer_gemm(precision, rows, I, H, {x.data(), H}, layer.ffn_in_w, layer.ffn_in_w16, 0, 0, intermediate.data(), I, 0.0f);
+  layer_gemm(precision, rows, I, H, {x.data(), H}, layer.ffn_in_w, layer.ffn_in_lp, 0, 0, intermediate.data(), I, 0.0f);
   for_each_row(rows, I, [&](int64_t r) { k.bias_gelu(intermediate.row(r), layer.ffn_in_b.data(), I); });
   out.reshape({rows, H});
-  layer_gemm(precision, rows, H, I, {intermediate.data(), I}, layer.ffn_out_w, layer.ffn_out_w16, 0, 0, out.data(), H, 0.0f);
+  layer_gemm(precision, rows, H, I, {intermediate.data(), I}, layer.ffn_out_w, layer.ffn_out_lp, 0, 0, out.data(), H, 0.0f);
   for_each_row(rows, H, [&](int64_t r) {
     k.bias_residual_layernorm(out.row(r), layer.ffn_out_b.data(), x.row(r), layer.ffn_ln_g.data(),
                               layer.ffn_ln_b.data(), static_cast<float>(config_.layer_norm_eps), H);
@@ -483,8 +502,11 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
 
   LayerPolicy* policy = options.policy;
   const Precision precision = options.precision.value_or(precision_);
-  if (precision == Precision::Bf16 && !layers_.empty() && layers_.front().qkv_w16.bits.empty())
-    throw Error("forward: bf16 asked for, but the bf16 weight copies were never made (set_precision(Bf16) first)");
+  if (!layers_.empty()) {
+    const LowPrecision& lp = layers_.front().qkv_lp;
+    if ((precision == Precision::Bf16 && lp.bf16.bits.empty()) || (precision == Precision::Int8 && lp.int8.codes.empty()))
+      throw Error(std::string("forward: ") + precision_name(precision) + " asked for, but its weight copies were never made (set_precision first)");
+  }
   const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
   if (policy) policy->begin(seqs, num_layers, heads);
   std::vector<std::vector<float>> received, head_magnitude;

@@ -58,16 +58,18 @@ struct ForwardStats {
 
 // Arithmetic of the layers' four weight GEMMs (QKV, attention output, FFN in and out). fp32 is
 // the default and what the reference parity tests pin; bf16 rounds weights and activations to
-// bfloat16 with fp32 accumulation (gemm_bf16). Everything else (attention, LayerNorm, policies)
-// stays fp32 either way.
-enum class Precision { Fp32, Bf16 };
-Precision parse_precision(const std::string& name);  // "fp32" | "bf16"; throws Error otherwise
+// bfloat16 with fp32 accumulation (gemm_bf16); int8 quantizes weights per output channel and
+// activations per token, with exact int32 sums (gemm_int8). Everything else (attention, LayerNorm,
+// policies, CTA's projections, the exits) stays fp32 in every precision.
+enum class Precision { Fp32, Bf16, Int8 };
+Precision parse_precision(const std::string& name);  // "fp32" | "bf16" | "int8"; throws Error otherwise
 const char* precision_name(Precision precision);     // the name parse_precision takes
 
 struct ForwardOptions {
   LayerPolicy* policy = nullptr;  // null = dense
-  // This call's GEMM precision instead of set_precision()'s, so one run can time fp32 and bf16
-  // settings side by side (sieve tune). bf16 needs set_precision(Bf16) once, for the weight copies.
+  // This call's GEMM precision instead of set_precision()'s, so one run can time fp32, bf16 and
+  // int8 settings side by side (sieve tune). bf16 and int8 need set_precision() to that precision
+  // once, for the weight copies.
   std::optional<Precision> precision = std::nullopt;
   // Keep what pruned tokens were (SequenceOutput::frozen_sum) for pooling; off, a pruned token
   // simply leaves and pooling sees only the survivors.
@@ -82,8 +84,8 @@ class BertEncoder {
   static BertEncoder load(const std::filesystem::path& model_dir);
 
   const ModelConfig& config() const { return config_; }
-  // Switches the layers' GEMMs to `precision` (bf16 copies of the weights are made once; the fp32
-  // ones stay, for CTA and the exits). Throws Error if the CPU cannot run bf16.
+  // Switches the layers' GEMMs to `precision` (bf16 or int8 copies of the weights are made once
+  // and kept; the fp32 ones stay, for CTA and the exits). Throws Error if the CPU cannot run it.
   void set_precision(Precision precision);
   Precision precision() const { return precision_; }
   bool has_pooler() const { return !pooler_w_.empty(); }
@@ -105,6 +107,11 @@ class BertEncoder {
   std::vector<float> classify(const SequenceOutput& out) const;
 
  private:
+  // A weight's copies for --precision bf16 and int8, each made by the first set_precision() to it.
+  struct LowPrecision {
+    Bf16Matrix bf16;
+    Int8Matrix int8;
+  };
   struct Layer {
     // Weights are stored transposed ([in, out]) for gemm(). qkv_w is [H, 3H] with its columns
     // grouped per head: (q_h, k_h, v_h) for h = 0..heads-1, so a run of live heads is one column block.
@@ -112,12 +119,13 @@ class BertEncoder {
     Tensor qkv_b;  // [3H], same grouping
     Tensor attn_out_w, attn_out_b, attn_ln_g, attn_ln_b;
     Tensor ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b, ffn_ln_g, ffn_ln_b;
-    Bf16Matrix qkv_w16, attn_out_w16, ffn_in_w16, ffn_out_w16;  // filled by set_precision(Bf16)
+    LowPrecision qkv_lp, attn_out_lp, ffn_in_lp, ffn_out_lp;
   };
-  // C = x W (+ C when accumulate), W one of the layer's transposed weights (its fp32 and bf16
-  // copies given together) or a block of its columns starting at col0 / of its rows starting at row0.
+  // C = x W (+ C when accumulate), W one of the layer's transposed weights (its fp32 and
+  // low-precision copies given together) or a block of its columns starting at col0 / of its rows
+  // starting at row0.
   void layer_gemm(Precision precision, int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w,
-                  const Bf16Matrix& w16, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const;
+                  const LowPrecision& lp, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const;
 
   void embed(std::span<const EncoderInput> inputs, const std::vector<PackedSequence>& seqs, Tensor& x) const;
   // cta: Compressed Token Attention's hashes for this layer, or null for dense attention.

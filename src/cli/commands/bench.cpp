@@ -157,7 +157,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--name", o->name, "Name for the model in the report (default: directory name)");
   cmd->add_option("--seq", o->seqs, "Sequence lengths")->delimiter(',');
   cmd->add_option("--batch", o->batches, "Batch sizes")->delimiter(',')->check(CLI::Range(1, 1024));
-  cmd->add_option("--precision", o->precisions, "Sieve's GEMM precisions to measure: fp32, bf16 (default fp32)")->delimiter(',');
+  cmd->add_option("--precision", o->precisions, "Sieve's GEMM precisions to measure: fp32, bf16, int8 (default fp32)")->delimiter(',');
   cmd->add_option("--threads", o->threads, "Threads for every engine")->check(CLI::Range(1, 1024));
   cmd->add_option("--warmup", o->warmup, "Untimed runs per shape")->check(CLI::Range(0, 1000));
   cmd->add_option("--repeats", o->repeats, "Timed runs per shape (median reported)")->check(CLI::Range(1, 100000));

@@ -24,7 +24,7 @@ struct ModelOptions {
   int batch_size = 32;
   size_t max_length = 0;  // 0 = the model's own
   std::string exits_dir;  // empty = <model>/exits when present
-  std::string precision = "fp32";  // the layers' GEMMs: fp32 or bf16
+  std::string precision = "fp32";  // the layers' GEMMs: fp32, bf16 or int8
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& options);

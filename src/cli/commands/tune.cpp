@@ -51,9 +51,11 @@ void run(TuneCommandOptions o) {
   o.tune.batch_size = o.model.batch_size == 32 && !pairs ? 1 : o.model.batch_size;
   o.tune.max_length = o.model.max_length;
   TextModel model = load_model(o.model);
-  // bf16 settings run with a per-call precision; the weights' bf16 copies are made here, once.
+  // bf16 and int8 settings run with a per-call precision; the weights' copies are made here, once
+  // (the model's own precision is set back to fp32, which the anchor runs in).
   for (Precision p : o.tune.precisions)
-    if (p == Precision::Bf16) model.set_precision(Precision::Bf16);
+    if (p != Precision::Fp32) model.set_precision(p);
+  model.set_precision(Precision::Fp32);
   const EvalData verify = o.verify_data.empty() ? EvalData{} : load_eval_data(o.verify_data);
   if (!o.verify_data.empty() && verify.labelled.empty() != pairs)
     throw Error("tune: --verify data must be of the same kind as --data (labelled rows or scored pairs)");
@@ -151,8 +153,8 @@ void register_tune(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("tune", "Fastest pruning policy within an accuracy budget: Pareto front and choice, searched on calibration data");
   add_model_options(*cmd, o->model);
   cmd->remove_option(cmd->get_option("--precision"));  // tune takes a list: each candidate at each precision
-  cmd->add_option("--precision", o->precisions, "GEMM precisions to try, e.g. fp32,bf16 (speedups are against fp32 dense)")
-      ->delimiter(',')->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--precision", o->precisions, "GEMM precisions to try, e.g. fp32,bf16,int8 (speedups are against fp32 dense)")
+      ->delimiter(',')->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->add_option("--data", o->data, "Calibration data (GLUE TSV or parquet: labelled rows, or sentence pairs with a score): rows kept apart from validation")->required();
   cmd->add_option("--budget", o->tune.budget, "Metric points (accuracy or Spearman x 100) you can lose against dense, e.g. 1.0 (0 = lossless)")
       ->required()->check(CLI::Validator(budget_problem, "POINTS"));
