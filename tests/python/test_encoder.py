@@ -40,6 +40,25 @@ def test_encode_equals_cli_bit_for_bit(cli, model_dir, encoder, tmp_path, policy
     assert stats["gflops"] > 0 and stats["layers_run"] == 6 * len(TEXTS)
 
 
+def cpu_has_vnni():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            return "avx512_vnni" in handle.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not cpu_has_vnni(), reason="int8 needs AVX-512 VNNI")
+def test_int8_equals_cli_and_stays_close_to_fp32(cli, model_dir, encoder, tmp_path):
+    int8 = sieve.Encoder(model_dir, threads=2, precision="int8")
+    assert int8.precision == "int8"
+    expected = cli_embed(cli, tmp_path, TEXTS, "--model", str(model_dir), "--threads", "2", "--precision", "int8")
+    got = int8.encode(TEXTS)
+    np.testing.assert_array_equal(got, expected)
+    cosine = np.sum(got * encoder.encode(TEXTS), axis=1)  # both unit-normalized
+    assert cosine.min() > 0.98 and cosine.mean() > 0.995, cosine
+
+
 def test_chunked_long_inputs_equal_cli(cli, model_dir, tmp_path):
     m = sieve.Encoder(model_dir, threads=2, long_inputs="chunk", max_length=128, chunk_overlap=16)
     expected = cli_embed(cli, tmp_path, TEXTS[:6], "--model", str(model_dir), "--threads", "2",
