@@ -14,6 +14,7 @@
 #include "model/bert_encoder.h"
 #include "policies/policy_spec.h"
 #include "util/half.h"
+#include "precision_helpers.h"
 #include "test_helpers.h"
 #include "tiny_bert.h"
 #include "util/error.h"
@@ -113,37 +114,23 @@ TEST_F(GemmBf16Test, EncoderInBf16StaysCloseToFp32AndPruneNothingIsIdentical) {
   const testing::TinyBertShape shape{3, 64, 4, 128, 120, 64, 0};
   const auto dir = testing::make_tiny_bert("bf16", shape);
   BertEncoder encoder = BertEncoder::load(dir);
-  std::vector<EncoderInput> inputs;
-  for (int len : {2, 9, 31}) {
-    EncoderInput in;
-    for (int i = 0; i < len; ++i) in.ids.push_back(2 + (i * 37 + len) % 100);
-    inputs.push_back(in);
-  }
+  const std::vector<EncoderInput> inputs = testing::precision_test_inputs();
   const auto fp32 = encoder.forward(inputs);
   EXPECT_THROW(encoder.forward(inputs, {nullptr, Precision::Bf16}), Error);  // no bf16 weight copies yet
   encoder.set_precision(Precision::Bf16);
   const auto bf16 = encoder.forward(inputs);
-  double worst = 0, total = 0;
-  int64_t count = 0;
-  for (size_t i = 0; i < inputs.size(); ++i)
-    for (int64_t e = 0; e < fp32[i].hidden.size(); ++e) {
-      const double diff = std::abs(double(fp32[i].hidden.data()[e]) - bf16[i].hidden.data()[e]);
-      worst = std::max(worst, diff), total += diff, ++count;
-    }
-  EXPECT_GT(worst, 0.0);  // it really ran in bf16
-  EXPECT_LT(worst, 0.1);
-  EXPECT_LT(total / static_cast<double>(count), 0.02);
+  const testing::HiddenDifference d = testing::hidden_difference(fp32, bf16);
+  EXPECT_GT(d.worst, 0.0);  // it really ran in bf16
+  EXPECT_LT(d.worst, 0.1);
+  EXPECT_LT(d.mean, 0.02);
 
-  auto expect_identical = [&](const std::vector<SequenceOutput>& a, const std::vector<SequenceOutput>& b, const char* what) {
-    for (size_t i = 0; i < inputs.size(); ++i)
-      for (int64_t e = 0; e < a[i].hidden.size(); ++e) ASSERT_EQ(a[i].hidden.data()[e], b[i].hidden.data()[e]) << what;
-  };
+  using testing::expect_identical_hidden;
   auto chain = parse_policy_spec("spatten:tokens=1,heads=1", encoder.config());
-  expect_identical(encoder.forward(inputs, {chain.get()}), bf16, "prune nothing");
+  expect_identical_hidden(encoder.forward(inputs, {chain.get()}), bf16, "prune nothing");
   encoder.set_precision(Precision::Fp32);  // and back: fp32 again, bit for bit
-  expect_identical(encoder.forward(inputs), fp32, "fp32 again");
+  expect_identical_hidden(encoder.forward(inputs), fp32, "fp32 again");
   // A per-call precision (sieve tune times fp32 and bf16 settings in one run) is the same arithmetic.
-  expect_identical(encoder.forward(inputs, {nullptr, Precision::Bf16}), bf16, "per-call bf16");
+  expect_identical_hidden(encoder.forward(inputs, {nullptr, Precision::Bf16}), bf16, "per-call bf16");
   EXPECT_EQ(parse_precision(precision_name(Precision::Bf16)), Precision::Bf16);
   EXPECT_THROW(parse_precision("fp16"), Error);
   std::filesystem::remove_all(dir);

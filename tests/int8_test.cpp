@@ -15,6 +15,7 @@
 #include "kernels/row_kernels.h"
 #include "model/bert_encoder.h"
 #include "policies/policy_spec.h"
+#include "precision_helpers.h"
 #include "test_helpers.h"
 #include "tiny_bert.h"
 #include "util/error.h"
@@ -179,33 +180,19 @@ TEST_F(GemmInt8Test, EncoderInInt8StaysCloseToFp32AndPruneNothingIsIdentical) {
   const testing::TinyBertShape shape{3, 64, 4, 128, 120, 64, 0};
   const auto dir = testing::make_tiny_bert("int8", shape);
   BertEncoder encoder = BertEncoder::load(dir);
-  std::vector<EncoderInput> inputs;
-  for (int len : {2, 9, 31}) {
-    EncoderInput in;
-    for (int i = 0; i < len; ++i) in.ids.push_back(2 + (i * 37 + len) % 100);
-    inputs.push_back(in);
-  }
+  const std::vector<EncoderInput> inputs = testing::precision_test_inputs();
   const auto fp32 = encoder.forward(inputs);
   EXPECT_THROW(encoder.forward(inputs, {nullptr, Precision::Int8}), Error);  // no int8 weight copies yet
   encoder.set_precision(Precision::Int8);
   const auto int8 = encoder.forward(inputs);
   // The stated tolerance: hidden states (LayerNorm output, unit scale) within 0.15 of fp32 at worst
   // and 0.03 on average over three layers of random weights.
-  double worst = 0, total = 0;
-  int64_t count = 0;
-  for (size_t i = 0; i < inputs.size(); ++i)
-    for (int64_t e = 0; e < fp32[i].hidden.size(); ++e) {
-      const double diff = std::abs(double(fp32[i].hidden.data()[e]) - int8[i].hidden.data()[e]);
-      worst = std::max(worst, diff), total += diff, ++count;
-    }
-  EXPECT_GT(worst, 0.0);  // it really ran in int8
-  EXPECT_LT(worst, 0.15);
-  EXPECT_LT(total / static_cast<double>(count), 0.03);
+  const testing::HiddenDifference d = testing::hidden_difference(fp32, int8);
+  EXPECT_GT(d.worst, 0.0);  // it really ran in int8
+  EXPECT_LT(d.worst, 0.15);
+  EXPECT_LT(d.mean, 0.03);
 
-  auto expect_identical = [&](const std::vector<SequenceOutput>& a, const std::vector<SequenceOutput>& b, const char* what) {
-    for (size_t i = 0; i < inputs.size(); ++i)
-      for (int64_t e = 0; e < a[i].hidden.size(); ++e) ASSERT_EQ(a[i].hidden.data()[e], b[i].hidden.data()[e]) << what;
-  };
+  using testing::expect_identical_hidden;
   for (const char* spec : {"spatten:tokens=1,heads=1", "ltp:final=0"}) {
     std::unique_ptr<LayerPolicy> chain;
     try {
@@ -214,7 +201,7 @@ TEST_F(GemmInt8Test, EncoderInInt8StaysCloseToFp32AndPruneNothingIsIdentical) {
       ADD_FAILURE() << spec;
       continue;
     }
-    expect_identical(encoder.forward(inputs, {chain.get()}), int8, spec);
+    expect_identical_hidden(encoder.forward(inputs, {chain.get()}), int8, spec);
   }
   // Pruned heads read blocks of the weights (the run-time-shape path): still close to fp32.
   auto heads = parse_policy_spec("spatten:heads=0.5", encoder.config());
@@ -224,8 +211,8 @@ TEST_F(GemmInt8Test, EncoderInInt8StaysCloseToFp32AndPruneNothingIsIdentical) {
     for (int64_t e = 0; e < fp32_heads[i].hidden.size(); ++e)
       ASSERT_NEAR(fp32_heads[i].hidden.data()[e], int8_heads[i].hidden.data()[e], 0.2);
   encoder.set_precision(Precision::Fp32);  // and back: fp32 again, bit for bit
-  expect_identical(encoder.forward(inputs), fp32, "fp32 again");
-  expect_identical(encoder.forward(inputs, {nullptr, Precision::Int8}), int8, "per-call int8");
+  expect_identical_hidden(encoder.forward(inputs), fp32, "fp32 again");
+  expect_identical_hidden(encoder.forward(inputs, {nullptr, Precision::Int8}), int8, "per-call int8");
   EXPECT_EQ(parse_precision(precision_name(Precision::Int8)), Precision::Int8);
   std::filesystem::remove_all(dir);
 }
