@@ -11,8 +11,9 @@ ENGINES = ["sieve", "sieve-bf16", "sieve-int8", "ort", "ort-int8", "ct2-int8", "
 PEER_INT8 = ["ort-int8", "ct2-int8", "ov-int8"]
 
 
-def main():
-    folder = Path(sys.argv[1])
+def runs(folder: Path):
+    """(model, how, results, machine) per run: bench/run_int8_bench.sh's pairs of files (Sieve, then
+    the peers) and bench/interleaved_int8_bench.py's single files."""
     for sieve_file in sorted(folder.glob("sieve-*.json")):
         model = sieve_file.stem[len("sieve-"):]
         results = json.loads(sieve_file.read_text())["results"]
@@ -22,10 +23,20 @@ def main():
             peers = json.loads(peers_file.read_text())
             results += peers["results"]
             machine = peers["machine"]
+        yield model, "one engine after another", results, machine
+    for file in sorted(folder.glob("interleaved-*.json")):
+        report = json.loads(file.read_text())
+        machine = report["machine"]
+        yield (file.stem[len("interleaved-"):], f"interleaved, median of {machine.get('rounds')} rounds",
+               report["results"], machine)
+
+
+def main():
+    for model, how, results, machine in runs(Path(sys.argv[1])):
         ms = {(r["engine"], r["seq"], r["batch"]): r["median_ms"] for r in results}
         shapes = sorted({(r["seq"], r["batch"]) for r in results}, key=lambda s: (s[1], s[0]))
         engines = [e for e in ENGINES if any(k[0] == e for k in ms)]
-        print(f"#### {model}, 2 threads, median ms ({machine.get('date', '')}, {machine.get('cpu', '')})\n")
+        print(f"#### {model}, 2 threads, median ms ({how}; {machine.get('date', '')}, {machine.get('cpu', '')})\n")
         print("| seq | batch | " + " | ".join(engines) + " | int8 / best peer int8 | fp32 / ov-fp32 | bf16 / ov-bf16 |")
         print("|---|---|" + "---|" * (len(engines) + 3))
         for seq, batch in shapes:
