@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <thread>
 #include <vector>
 
 #include "kernels/cpu_features.h"
@@ -158,6 +159,38 @@ TEST_F(GemmInt8Test, MatchesDoubleReferenceOnQuantizedInputs) {
   }
   std::vector<float> c(static_cast<size_t>(m * n));
   EXPECT_THROW(gemm_int8(m, n, k, {a.data(), k}, {w.row(0), n, w.scales.data()}, c.data(), n, 0.5f), Error);
+}
+
+// Python threads share one Encoder: the packed and run-time matmuls run from several threads at once.
+// (With oneDNN's own scratchpad, one buffer for all threads, this gave garbage.)
+TEST_F(GemmInt8Test, ConcurrentCallsAgreeWithSerialOnes) {
+  const int64_t m = 64, k = 384, n = 768;
+  const Tensor a = random_matrix(m, k, 51);
+  const Tensor w = random_matrix(k, n, 52, 0.1f);
+  const Int8Matrix w8 = to_int8(w);
+  const Bf16Matrix w16 = bf16_gemm_available() ? to_bf16(w) : Bf16Matrix{};
+  auto run = [&](int variant, std::vector<float>& c) {
+    c.assign(static_cast<size_t>(m * n), 0.0f);
+    if (variant == 0) gemm_int8(m, n, k, {a.data(), k}, {w8.row(0), n, w8.scales.data(), w8.packed.get()}, c.data(), n);
+    if (variant == 1) gemm_int8(m, n / 2, k, {a.data(), k}, {w8.row(0) + 8, n, w8.scales.data() + 8}, c.data(), n);
+    if (variant == 2) gemm_bf16(m, n, k, {a.data(), k}, {w16.row(0), n, w16.packed.get()}, c.data(), n);
+  };
+  const int variants = bf16_gemm_available() ? 3 : 2;
+  std::vector<std::vector<float>> serial(3);
+  for (int v = 0; v < variants; ++v) run(v, serial[v]);
+  std::vector<int> mismatches(8, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      std::vector<float> c;
+      for (int i = 0; i < 30; ++i) {
+        const int v = (t + i) % variants;
+        run(v, c);
+        if (c != serial[v]) ++mismatches[t];
+      }
+    });
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(mismatches, std::vector<int>(8, 0));
 }
 
 TEST(GemmBf16Packed, PackedAndRuntimeShapePathsAgree) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <string>
 
 #include "kernels/row_kernels.h"
@@ -58,10 +59,41 @@ bool cpu_runs_vnni() {
 #endif
 }
 
+// C = AB, or C += AB with the sum post-op; the scratchpad is the caller's (see Matmul).
+dnnl::primitive_attr matmul_attr(bool accumulate) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (accumulate) {
+    dnnl::post_ops sum;
+    sum.append_sum(1.0f);
+    attr.set_post_ops(sum);
+  }
+  return attr;
+}
+
+// A matmul primitive run with a scratchpad per calling thread: oneDNN's own (library-mode)
+// scratchpad is one buffer for every thread in this build, so two threads running matmuls at once
+// (Python threads sharing an Encoder) overwrote each other's partial sums.
+struct Matmul {
+  dnnl::matmul primitive;
+  dnnl::memory::desc scratchpad;
+
+  explicit Matmul(const dnnl::matmul::primitive_desc& pd) : primitive(pd), scratchpad(pd.scratchpad_desc()) {}
+
+  void execute(std::unordered_map<int, dnnl::memory> args) const {
+    thread_local dnnl::stream stream(cpu_engine());
+    thread_local std::vector<std::byte> buffer;
+    buffer.resize(scratchpad.get_size());
+    args.insert({DNNL_ARG_SCRATCHPAD, dnnl::memory(scratchpad, cpu_engine(), buffer.data())});
+    primitive.execute(stream, args);
+    stream.wait();
+  }
+};
+
 // A matmul whose every dimension and stride is given at run time (gemm:jit): any block of a weight,
 // any row count. beta 0 or 1.
 struct RuntimeMatmul {
-  std::optional<dnnl::matmul> overwrite, accumulate;  // C = AB, C += AB
+  std::optional<Matmul> overwrite, accumulate;  // C = AB, C += AB
 
   RuntimeMatmul(dt a_type, dt b_type, dt c_type, bool wanted = true) {
     if (!wanted) return;
@@ -69,12 +101,8 @@ struct RuntimeMatmul {
     const dnnl::memory::desc b({kRuntime, kRuntime}, b_type, {kRuntime, 1});
     const dnnl::memory::desc c({kRuntime, kRuntime}, c_type, {kRuntime, 1});
     try {
-      overwrite.emplace(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), cpu_engine()));
-      dnnl::post_ops sum;
-      sum.append_sum(1.0f);
-      dnnl::primitive_attr attr;
-      attr.set_post_ops(sum);
-      accumulate.emplace(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, cpu_engine()));
+      overwrite.emplace(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), matmul_attr(false), cpu_engine()));
+      accumulate.emplace(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), matmul_attr(true), cpu_engine()));
     } catch (const dnnl::error&) {
       overwrite.reset(), accumulate.reset();  // no such matmul on this CPU
     }
@@ -98,13 +126,7 @@ dnnl::matmul::primitive_desc fixed_shape_desc(dt b_type, int64_t m, int64_t k, i
   const dt c_type = b_type == dt::s8 ? dt::s32 : dt::f32;
   const dnnl::matmul::desc desc(dnnl::memory::desc({m, k}, b_type, tag::ab), dnnl::memory::desc({k, n}, b_type, tag::any),
                                 dnnl::memory::desc({m, n}, c_type, tag::ab));
-  dnnl::primitive_attr attr;
-  if (accumulate) {
-    dnnl::post_ops sum;
-    sum.append_sum(1.0f);
-    attr.set_post_ops(sum);
-  }
-  return dnnl::matmul::primitive_desc(desc, attr, cpu_engine());
+  return dnnl::matmul::primitive_desc(desc, matmul_attr(accumulate), cpu_engine());
 }
 
 }  // namespace
@@ -136,13 +158,13 @@ std::shared_ptr<const PackedWeights> pack(dt type, int64_t k, int64_t n, const v
 // 0.1-0.7 ms, running a small one 5-50 us. Bounded: past the cap, GEMMs take the run-time-shape path.
 class FixedShapeCache {
  public:
-  const dnnl::matmul* find_or_make(dt type, int64_t m, int64_t k, int64_t n, bool accumulate) {
+  const Matmul* find_or_make(dt type, int64_t m, int64_t k, int64_t n, bool accumulate) {
     const Key key{static_cast<int>(type), m, k, n, accumulate};
     std::lock_guard lock(mutex_);
     if (auto it = made_.find(key); it != made_.end()) return &it->second;
     if (made_.size() >= kCapacity) return nullptr;
     try {
-      return &made_.emplace(key, dnnl::matmul(fixed_shape_desc(type, m, k, n, accumulate))).first->second;
+      return &made_.emplace(key, Matmul(fixed_shape_desc(type, m, k, n, accumulate))).first->second;
     } catch (const dnnl::error&) {
       return nullptr;
     }
@@ -157,7 +179,7 @@ class FixedShapeCache {
     auto operator<=>(const Key&) const = default;
   };
   std::mutex mutex_;
-  std::map<Key, dnnl::matmul> made_;  // std::map: the pointers handed out stay valid
+  std::map<Key, Matmul> made_;  // std::map: the pointers handed out stay valid
 };
 
 FixedShapeCache& fixed_shapes() {
@@ -170,26 +192,21 @@ FixedShapeCache& fixed_shapes() {
 bool run_packed(const PackedWeights* packed, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda, void* c,
                 int64_t ldc, bool accumulate) {
   if (!packed || packed->k != k || packed->n != n || lda != k || ldc != n) return false;
-  const dnnl::matmul* mm = fixed_shapes().find_or_make(packed->type, m, k, n, accumulate);
+  const Matmul* mm = fixed_shapes().find_or_make(packed->type, m, k, n, accumulate);
   if (!mm) return false;
   const dt c_type = packed->type == dt::s8 ? dt::s32 : dt::f32;
-  thread_local dnnl::stream stream(cpu_engine());
   const dnnl::memory a_mem({{m, k}, packed->type, {k, 1}}, cpu_engine(), const_cast<void*>(a));
   const dnnl::memory c_mem({{m, n}, c_type, {n, 1}}, cpu_engine(), c);
-  mm->execute(stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, packed->memory}, {DNNL_ARG_DST, c_mem}});
-  stream.wait();
+  mm->execute({{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, packed->memory}, {DNNL_ARG_DST, c_mem}});
   return true;
 }
 
 void run_runtime(const RuntimeMatmul& mm, dt a_type, dt b_type, dt c_type, int64_t m, int64_t n, int64_t k, const void* a,
                  int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc, bool accumulate) {
-  thread_local dnnl::stream stream(cpu_engine());
   const dnnl::memory a_mem({{m, k}, a_type, {lda, 1}}, cpu_engine(), const_cast<void*>(a));
   const dnnl::memory b_mem({{k, n}, b_type, {ldb, 1}}, cpu_engine(), const_cast<void*>(b));
   const dnnl::memory c_mem({{m, n}, c_type, {ldc, 1}}, cpu_engine(), c);
-  (accumulate ? *mm.accumulate : *mm.overwrite)
-      .execute(stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
-  stream.wait();
+  (accumulate ? *mm.accumulate : *mm.overwrite).execute({{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
 }
 
 }  // namespace

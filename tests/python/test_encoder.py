@@ -92,8 +92,14 @@ def test_normalize_and_truncate_dim_as_sentence_transformers(encoder):
     np.testing.assert_array_equal(encoder.encode(TEXTS[:2], truncate_dim=1000), full[:2])
 
 
-def test_four_threads_at_once_give_the_same_vectors(model_dir):
-    m = sieve.Encoder(model_dir, threads=1)
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_four_threads_at_once_give_the_same_vectors(model_dir, precision):
+    if precision == "int8" and not cpu_has_vnni():
+        pytest.skip("int8 needs AVX-512 VNNI")
+    try:
+        m = sieve.Encoder(model_dir, threads=1, precision=precision)
+    except OSError as e:  # sieve.ModelError: bf16 on a CPU oneDNN has no bf16 matmul for
+        pytest.skip(str(e))
     batches = [TEXTS[i::4] for i in range(4)]
     expected = [m.encode(b, policy="dense" if i % 2 else "ltp:final=0.004") for i, b in enumerate(batches)]
     results = [None] * 4
