@@ -119,11 +119,14 @@ const RuntimeMatmul& int8_matmul() {
   return instance;
 }
 
+// What a matmul with these operands writes: int32 sums for int8, fp32 otherwise.
+dt product_type(dt operand) { return operand == dt::s8 ? dt::s32 : dt::f32; }
+
 // Fixed-shape matmul descriptors for a weight of k x n: dense A [m, k] and C [m, n], B in the
 // layout oneDNN picks. The layout does not depend on m, so one packed copy serves every row count.
 dnnl::matmul::primitive_desc fixed_shape_desc(dt b_type, int64_t m, int64_t k, int64_t n, bool accumulate) {
   using tag = dnnl::memory::format_tag;
-  const dt c_type = b_type == dt::s8 ? dt::s32 : dt::f32;
+  const dt c_type = product_type(b_type);
   const dnnl::matmul::desc desc(dnnl::memory::desc({m, k}, b_type, tag::ab), dnnl::memory::desc({k, n}, b_type, tag::any),
                                 dnnl::memory::desc({m, n}, c_type, tag::ab));
   return dnnl::matmul::primitive_desc(desc, matmul_attr(accumulate), cpu_engine());
@@ -194,7 +197,7 @@ bool run_packed(const PackedWeights* packed, int64_t m, int64_t n, int64_t k, co
   if (!packed || packed->k != k || packed->n != n || lda != k || ldc != n) return false;
   const Matmul* mm = fixed_shapes().find_or_make(packed->type, m, k, n, accumulate);
   if (!mm) return false;
-  const dt c_type = packed->type == dt::s8 ? dt::s32 : dt::f32;
+  const dt c_type = product_type(packed->type);
   const dnnl::memory a_mem({{m, k}, packed->type, {k, 1}}, cpu_engine(), const_cast<void*>(a));
   const dnnl::memory c_mem({{m, n}, c_type, {n, 1}}, cpu_engine(), c);
   mm->execute({{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, packed->memory}, {DNNL_ARG_DST, c_mem}});

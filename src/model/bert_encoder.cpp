@@ -213,8 +213,9 @@ void BertEncoder::set_precision(Precision precision) {
         {&layer.qkv_w, &layer.qkv_lp}, {&layer.attn_out_w, &layer.attn_out_lp},
         {&layer.ffn_in_w, &layer.ffn_in_lp}, {&layer.ffn_out_w, &layer.ffn_out_lp}};
     for (auto [w, lp] : weights) {
-      if (precision == Precision::Bf16 && lp->bf16.bits.empty()) lp->bf16 = to_bf16(*w);
-      if (precision == Precision::Int8 && lp->int8.codes.empty()) lp->int8 = to_int8(*w);
+      if (lp->has(precision)) continue;
+      if (precision == Precision::Bf16) lp->bf16 = to_bf16(*w);
+      if (precision == Precision::Int8) lp->int8 = to_int8(*w);
     }
   }
   precision_ = precision;
@@ -502,11 +503,8 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
 
   LayerPolicy* policy = options.policy;
   const Precision precision = options.precision.value_or(precision_);
-  if (!layers_.empty()) {
-    const LowPrecision& lp = layers_.front().qkv_lp;
-    if ((precision == Precision::Bf16 && lp.bf16.bits.empty()) || (precision == Precision::Int8 && lp.int8.codes.empty()))
-      throw Error(std::string("forward: ") + precision_name(precision) + " asked for, but its weight copies were never made (set_precision first)");
-  }
+  if (!layers_.empty() && !layers_.front().qkv_lp.has(precision))
+    throw Error(std::string("forward: ") + precision_name(precision) + " asked for, but its weight copies were never made (set_precision first)");
   const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
   if (policy) policy->begin(seqs, num_layers, heads);
   std::vector<std::vector<float>> received, head_magnitude;

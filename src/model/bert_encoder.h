@@ -111,6 +111,10 @@ class BertEncoder {
   struct LowPrecision {
     Bf16Matrix bf16;
     Int8Matrix int8;
+    // Whether the copy `precision` reads is made (fp32 needs none).
+    bool has(Precision precision) const {
+      return precision == Precision::Bf16 ? !bf16.bits.empty() : precision != Precision::Int8 || !int8.codes.empty();
+    }
   };
   struct Layer {
     // Weights are stored transposed ([in, out]) for gemm(). qkv_w is [H, 3H] with its columns

@@ -57,7 +57,7 @@ void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPai
   std::vector<LongInputMode> longs;
   for (const char* name : {"truncate", "chunk"})
     if (o.long_inputs == name || o.long_inputs == "both") longs.push_back(parse_long_input_mode(name));
-  // With --precision bf16 or int8 every setting (dense too) runs bf16 GEMMs against the fp32 dense anchor.
+  // With --precision bf16 or int8 every setting (dense too) runs its GEMMs so, against the fp32 dense anchor.
   const Precision precision = parse_precision(o.model.precision);
   std::vector<EmbeddingEvalSetting> settings;
   for (LongInputMode l : longs)
