@@ -61,11 +61,43 @@ TEST(Int8Quantization, Avx512AndPortableAgreeBitForBit) {
     std::vector<int32_t> acc(x.size());
     std::vector<float> col_scales(x.size()), out_a(x.size(), 1.5f), out_b(x.size(), 1.5f);
     for (size_t i = 0; i < x.size(); ++i) acc[i] = static_cast<int32_t>(i * 7919 % 20001) - 10000, col_scales[i] = 0.01f + i * 1e-4f;
+    const auto bias = random_normal(static_cast<size_t>(n), 6, 1.0f);
     for (bool accumulate : {false, true}) {
-      avx512::kRowKernels.dequantize_int32(acc.data(), 0.3f, col_scales.data(), out_a.data(), accumulate, n);
-      portable::kRowKernels.dequantize_int32(acc.data(), 0.3f, col_scales.data(), out_b.data(), accumulate, n);
+      avx512::kRowKernels.dequantize_int32(acc.data(), 0.3f, col_scales.data(), out_a.data(), accumulate, {}, n);
+      portable::kRowKernels.dequantize_int32(acc.data(), 0.3f, col_scales.data(), out_b.data(), accumulate, {}, n);
+      EXPECT_EQ(out_a, out_b);
+      avx512::kRowKernels.dequantize_int32(acc.data(), 0.3f, col_scales.data(), out_a.data(), accumulate, {.bias = bias.data()}, n);
+      portable::kRowKernels.dequantize_int32(acc.data(), 0.3f, col_scales.data(), out_b.data(), accumulate, {.bias = bias.data()}, n);
       EXPECT_EQ(out_a, out_b);
     }
+  }
+}
+
+// The fused epilogue (bias, bias + GELU) equals dequantizing and then running bias_add / bias_gelu
+// over the row, bit for bit, in each kernel set; the sets' GELUs differ only by their erf's error.
+TEST(Int8Quantization, FusedEpilogueEqualsSeparatePasses) {
+  std::vector<const RowKernels*> sets{&portable::kRowKernels};
+  if (cpu_has_avx512()) sets.push_back(&avx512::kRowKernels);
+  for (int64_t n : {1, 17, 384, 1536}) {
+    std::vector<int32_t> acc(static_cast<size_t>(n));
+    std::vector<float> col_scales(acc.size());
+    for (size_t i = 0; i < acc.size(); ++i) acc[i] = static_cast<int32_t>(i * 7919 % 20001) - 10000, col_scales[i] = 1e-4f + i * 1e-6f;
+    const auto bias = random_normal(acc.size(), 7, 1.0f);
+    std::vector<std::vector<float>> gelu_outputs;
+    for (const RowKernels* k : sets) {
+      for (bool accumulate : {false, true}) {
+        for (bool gelu : {false, true}) {
+          std::vector<float> fused(acc.size(), 0.25f), separate(acc.size(), 0.25f);
+          k->dequantize_int32(acc.data(), 0.7f, col_scales.data(), fused.data(), accumulate, {.bias = bias.data(), .gelu = gelu}, n);
+          k->dequantize_int32(acc.data(), 0.7f, col_scales.data(), separate.data(), accumulate, {}, n);
+          gelu ? k->bias_gelu(separate.data(), bias.data(), n) : k->bias_add(separate.data(), bias.data(), n);
+          EXPECT_EQ(fused, separate) << "n = " << n << " accumulate " << accumulate << " gelu " << gelu;
+          if (gelu && !accumulate) gelu_outputs.push_back(fused);
+        }
+      }
+    }
+    for (size_t s = 1; s < gelu_outputs.size(); ++s)
+      for (size_t i = 0; i < acc.size(); ++i) EXPECT_NEAR(gelu_outputs[s][i], gelu_outputs[0][i], 1e-6f * (1 + std::abs(gelu_outputs[0][i])));
   }
 }
 

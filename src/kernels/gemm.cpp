@@ -272,7 +272,8 @@ void gemm_s8s8s32(int64_t m, int64_t n, int64_t k, const int8_t* a, int64_t lda,
     run_runtime(mm, dt::s8, dt::s8, dt::s32, m, n, k, a, lda, b.data, b.stride, c, ldc, false);
 }
 
-void gemm_int8(int64_t m, int64_t n, int64_t k, MatrixRef a, Int8Ref b, float* c, int64_t ldc, float beta) {
+void gemm_int8(int64_t m, int64_t n, int64_t k, MatrixRef a, Int8Ref b, float* c, int64_t ldc, float beta,
+               Epilogue epilogue) {
   if (m == 0 || n == 0) return;
   if (beta != 0.0f && beta != 1.0f) throw Error("gemm_int8: beta must be 0 or 1");
   // Per-thread buffers: the activations' codes and scales, and the int32 products.
@@ -290,7 +291,7 @@ void gemm_int8(int64_t m, int64_t n, int64_t k, MatrixRef a, Int8Ref b, float* c
   gemm_s8s8s32(m, n, k, codes, k, b, acc, n);
   const bool accumulate = beta == 1.0f;
 #pragma omp parallel for schedule(static) if (m * n >= (1 << 16))
-  for (int64_t r = 0; r < m; ++r) kernels.dequantize_int32(acc + r * n, scales[r], b.scales, c + r * ldc, accumulate, n);
+  for (int64_t r = 0; r < m; ++r) kernels.dequantize_int32(acc + r * n, scales[r], b.scales, c + r * ldc, accumulate, epilogue, n);
 }
 
 }  // namespace sieve

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/row_kernels.h"
 #include "tensor/tensor.h"
 
 namespace sieve {
@@ -78,8 +79,10 @@ struct Int8Ref {
   const PackedWeights* packed = nullptr;
 };
 
-// C[M, N] = A[M, K] * B (+ C when beta is 1) with A quantized per row on the way in.
-void gemm_int8(int64_t m, int64_t n, int64_t k, MatrixRef a, Int8Ref b, float* c, int64_t ldc, float beta = 0.0f);
+// C[M, N] = A[M, K] * B (+ C when beta is 1) with A quantized per row on the way in; the epilogue
+// (bias, GELU) is applied in the dequantizing pass.
+void gemm_int8(int64_t m, int64_t n, int64_t k, MatrixRef a, Int8Ref b, float* c, int64_t ldc, float beta = 0.0f,
+               Epilogue epilogue = {});
 // The integer core: C[M, N] = A[M, K] * B[K, N] in int32, exact (|sum| < 2^31 for K < 133,000).
 void gemm_s8s8s32(int64_t m, int64_t n, int64_t k, const int8_t* a, int64_t lda, Int8Ref b, int32_t* c, int64_t ldc);
 // Whether this CPU runs gemm_int8 (AVX-512 VNNI, and oneDNN finds its int8 matmul).

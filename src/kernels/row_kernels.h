@@ -21,6 +21,14 @@ struct CodeRows {
   CodeRows from(int64_t first) const { return {row(first), code_stride, scales + first * scale_stride, scale_stride, group}; }
 };
 
+// What an int8 GEMM's dequantization also applies to each output element in the same pass, so the
+// output is read and written once: + bias[j], then (exact) GELU. Same arithmetic, in the same
+// order, as dequantizing and then calling bias_add / bias_gelu, so fused = unfused bit for bit.
+struct Epilogue {
+  const float* bias = nullptr;  // [n], or null
+  bool gelu = false;
+};
+
 struct RowKernels {
   // x[i] = gelu(x[i] + bias[i]), exact (erf) GELU as in BERT's "gelu".
   void (*bias_gelu)(float* x, const float* bias, int64_t n);
@@ -40,9 +48,9 @@ struct RowKernels {
   // codes are 0). Symmetric: a zero point would cost a correction term per output.
   float (*quantize_int8)(const float* x, int8_t* out, int64_t n);
   // An int8 GEMM's row back to fp32: out[j] = acc[j] * row_scale * col_scales[j] (+ out[j] when
-  // accumulate), multiplied in that order.
+  // accumulate), multiplied in that order, then the epilogue.
   void (*dequantize_int32)(const int32_t* acc, float row_scale, const float* col_scales, float* out, bool accumulate,
-                           int64_t n);
+                           Epilogue epilogue, int64_t n);
   // out = x / sqrt(mean(x^2) + eps) * gamma (Llama's RMSNorm); out may be x.
   void (*rms_norm)(const float* x, float* out, const float* gamma, float eps, int64_t n);
   // gate[i] = silu(gate[i]) * up[i], silu(v) = v / (1 + exp(-v)) (Llama's SwiGLU feed-forward).

@@ -7,14 +7,18 @@ namespace sieve::avx512 {
 
 namespace {
 
-void bias_gelu(float* x, const float* bias, int64_t n) {
+// Exact (erf) GELU, shared by bias_gelu and the int8 epilogue so that the two agree bit for bit.
+inline __m512 gelu_ps(__m512 v) {
   const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
   const __m512 inv_sqrt2 = _mm512_set1_ps(0.70710678118654752f);
+  return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf_ps(_mm512_mul_ps(v, inv_sqrt2))));
+}
+
+void bias_gelu(float* x, const float* bias, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
     const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, bias + i));
-    const __m512 g = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf_ps(_mm512_mul_ps(v, inv_sqrt2))));
-    _mm512_mask_storeu_ps(x + i, m, g);
+    _mm512_mask_storeu_ps(x + i, m, gelu_ps(v));
   }
 }
 
@@ -75,13 +79,15 @@ float quantize_int8(const float* x, int8_t* out, int64_t n) {
 }
 
 void dequantize_int32(const int32_t* acc, float row_scale, const float* col_scales, float* out, bool accumulate,
-                      int64_t n) {
+                      Epilogue epilogue, int64_t n) {
   const __m512 rs = _mm512_set1_ps(row_scale);
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = tail_mask(n - i);
     __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, acc + i)), rs),
                              _mm512_maskz_loadu_ps(m, col_scales + i));
     if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + i), v);
+    if (epilogue.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, epilogue.bias + i));
+    if (epilogue.gelu) v = gelu_ps(v);
     _mm512_mask_storeu_ps(out + i, m, v);
   }
 }

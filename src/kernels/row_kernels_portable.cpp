@@ -46,10 +46,13 @@ float quantize_int8(const float* x, int8_t* out, int64_t n) {
 }
 
 void dequantize_int32(const int32_t* acc, float row_scale, const float* col_scales, float* out, bool accumulate,
-                      int64_t n) {
+                      Epilogue epilogue, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    const float v = static_cast<float>(acc[i]) * row_scale * col_scales[i];
-    out[i] = accumulate ? out[i] + v : v;
+    float v = static_cast<float>(acc[i]) * row_scale * col_scales[i];
+    if (accumulate) v = out[i] + v;
+    if (epilogue.bias) v += epilogue.bias[i];
+    if (epilogue.gelu) v = 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+    out[i] = v;
   }
 }
 

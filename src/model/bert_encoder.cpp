@@ -222,7 +222,8 @@ void BertEncoder::set_precision(Precision precision) {
 }
 
 void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w,
-                             const LowPrecision& lp, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const {
+                             const LowPrecision& lp, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta,
+                             Epilogue epilogue) const {
   const int64_t ld = w.dim(1);
   const bool whole = row0 == 0 && col0 == 0 && k == w.dim(0) && n == ld;  // then the packed copy serves
   switch (precision) {
@@ -231,10 +232,16 @@ void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t 
       break;
     case Precision::Int8:
       gemm_int8(m, n, k, x, {lp.int8.row(row0) + col0, ld, lp.int8.scales.data() + col0, whole ? lp.int8.packed.get() : nullptr},
-                c, ldc, beta);
-      break;
+                c, ldc, beta, epilogue);
+      return;
     default: gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta);
   }
+  if (!epilogue.bias) return;  // (GELU without a bias is not used)
+  const RowKernels& kernels = row_kernels();
+  for_each_row(m, n, [&](int64_t r) {
+    float* row = c + r * ldc;
+    epilogue.gelu ? kernels.bias_gelu(row, epilogue.bias, n) : kernels.bias_add(row, epilogue.bias, n);
+  });
 }
 
 void BertEncoder::attention_block(Precision precision, const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
@@ -257,8 +264,8 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
     for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
       for (auto [h0, h1] : head_runs(hs)) {
         const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
-        layer_gemm(precision, n, width, H, {x.row(row0), H}, layer.qkv_w, layer.qkv_lp, 0, col0, qkv.row(row0) + col0, 3 * H, 0.0f);
-        for_each_row(n, width, [&](int64_t r) { k.bias_add(qkv.row(row0 + r) + col0, layer.qkv_b.data() + col0, width); });
+        layer_gemm(precision, n, width, H, {x.row(row0), H}, layer.qkv_w, layer.qkv_lp, 0, col0, qkv.row(row0) + col0, 3 * H,
+                   0.0f, {.bias = layer.qkv_b.data() + col0});
         stats.flops += 2.0 * n * width * H;
       }
     });
@@ -400,8 +407,8 @@ void BertEncoder::ffn_block(Precision precision, const Layer& layer, const Tenso
   const int64_t H = config_.hidden_size, I = config_.intermediate_size, rows = x.dim(0);
   const RowKernels& k = row_kernels();
   intermediate.reshape({rows, I});
-  layer_gemm(precision, rows, I, H, {x.data(), H}, layer.ffn_in_w, layer.ffn_in_lp, 0, 0, intermediate.data(), I, 0.0f);
-  for_each_row(rows, I, [&](int64_t r) { k.bias_gelu(intermediate.row(r), layer.ffn_in_b.data(), I); });
+  layer_gemm(precision, rows, I, H, {x.data(), H}, layer.ffn_in_w, layer.ffn_in_lp, 0, 0, intermediate.data(), I, 0.0f,
+             {.bias = layer.ffn_in_b.data(), .gelu = true});
   out.reshape({rows, H});
   layer_gemm(precision, rows, H, I, {intermediate.data(), I}, layer.ffn_out_w, layer.ffn_out_lp, 0, 0, out.data(), H, 0.0f);
   for_each_row(rows, H, [&](int64_t r) {

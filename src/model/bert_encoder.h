@@ -125,11 +125,13 @@ class BertEncoder {
     Tensor ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b, ffn_ln_g, ffn_ln_b;
     LowPrecision qkv_lp, attn_out_lp, ffn_in_lp, ffn_out_lp;
   };
-  // C = x W (+ C when accumulate), W one of the layer's transposed weights (its fp32 and
+  // C = epilogue(x W (+ C when accumulate)), W one of the layer's transposed weights (its fp32 and
   // low-precision copies given together) or a block of its columns starting at col0 / of its rows
-  // starting at row0.
+  // starting at row0. int8 applies the epilogue (bias, GELU) while dequantizing; fp32 and bf16 in
+  // a pass of their own.
   void layer_gemm(Precision precision, int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w,
-                  const LowPrecision& lp, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta) const;
+                  const LowPrecision& lp, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta,
+                  Epilogue epilogue = {}) const;
 
   void embed(std::span<const EncoderInput> inputs, const std::vector<PackedSequence>& seqs, Tensor& x) const;
   // cta: Compressed Token Attention's hashes for this layer, or null for dense attention.
