@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""STS-B Spearman of the int8 peers (issue 19): each engine's embeddings of a sentence-pair TSV,
-mean-pooled over the attention mask and normalized as sentence-transformers does for
-all-MiniLM-L6-v2, against the gold scores; fp32 peers beside them as the anchor. Sieve's own
-numbers come from `sieve eval --precision int8` on the same file (README, "int8 on the CPU").
+"""Accuracy of the int8 peers (issue 19), fp32 peers beside them as the anchor:
+- a sentence-pair TSV with scores (STS-B): each engine's embeddings, mean-pooled over the attention
+  mask and normalized as sentence-transformers does for all-MiniLM-L6-v2 -> Spearman;
+- a labelled TSV (sentence<TAB>label, SST-2) and a BertForSequenceClassification directory: each
+  engine's last hidden state of [CLS] through the checkpoint's own pooler (dense + tanh) and
+  classifier, in fp32 numpy for every engine (the engines export the encoder only) -> accuracy.
+Sieve's own numbers come from `sieve eval --precision int8` on the same file (README, "int8 on the CPU").
 
 Needs the peers' Python (bench/run_int8_bench.sh says how to make it).
 """
@@ -21,6 +24,21 @@ import baselines  # noqa: E402
 def read_pairs(path: Path):
     rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
     return [r[0] for r in rows], [r[1] for r in rows], np.array([float(r[2]) for r in rows])
+
+
+def read_labelled(path: Path):
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
+    return [r[0] for r in rows], np.array([int(r[1]) for r in rows])
+
+
+def classifier_head(model_dir: Path):
+    """[CLS] hidden state [b, h] -> logits [b, labels], BertForSequenceClassification's pooler and classifier."""
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(model_dir / "model.safetensors"))
+    pool_w, pool_b = weights["bert.pooler.dense.weight"], weights["bert.pooler.dense.bias"]
+    out_w, out_b = weights["classifier.weight"], weights["classifier.bias"]
+    return lambda cls: np.tanh(cls @ pool_w.T + pool_b) @ out_w.T + out_b
 
 
 def hidden_states(engine, tokenizer, texts, batch: int, max_length: int, threads: int):
@@ -85,7 +103,7 @@ def main():
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--onnx", type=Path, required=True)
     parser.add_argument("--calibration", type=Path, required=True, help="sentences for ov-int8 (a train slice)")
-    parser.add_argument("--data", type=Path, required=True, help="sentence1<TAB>sentence2<TAB>score with a header")
+    parser.add_argument("--data", type=Path, required=True, help="sentence1<TAB>sentence2<TAB>score, or sentence<TAB>label, with a header")
     parser.add_argument("--work-dir", type=Path, default=Path("out/peers"))
     parser.add_argument("--engines", default="ort,ort-int8,ct2-int8,ov-fp32,ov-int8")
     parser.add_argument("--batch", type=int, default=32)
@@ -97,12 +115,30 @@ def main():
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(args.model))
-    first, second, gold = read_pairs(args.data)
-    texts = first + second
+    header = args.data.read_text(encoding="utf-8").split("\n", 1)[0].split("\t")
+    classify = header == ["sentence", "label"]
+    if classify:
+        texts, labels = read_labelled(args.data)
+        head = classifier_head(args.model)
+    else:
+        first, second, gold = read_pairs(args.data)
+        texts = first + second
     results = []
     anchor = None
     for name in [n for n in args.engines.split(",") if n]:
         run = make_runner(name, args)
+        if classify:
+            logits = np.concatenate([head(hidden[:, 0, :].astype(np.float32)) for hidden, _ in
+                                     hidden_states(run, tokenizer, texts, args.batch, args.max_length, args.threads)])
+            result = {"engine": name, "accuracy": round(100 * float(np.mean(logits.argmax(axis=1) == labels)), 2)}
+            if anchor is None:
+                anchor = logits
+            else:
+                result["prediction_agreement_with_first"] = round(
+                    100 * float(np.mean(logits.argmax(axis=1) == anchor.argmax(axis=1))), 2)
+            results.append(result)
+            baselines.log(json.dumps(result))
+            continue
         vectors = []
         for hidden, mask in hidden_states(run, tokenizer, texts, args.batch, args.max_length, args.threads):
             weights = mask[:, :, None].astype(np.float32)
