@@ -123,11 +123,15 @@ const RuntimeMatmul& int8_matmul() {
 dt product_type(dt operand) { return operand == dt::s8 ? dt::s32 : dt::f32; }
 
 // Fixed-shape matmul descriptors for a weight of k x n: dense A [m, k] and C [m, n], B in the
-// layout oneDNN picks. The layout does not depend on m, so one packed copy serves every row count.
-dnnl::matmul::primitive_desc fixed_shape_desc(dt b_type, int64_t m, int64_t k, int64_t n, bool accumulate) {
+// layout oneDNN picks (`weights` null: packing) or in the given one (running on a packed copy).
+// The layout oneDNN would pick depends on m (on this project's Zen 4 VM, m = 1 and m = 5 differ),
+// so the packed copy's layout is imposed on every row count's matmul.
+dnnl::matmul::primitive_desc fixed_shape_desc(dt b_type, int64_t m, int64_t k, int64_t n, bool accumulate,
+                                              const dnnl::memory::desc* weights = nullptr) {
   using tag = dnnl::memory::format_tag;
   const dt c_type = product_type(b_type);
-  const dnnl::matmul::desc desc(dnnl::memory::desc({m, k}, b_type, tag::ab), dnnl::memory::desc({k, n}, b_type, tag::any),
+  const dnnl::matmul::desc desc(dnnl::memory::desc({m, k}, b_type, tag::ab),
+                                weights ? *weights : dnnl::memory::desc({k, n}, b_type, tag::any),
                                 dnnl::memory::desc({m, n}, c_type, tag::ab));
   return dnnl::matmul::primitive_desc(desc, matmul_attr(accumulate), cpu_engine());
 }
@@ -161,13 +165,14 @@ std::shared_ptr<const PackedWeights> pack(dt type, int64_t k, int64_t n, const v
 // 0.1-0.7 ms, running a small one 5-50 us. Bounded: past the cap, GEMMs take the run-time-shape path.
 class FixedShapeCache {
  public:
-  const Matmul* find_or_make(dt type, int64_t m, int64_t k, int64_t n, bool accumulate) {
+  // `weights`: the packed copy's layout, the same for every copy of one (type, k, n) (pack() picks it).
+  const Matmul* find_or_make(dt type, int64_t m, int64_t k, int64_t n, bool accumulate, const dnnl::memory::desc& weights) {
     const Key key{static_cast<int>(type), m, k, n, accumulate};
     std::lock_guard lock(mutex_);
     if (auto it = made_.find(key); it != made_.end()) return &it->second;
     if (made_.size() >= kCapacity) return nullptr;
     try {
-      return &made_.emplace(key, Matmul(fixed_shape_desc(type, m, k, n, accumulate))).first->second;
+      return &made_.emplace(key, Matmul(fixed_shape_desc(type, m, k, n, accumulate, &weights))).first->second;
     } catch (const dnnl::error&) {
       return nullptr;
     }
@@ -195,7 +200,7 @@ FixedShapeCache& fixed_shapes() {
 bool run_packed(const PackedWeights* packed, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda, void* c,
                 int64_t ldc, bool accumulate) {
   if (!packed || packed->k != k || packed->n != n || lda != k || ldc != n) return false;
-  const Matmul* mm = fixed_shapes().find_or_make(packed->type, m, k, n, accumulate);
+  const Matmul* mm = fixed_shapes().find_or_make(packed->type, m, k, n, accumulate, packed->memory.get_desc());
   if (!mm) return false;
   const dt c_type = product_type(packed->type);
   const dnnl::memory a_mem({{m, k}, packed->type, {k, 1}}, cpu_engine(), const_cast<void*>(a));
