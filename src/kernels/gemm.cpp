@@ -124,7 +124,7 @@ dt product_type(dt operand) { return operand == dt::s8 ? dt::s32 : dt::f32; }
 
 // Fixed-shape matmul descriptors for a weight of k x n: dense A [m, k] and C [m, n], B in the
 // layout oneDNN picks (`weights` null: packing) or in the given one (running on a packed copy).
-// The layout oneDNN would pick depends on m (on this project's Zen 4 VM, m = 1 and m = 5 differ),
+// The layout oneDNN would pick depends on m (with AMX, k 96 x n 80: m = 1 and m = 5 differ),
 // so the packed copy's layout is imposed on every row count's matmul.
 dnnl::matmul::primitive_desc fixed_shape_desc(dt b_type, int64_t m, int64_t k, int64_t n, bool accumulate,
                                               const dnnl::memory::desc* weights = nullptr) {
