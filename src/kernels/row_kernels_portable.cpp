@@ -8,11 +8,11 @@ namespace sieve::portable {
 
 namespace {
 
+// Exact (erf) GELU, shared by bias_gelu and the int8 epilogue so that the two agree bit for bit.
+inline float gelu(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f)); }
+
 void bias_gelu(float* x, const float* bias, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i] + bias[i];
-    x[i] = 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
-  }
+  for (int64_t i = 0; i < n; ++i) x[i] = gelu(x[i] + bias[i]);
 }
 
 void bias_add(float* x, const float* bias, int64_t n) {
@@ -51,7 +51,7 @@ void dequantize_int32(const int32_t* acc, float row_scale, const float* col_scal
     float v = static_cast<float>(acc[i]) * row_scale * col_scales[i];
     if (accumulate) v = out[i] + v;
     if (epilogue.bias) v += epilogue.bias[i];
-    if (epilogue.gelu) v = 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+    if (epilogue.gelu) v = gelu(v);
     out[i] = v;
   }
 }
