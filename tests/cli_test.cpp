@@ -62,6 +62,15 @@ TEST_F(CliTest, EmbedWorksOnTheTinyModel) {
   EXPECT_NE(r.output.find('['), std::string::npos);
 }
 
+TEST_F(CliTest, TileSparseOptionTakesAutoOffOrAFraction) {
+  const std::string base = "embed --model " + quoted(model_) + " --tile-sparse ";
+  for (const char* ok : {"auto", "off", "0", "0.7", "1"}) EXPECT_EQ(run_cli(base + ok + " w5").code, 0) << ok;
+  for (const char* bad : {"1.5", "-0.1", "nan", "half", "0.5x", "''"}) {
+    const CliResult r = run_cli(base + bad + " w5");
+    expect_clean_failure(r, "--tile-sparse");
+  }
+}
+
 TEST_F(CliTest, UnknownOptionIsRejected) {
   const CliResult r = run_cli("embed --model " + quoted(model_) + " --frobnicate hello");
   expect_clean_failure(r, "frobnicate");

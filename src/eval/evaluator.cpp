@@ -108,6 +108,7 @@ std::vector<EvalResult> evaluate_settings(const TextModel& model, const std::vec
     r.speedup = seconds[0] / seconds[s];
     r.attention_seconds = stats[s].attention_seconds;
     r.attention_speedup = stats[0].attention_seconds / stats[s].attention_seconds;
+    r.gemm_seconds = stats[s].gemm_seconds;
     const CtaStats& cta = stats[s].cta;
     if (!cta.empty()) {
       r.cta = true;

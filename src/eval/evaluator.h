@@ -44,6 +44,7 @@ struct EvalResult {
   double agreement_with_dense = 1.0;
   double attention_seconds = 0.0;   // wall-clock inside the attention blocks (QKV .. Add & LayerNorm)
   double attention_speedup = 1.0;   // dense attention-block time / this one
+  double gemm_seconds = 0.0;        // wall-clock inside the layers' weight GEMMs
   // Compressed Token Attention (cta: specs): the paper's RL (QKV-linear MACs / dense) and RA
   // (score + output MACs / dense), computed per example and averaged over examples; CTA's own
   // hashing/aggregation work as a fraction of the dense QKV + attention FLOPs; per layer, the mean

@@ -80,6 +80,7 @@ class WeightReader {
 void ForwardStats::add(const ForwardStats& other) {
   flops += other.flops;
   attention_seconds += other.attention_seconds;
+  gemm_seconds += other.gemm_seconds;
   cta.add(other.cta);
   work.insert(work.end(), other.work.begin(), other.work.end());
   if (tokens_per_layer.size() < other.tokens_per_layer.size()) {
@@ -166,6 +167,7 @@ BertEncoder BertEncoder::load(const std::filesystem::path& model_dir) {
   }
   if (c.hidden_act != Activation::GeluErf)
     throw Error("unsupported hidden_act in " + (model_dir / "config.json").string() + " (supported for BERT: gelu)");
+  enc.set_tile_sparse(kDefaultTileSparsity);  // a dense checkpoint has no zero tiles: nothing changes
   return enc;
 }
 
@@ -209,32 +211,74 @@ void BertEncoder::set_precision(Precision precision) {
   if (precision == Precision::Int8 && !int8_gemm_available())
     throw Error("this CPU has no exact int8 matrix multiply (needs AVX-512 VNNI; use --precision fp32 or bf16)");
   for (Layer& layer : layers_) {
-    const std::pair<const Tensor*, LowPrecision*> weights[] = {
-        {&layer.qkv_w, &layer.qkv_lp}, {&layer.attn_out_w, &layer.attn_out_lp},
-        {&layer.ffn_in_w, &layer.ffn_in_lp}, {&layer.ffn_out_w, &layer.ffn_out_lp}};
-    for (auto [w, lp] : weights) {
-      if (lp->has(precision)) continue;
-      if (precision == Precision::Bf16) lp->bf16 = to_bf16(*w);
-      if (precision == Precision::Int8) lp->int8 = to_int8(*w);
+    const std::pair<const Tensor*, WeightCopies*> weights[] = {
+        {&layer.qkv_w, &layer.qkv_copies}, {&layer.attn_out_w, &layer.attn_out_copies},
+        {&layer.ffn_in_w, &layer.ffn_in_copies}, {&layer.ffn_out_w, &layer.ffn_out_copies}};
+    for (auto [w, copies] : weights) {
+      if (copies->has(precision)) continue;
+      if (precision == Precision::Bf16) copies->bf16 = to_bf16(*w);
+      if (precision == Precision::Int8) copies->int8 = to_int8(*w);
     }
   }
   precision_ = precision;
 }
 
+void BertEncoder::set_tile_sparse(double min_sparsity, int64_t tile_k) {
+  for (Layer& layer : layers_) {
+    const std::pair<const Tensor*, WeightCopies*> weights[] = {
+        {&layer.qkv_w, &layer.qkv_copies}, {&layer.attn_out_w, &layer.attn_out_copies},
+        {&layer.ffn_in_w, &layer.ffn_in_copies}, {&layer.ffn_out_w, &layer.ffn_out_copies}};
+    for (auto [w, copies] : weights) {
+      copies->tile_sparse = {};
+      if (min_sparsity <= 1.0 && tile_sparsity(*w, tile_k) >= min_sparsity) copies->tile_sparse = to_tile_sparse(*w, tile_k);
+    }
+  }
+}
+
+BertEncoder::TileSparseSummary BertEncoder::tile_sparse_summary() const {
+  TileSparseSummary summary;
+  double tiles = 0.0, skipped = 0.0;
+  for (const Layer& layer : layers_)
+    for (const WeightCopies* copies : {&layer.qkv_copies, &layer.attn_out_copies, &layer.ffn_in_copies, &layer.ffn_out_copies}) {
+      ++summary.weights;
+      if (!copies->has_tile_sparse()) continue;
+      ++summary.sparse_weights;
+      const TileSparseMatrix& s = copies->tile_sparse;
+      const double total = static_cast<double>(s.column_blocks()) * static_cast<double>((s.rows + s.tile_k - 1) / s.tile_k);
+      tiles += total, skipped += total - static_cast<double>(s.tiles());
+    }
+  summary.skipped_tiles = tiles > 0 ? skipped / tiles : 0.0;
+  return summary;
+}
+
 void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w,
-                             const LowPrecision& lp, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta,
-                             Epilogue epilogue) const {
+                             const WeightCopies& copies, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta,
+                             ForwardStats& stats, Epilogue epilogue) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  struct AddTime {  // every return below counts
+    ForwardStats& stats;
+    std::chrono::steady_clock::time_point t0;
+    ~AddTime() { stats.gemm_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+  } add_time{stats, t0};
   const int64_t ld = w.dim(1);
   const bool whole = row0 == 0 && col0 == 0 && k == w.dim(0) && n == ld;  // then the packed copy serves
   switch (precision) {
     case Precision::Bf16:
-      gemm_bf16(m, n, k, x, {lp.bf16.row(row0) + col0, ld, whole ? lp.bf16.packed.get() : nullptr}, c, ldc, beta);
+      gemm_bf16(m, n, k, x, {copies.bf16.row(row0) + col0, ld, whole ? copies.bf16.packed.get() : nullptr}, c, ldc, beta);
       break;
     case Precision::Int8:
-      gemm_int8(m, n, k, x, {lp.int8.row(row0) + col0, ld, lp.int8.scales.data() + col0, whole ? lp.int8.packed.get() : nullptr},
+      gemm_int8(m, n, k, x, {copies.int8.row(row0) + col0, ld, copies.int8.scales.data() + col0, whole ? copies.int8.packed.get() : nullptr},
                 c, ldc, beta, epilogue);
       return;
-    default: gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta);
+    default:
+      if (copies.has_tile_sparse()) {
+        const TileBlock block{row0, row0 + k, col0, n};
+        if (tile_aligned(copies.tile_sparse, block)) {  // (pruned heads off the tile grid read the dense copy)
+          gemm_tile_sparse(m, x, copies.tile_sparse, block, c, ldc, beta, epilogue);
+          return;
+        }
+      }
+      gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta);
   }
   if (!epilogue.bias) return;  // (GELU without a bias is not used)
   const RowKernels& kernels = row_kernels();
@@ -264,8 +308,8 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
     for_each_head_group(seqs, [&](const std::vector<int32_t>& hs, int64_t row0, int64_t n) {
       for (auto [h0, h1] : head_runs(hs)) {
         const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
-        layer_gemm(precision, n, width, H, {x.row(row0), H}, layer.qkv_w, layer.qkv_lp, 0, col0, qkv.row(row0) + col0, 3 * H,
-                   0.0f, {.bias = layer.qkv_b.data() + col0});
+        layer_gemm(precision, n, width, H, {x.row(row0), H}, layer.qkv_w, layer.qkv_copies, 0, col0, qkv.row(row0) + col0, 3 * H,
+                   0.0f, stats, {.bias = layer.qkv_b.data() + col0});
         stats.flops += 2.0 * n * width * H;
       }
     });
@@ -391,7 +435,8 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
     float beta = 0.0f;
     for (auto [h0, h1] : runs) {
       const int64_t col0 = h0 * d, width = (h1 - h0) * d;
-      layer_gemm(precision, n, H, width, {context.row(row0) + col0, H}, layer.attn_out_w, layer.attn_out_lp, col0, 0, out.row(row0), H, beta);
+      layer_gemm(precision, n, H, width, {context.row(row0) + col0, H}, layer.attn_out_w, layer.attn_out_copies, col0, 0, out.row(row0), H, beta,
+                 stats);
       beta = 1.0f;
       stats.flops += 2.0 * n * H * width;
     }
@@ -407,10 +452,10 @@ void BertEncoder::ffn_block(Precision precision, const Layer& layer, const Tenso
   const int64_t H = config_.hidden_size, I = config_.intermediate_size, rows = x.dim(0);
   const RowKernels& k = row_kernels();
   intermediate.reshape({rows, I});
-  layer_gemm(precision, rows, I, H, {x.data(), H}, layer.ffn_in_w, layer.ffn_in_lp, 0, 0, intermediate.data(), I, 0.0f,
+  layer_gemm(precision, rows, I, H, {x.data(), H}, layer.ffn_in_w, layer.ffn_in_copies, 0, 0, intermediate.data(), I, 0.0f, stats,
              {.bias = layer.ffn_in_b.data(), .gelu = true});
   out.reshape({rows, H});
-  layer_gemm(precision, rows, H, I, {intermediate.data(), I}, layer.ffn_out_w, layer.ffn_out_lp, 0, 0, out.data(), H, 0.0f);
+  layer_gemm(precision, rows, H, I, {intermediate.data(), I}, layer.ffn_out_w, layer.ffn_out_copies, 0, 0, out.data(), H, 0.0f, stats);
   for_each_row(rows, H, [&](int64_t r) {
     k.bias_residual_layernorm(out.row(r), layer.ffn_out_b.data(), x.row(r), layer.ffn_ln_g.data(),
                               layer.ffn_ln_b.data(), static_cast<float>(config_.layer_norm_eps), H);
@@ -510,7 +555,7 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
 
   LayerPolicy* policy = options.policy;
   const Precision precision = options.precision.value_or(precision_);
-  if (!layers_.empty() && !layers_.front().qkv_lp.has(precision))
+  if (!layers_.empty() && !layers_.front().qkv_copies.has(precision))
     throw Error(std::string("forward: ") + precision_name(precision) + " asked for, but its weight copies were never made (set_precision first)");
   const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
   if (policy) policy->begin(seqs, num_layers, heads);

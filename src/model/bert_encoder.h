@@ -10,6 +10,7 @@
 
 #include "attention/cta.h"
 #include "kernels/gemm.h"
+#include "kernels/tile_sparse_gemm.h"
 #include "model/model_config.h"
 #include "policies/layer_policy.h"
 #include "tensor/tensor.h"
@@ -49,6 +50,7 @@ struct ForwardStats {
   std::vector<int64_t> tokens_per_layer;  // rows entering each layer's FFN, summed over the batch
   std::vector<int64_t> heads_per_layer;   // heads computed in each layer, summed over the batch
   double attention_seconds = 0.0;         // wall-clock of the attention blocks (QKV .. Add & LayerNorm)
+  double gemm_seconds = 0.0;              // wall-clock of the layers' four weight GEMMs (with epilogues)
   CtaStats cta;                           // filled when a policy selects CTA for some layer
   // [input][layer] with ForwardOptions::record_work (layers an input never reached stay zero);
   // add() appends, so a run over batches keeps its inputs in order.
@@ -88,6 +90,19 @@ class BertEncoder {
   // and kept; the fp32 ones stay, for CTA and the exits). Throws Error if the CPU cannot run it.
   void set_precision(Precision precision);
   Precision precision() const { return precision_; }
+  // E.T.'s tile sparsity (tools/train_tile_pruning.py): fp32 GEMMs on a layer weight with at least
+  // `min_sparsity` of its tiles (tile_k inputs x 16 outputs) all zero read a copy that keeps only
+  // the non-zero tiles (kernels/tile_sparse_gemm.h); other weights stay dense. load() applies
+  // kDefaultTileSparsity, below which the sparse kernel is slower than dense sgemm (measured:
+  // bench/gemm/tile_sparse_matmul.cpp); a value above 1 turns it off. bf16 and int8 stay dense.
+  static constexpr double kDefaultTileSparsity = 0.5;
+  void set_tile_sparse(double min_sparsity, int64_t tile_k = 16);
+  // How many of the layers' weights read a tile-sparse copy, and the fraction of their tiles skipped.
+  struct TileSparseSummary {
+    int sparse_weights = 0, weights = 0;
+    double skipped_tiles = 0.0;  // over the sparse weights' tiles
+  };
+  TileSparseSummary tile_sparse_summary() const;
   bool has_pooler() const { return !pooler_w_.empty(); }
   bool has_classifier() const { return !classifier_w_.empty(); }
   int num_labels() const { return has_classifier() ? static_cast<int>(classifier_w_.dim(1)) : 0; }
@@ -107,10 +122,13 @@ class BertEncoder {
   std::vector<float> classify(const SequenceOutput& out) const;
 
  private:
-  // A weight's copies for --precision bf16 and int8, each made by the first set_precision() to it.
-  struct LowPrecision {
+  // A weight's other copies: for --precision bf16 and int8, each made by the first set_precision()
+  // to it, and the tile-sparse one (set_tile_sparse) that fp32 GEMMs read instead of the dense one.
+  struct WeightCopies {
     Bf16Matrix bf16;
     Int8Matrix int8;
+    TileSparseMatrix tile_sparse;
+    bool has_tile_sparse() const { return !tile_sparse.block_start.empty(); }
     // Whether the copy `precision` reads is made (fp32 needs none).
     bool has(Precision precision) const {
       return precision == Precision::Bf16 ? !bf16.bits.empty() : precision != Precision::Int8 || !int8.codes.empty();
@@ -123,15 +141,15 @@ class BertEncoder {
     Tensor qkv_b;  // [3H], same grouping
     Tensor attn_out_w, attn_out_b, attn_ln_g, attn_ln_b;
     Tensor ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b, ffn_ln_g, ffn_ln_b;
-    LowPrecision qkv_lp, attn_out_lp, ffn_in_lp, ffn_out_lp;
+    WeightCopies qkv_copies, attn_out_copies, ffn_in_copies, ffn_out_copies;
   };
   // C = epilogue(x W (+ C when accumulate)), W one of the layer's transposed weights (its fp32 and
   // low-precision copies given together) or a block of its columns starting at col0 / of its rows
   // starting at row0. int8 applies the epilogue (bias, GELU) while dequantizing; fp32 and bf16 in
   // a pass of their own.
   void layer_gemm(Precision precision, int64_t m, int64_t n, int64_t k, MatrixRef x, const Tensor& w,
-                  const LowPrecision& lp, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta,
-                  Epilogue epilogue = {}) const;
+                  const WeightCopies& copies, int64_t row0, int64_t col0, float* c, int64_t ldc, float beta,
+                  ForwardStats& stats, Epilogue epilogue = {}) const;
 
   void embed(std::span<const EncoderInput> inputs, const std::vector<PackedSequence>& seqs, Tensor& x) const;
   // cta: Compressed Token Attention's hashes for this layer, or null for dense attention.

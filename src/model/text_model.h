@@ -37,6 +37,7 @@ class TextModel {
 
   const BertEncoder& encoder() const { return encoder_; }
   void set_precision(Precision precision) { encoder_.set_precision(precision); }
+  void set_tile_sparse(double min_sparsity) { encoder_.set_tile_sparse(min_sparsity); }
   const WordPieceTokenizer& tokenizer() const { return tokenizer_; }
   // sentence_bert_config.json's max_seq_length, else the model's position limit.
   size_t max_length() const { return max_length_; }

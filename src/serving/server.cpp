@@ -412,6 +412,7 @@ json Server::Impl::info() const {
           {"policy", options.policy},
           {"presets", preset_list},
           {"precision", precision_name(model.encoder().precision())},
+          {"tile_sparse_weights", model.encoder().tile_sparse_summary().sparse_weights},
           {"max_batch_tokens", options.max_batch_tokens},
           {"max_concurrent_requests", options.max_concurrent_requests},
           {"max_client_batch_size", options.max_client_batch_size},

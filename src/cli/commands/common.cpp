@@ -34,6 +34,25 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--exits", o.exits_dir, "Early-exit classifiers directory (default: MODEL/exits when present)");
   cmd.add_option("--precision", o.precision, "GEMM arithmetic: fp32 (default, matches the reference), bf16 (faster, ~1e-2 error) or int8 (fastest; weights per channel, activations per token)")
       ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
+  cmd.add_option("--tile-sparse", o.tile_sparse,
+                 "Weights pruned in tiles (tools/train_tile_pruning.py): fp32 GEMMs skip zero tiles of weights with at least "
+                 "this fraction of them zero; auto (" + std::to_string(BertEncoder::kDefaultTileSparsity).substr(0, 3) +
+                 ", where skipping starts to pay), off, or a number in [0, 1]")
+      ->capture_default_str();
+}
+
+double parse_tile_sparse(const std::string& value) {
+  if (value == "auto") return BertEncoder::kDefaultTileSparsity;
+  if (value == "off") return 2.0;
+  size_t used = 0;
+  double v = -1.0;
+  try {
+    v = std::stod(value, &used);
+  } catch (const std::exception&) {
+  }
+  if (used != value.size() || !(v >= 0.0 && v <= 1.0))
+    throw Error("--tile-sparse must be auto, off or a number in [0, 1], got '" + value + "'");
+  return v;
 }
 
 void set_threads(int threads) {
@@ -45,6 +64,7 @@ TextModel load_model(const ModelOptions& o) {
   set_threads(o.threads);
   TextModel model = TextModel::load(o.model_dir.empty() ? default_model_dir() : std::filesystem::path(o.model_dir), o.exits_dir);
   model.set_precision(parse_precision(o.precision));
+  if (o.tile_sparse != "auto") model.set_tile_sparse(parse_tile_sparse(o.tile_sparse));
   return model;
 }
 
@@ -128,6 +148,11 @@ std::string json_number(double value) {
   return text;
 }
 
+nlohmann::json tile_sparse_json(const BertEncoder& encoder) {
+  const BertEncoder::TileSparseSummary s = encoder.tile_sparse_summary();
+  return {{"sparse_weights", s.sparse_weights}, {"weights", s.weights}, {"skipped_tiles", s.skipped_tiles}};
+}
+
 nlohmann::json eval_result_json(const EvalResult& r) {
   nlohmann::json j{{"policy", r.spec}, {"precision", precision_name(r.precision)}, {"description", r.description},
                    {"examples", r.examples}, {"accuracy", r.accuracy}, {"f1", r.f1}, {"agreement_with_dense", r.agreement_with_dense},
@@ -135,6 +160,7 @@ nlohmann::json eval_result_json(const EvalResult& r) {
                    {"latency_ms_per_example", r.latency_ms_per_example}, {"total_seconds", r.total_seconds},
                    {"speedup", r.speedup}, {"tokens_kept_per_layer", r.tokens_kept}, {"heads_per_layer", r.heads_kept},
                    {"exit_layer_histogram", r.exit_layers}, {"attention_seconds", r.attention_seconds},
+                   {"gemm_seconds", r.gemm_seconds},
                    {"attention_speedup", r.attention_speedup}};
   if (r.cta)
     j["cta"] = {{"rl", r.cta_rl}, {"ra", r.cta_ra}, {"overhead", r.cta_overhead}, {"n_per_layer", r.cta_n},

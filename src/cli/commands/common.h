@@ -25,9 +25,12 @@ struct ModelOptions {
   size_t max_length = 0;  // 0 = the model's own
   std::string exits_dir;  // empty = <model>/exits when present
   std::string precision = "fp32";  // the layers' GEMMs: fp32, bf16 or int8
+  std::string tile_sparse = "auto";  // E.T. tile-sparse weights: auto, off, or the minimum tile sparsity
 };
 
 void add_model_options(CLI::App& cmd, ModelOptions& options);
+// --tile-sparse's value as BertEncoder::set_tile_sparse takes it (off: above 1); throws Error.
+double parse_tile_sparse(const std::string& value);
 // --weights and --activations of the decoder commands (generate, perplexity, bench-decoder).
 void add_decoder_options(CLI::App& cmd, DecoderOptions& options);
 // Loads the model and sets the thread count for the BLAS library and the engine's kernels.
@@ -73,6 +76,8 @@ std::string json_escape(const std::string& s);
 std::string json_number(double value);
 
 // One evaluator result as JSON, the same in `sieve eval --json` and `sieve tune --json`.
+// What set_tile_sparse chose: {sparse_weights, weights, skipped_tiles}.
+nlohmann::json tile_sparse_json(const BertEncoder& encoder);
 nlohmann::json eval_result_json(const EvalResult& r);
 
 // Each subcommand registers itself; main() only dispatches.

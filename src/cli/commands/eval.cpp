@@ -164,7 +164,8 @@ void run(EvalCommandOptions o) {
   if (o.json_out.empty()) return;
   nlohmann::json j{{"model", o.model.model_dir.empty() ? default_model_dir().string() : o.model.model_dir},
                    {"data", o.data}, {"examples", results[0].examples}, {"batch_size", eo.batch_size},
-                   {"threads", o.model.threads}, {"results", nlohmann::json::array()}};
+                   {"threads", o.model.threads}, {"tile_sparse", tile_sparse_json(model.encoder())},
+                   {"results", nlohmann::json::array()}};
   for (const auto& r : results) j["results"].push_back(eval_result_json(r));
   write_file_atomically(o.json_out, [&](std::ostream& out) { out << j.dump(2) << "\n"; });
   std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());

@@ -1,0 +1,83 @@
+// The tile-sparse GEMM (kernels/tile_sparse_gemm.h) against Sieve's dense sgemm (oneDNN) on the
+// same weights, at MiniLM-L6's layer shapes, rows of a short sentence (25), a batch of them and a
+// long input, and tile sparsities 0-90 %: where the sparse path starts to pay (the crossover the
+// encoder's --tile-sparse auto uses) and how far below 1 / (1 - sparsity) it stays.
+// Interleaved: each round times dense then sparse; the median of rounds per cell, ms per call.
+//   cmake --build build --target sieve_tile_sparse_bench && OMP_NUM_THREADS=2 build/sieve_tile_sparse_bench [tile_k]
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "kernels/tile_sparse_gemm.h"
+
+using namespace sieve;
+
+namespace {
+
+double ms_per_call(const std::function<void()>& call, int calls) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < calls; ++i) call();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() / calls;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Wt [k, n] with a fraction `sparsity` of its tile_k x 16 tiles zero, chosen at random.
+Tensor pruned_weight(int64_t k, int64_t n, int64_t tile_k, double sparsity, std::mt19937& rng) {
+  Tensor w({k, n});
+  std::normal_distribution<float> value(0.0f, 0.05f);
+  for (int64_t i = 0; i < w.size(); ++i) w.data()[i] = value(rng);
+  std::vector<std::pair<int64_t, int64_t>> tiles;
+  for (int64_t k0 = 0; k0 < k; k0 += tile_k)
+    for (int64_t j0 = 0; j0 < n; j0 += 16) tiles.push_back({k0, j0});
+  std::shuffle(tiles.begin(), tiles.end(), rng);
+  tiles.resize(static_cast<size_t>(sparsity * static_cast<double>(tiles.size()) + 0.5));
+  for (auto [k0, j0] : tiles)
+    for (int64_t r = k0; r < std::min(k, k0 + tile_k); ++r)
+      for (int64_t j = j0; j < std::min(n, j0 + 16); ++j) w.row(r)[j] = 0.0f;
+  return w;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int64_t tile_k = argc > 1 ? std::atoi(argv[1]) : 16;
+  const int rounds = 5;
+  std::mt19937 rng(1);
+  struct Shape {
+    const char* name;
+    int64_t k, n;
+  };
+  const Shape shapes[] = {{"qkv", 384, 1152}, {"attn_out", 384, 384}, {"ffn_in", 384, 1536}, {"ffn_out", 1536, 384}};
+  std::printf("threads %d, tile %ldx16 (inputs x outputs); ms per call, median of %d interleaved rounds\n",
+              omp_get_max_threads(), static_cast<long>(tile_k), rounds);
+  std::printf("%-9s %5s %8s %9s %9s %8s %8s\n", "weight", "rows", "sparsity", "dense_ms", "sparse_ms", "speedup", "ideal");
+  for (const int64_t m : {1, 25, 200, 800})
+    for (const Shape& shape : shapes)
+      for (const double sparsity : {0.0, 0.5, 0.7, 0.8, 0.9}) {
+        const Tensor w = pruned_weight(shape.k, shape.n, tile_k, sparsity, rng);
+        const TileSparseMatrix sparse = to_tile_sparse(w, tile_k);
+        std::vector<float> a(static_cast<size_t>(m * shape.k), 0.5f), c(static_cast<size_t>(m * shape.n));
+        const int calls = std::max<int>(3, static_cast<int>(2e8 / (2.0 * m * shape.k * shape.n + 1e6)));
+        std::vector<double> dense_ms, sparse_ms;
+        for (int r = 0; r < rounds + 1; ++r) {
+          const double d = ms_per_call([&] { gemm(m, shape.n, shape.k, {a.data(), shape.k}, {w.data(), shape.n}, c.data(), shape.n); }, calls);
+          const double s = ms_per_call([&] { gemm_tile_sparse(m, {a.data(), shape.k}, sparse, c.data(), shape.n); }, calls);
+          if (r > 0) dense_ms.push_back(d), sparse_ms.push_back(s);  // round 0 warms up
+        }
+        const double dm = median(dense_ms), sm = median(sparse_ms);
+        std::printf("%-9s %5ld %8.2f %9.4f %9.4f %7.2fx %7.2fx\n", shape.name, static_cast<long>(m), sparse.sparsity(), dm, sm,
+                    dm / sm, 1.0 / std::max(0.01, 1.0 - sparse.sparsity()));
+        std::fflush(stdout);
+      }
+}

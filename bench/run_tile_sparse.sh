@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 22's table: MiniLM-L6 fine-tuned on SST-2 and pruned in 16 x 16 weight tiles
+# (tools/train_tile_pruning.py; models/minilm-sst2-tiles-sNN), on SST-2 validation at batch 1 and
+# 32. Each pruned model runs twice per round, interleaved: with its zero tiles skipped (the
+# default, --tile-sparse auto) and with the same weights through dense sgemm (--tile-sparse off),
+# each with the dense policy and stacked with SpAtten token pruning; ROUNDS rounds, the table takes
+# the median (tools/tile_sparse_table.py). The unpruned model is the accuracy and speed anchor.
+#   bash bench/run_tile_sparse.sh        # ~15 minutes on 2 cores at ROUNDS=2
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-docs/results/tile-sparse}"
+ROUNDS="${ROUNDS:-2}"
+STACK="${STACK:-spatten:tokens=0.3,start=2}"
+VAL=out/data/sst2-validation.tsv
+mkdir -p "$OUT" out/data
+[[ -f $VAL ]] || .venv/bin/python tools/glue_to_tsv.py ../shared/data/glue/sst2/validation.parquet --out "$VAL"
+models=(models/minilm-sst2)
+for s in 50 70 80 90; do [[ -d models/minilm-sst2-tiles-s$s ]] && models+=(models/minilm-sst2-tiles-s$s); done
+for round in $(seq 1 "$ROUNDS"); do
+  for batch in 1 32; do
+    for model in "${models[@]}"; do
+      name=$(basename "$model")
+      for mode in auto off; do
+        [[ $model == models/minilm-sst2 && $mode == off ]] && continue  # nothing to skip there
+        build/sieve eval --model "$model" --threads 2 --batch-size "$batch" --data "$VAL" \
+          --tile-sparse "$mode" -p "$STACK" --json "$OUT/$name-$mode-b$batch-r$round.json" >/dev/null
+      done
+    done
+  done
+done
+.venv/bin/python tools/tile_sparse_table.py "$OUT" | tee "$OUT/table.md"

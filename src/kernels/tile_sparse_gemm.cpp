@@ -1,0 +1,134 @@
+#include "kernels/tile_sparse_gemm.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu_features.h"
+#include "util/error.h"
+
+namespace sieve {
+
+namespace {
+
+constexpr int64_t kCols = TileSparseMatrix::kTileCols;
+
+void check_tile_k(int64_t tile_k) {
+  if (tile_k < 1 || tile_k > 256) throw Error("tile depth must be 1..256 inputs, got " + std::to_string(tile_k));
+}
+
+bool tile_is_zero(const Tensor& wt, int64_t k0, int64_t j0, int64_t tile_k) {
+  const int64_t k1 = std::min(wt.dim(0), k0 + tile_k), j1 = std::min(wt.dim(1), j0 + kCols);
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* row = wt.row(k);
+    for (int64_t j = j0; j < j1; ++j)
+      if (row[j] != 0.0f) return false;
+  }
+  return true;
+}
+
+// The epilogue on columns [j0, j0 + width) of rows [0, m) of C, with the same row kernels the dense
+// path runs after its GEMM (so sparse and dense agree element by element).
+void apply_epilogue(int64_t m, float* c, int64_t ldc, int64_t j0, int64_t width, Epilogue epilogue) {
+  if (!epilogue.bias) return;
+  const RowKernels& kernels = row_kernels();
+  for (int64_t r = 0; r < m; ++r) {
+    float* row = c + r * ldc + j0;
+    epilogue.gelu ? kernels.bias_gelu(row, epilogue.bias + j0, width) : kernels.bias_add(row, epilogue.bias + j0, width);
+  }
+}
+
+}  // namespace
+
+double TileSparseMatrix::sparsity() const {
+  const int64_t total = column_blocks() * ((rows + tile_k - 1) / tile_k);
+  return total == 0 ? 0.0 : 1.0 - static_cast<double>(tiles()) / static_cast<double>(total);
+}
+
+double tile_sparsity(const Tensor& wt, int64_t tile_k) {
+  check_tile_k(tile_k);
+  if (wt.rank() != 2) throw Error("tile sparsity needs a 2-D weight, got " + wt.shape_string());
+  int64_t zero = 0, total = 0;
+  for (int64_t j0 = 0; j0 < wt.dim(1); j0 += kCols)
+    for (int64_t k0 = 0; k0 < wt.dim(0); k0 += tile_k, ++total) zero += tile_is_zero(wt, k0, j0, tile_k);
+  return total == 0 ? 0.0 : static_cast<double>(zero) / static_cast<double>(total);
+}
+
+TileSparseMatrix to_tile_sparse(const Tensor& wt, int64_t tile_k) {
+  check_tile_k(tile_k);
+  if (wt.rank() != 2) throw Error("tile-sparse weight must be 2-D, got " + wt.shape_string());
+  TileSparseMatrix s;
+  s.rows = wt.dim(0), s.cols = wt.dim(1), s.tile_k = tile_k;
+  const int64_t blocks = (s.cols + kCols - 1) / kCols;
+  s.block_start.assign(1, 0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t j0 = b * kCols, width = std::min(kCols, s.cols - j0);
+    for (int64_t k0 = 0; k0 < s.rows; k0 += tile_k) {
+      if (tile_is_zero(wt, k0, j0, tile_k)) continue;
+      s.tile_row.push_back(static_cast<int32_t>(k0));
+      const size_t at = s.values.size();
+      s.values.resize(at + static_cast<size_t>(tile_k * kCols), 0.0f);
+      for (int64_t k = k0; k < std::min(s.rows, k0 + tile_k); ++k)
+        std::memcpy(s.values.data() + at + (k - k0) * kCols, wt.row(k) + j0, sizeof(float) * width);
+    }
+    s.block_start.push_back(s.tiles());
+  }
+  return s;
+}
+
+namespace portable {
+
+void tile_sparse_blocks(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0,
+                        int64_t blk1, float* c, int64_t ldc, bool accumulate) {
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
+    const int64_t j0 = blk * kCols, width = std::min(kCols, block.col0 + block.cols - j0);
+    for (int64_t r = 0; r < m; ++r) {
+      float acc[kCols] = {};
+      const float* x = a.data + r * a.stride - block.row0;  // x[k] is input row k of the weight
+      for (int64_t t = b.block_start[blk]; t < b.block_start[blk + 1]; ++t) {
+        const int64_t k0 = b.tile_row[t], depth = std::min(b.tile_k, b.rows - k0);
+        if (k0 < block.row0 || k0 >= block.row1) continue;
+        const float* w = b.values.data() + t * b.tile_k * kCols;
+        for (int64_t k = 0; k < depth; ++k)
+          for (int64_t j = 0; j < kCols; ++j) acc[j] += x[k0 + k] * w[k * kCols + j];
+      }
+      float* out = c + r * ldc + (j0 - block.col0);
+      for (int64_t j = 0; j < width; ++j) out[j] = accumulate ? out[j] + acc[j] : acc[j];
+    }
+  }
+}
+
+}  // namespace portable
+
+bool tile_aligned(const TileSparseMatrix& b, const TileBlock& block) {
+  const int64_t row1 = block.row1, col1 = block.col0 + block.cols;
+  return block.row0 >= 0 && block.row0 <= row1 && row1 <= b.rows && block.col0 >= 0 && block.cols >= 0 && col1 <= b.cols &&
+         block.row0 % b.tile_k == 0 && (row1 % b.tile_k == 0 || row1 == b.rows) && block.col0 % kCols == 0 &&
+         (col1 % kCols == 0 || col1 == b.cols);
+}
+
+void gemm_tile_sparse(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, float* c, int64_t ldc,
+                      float beta, Epilogue epilogue) {
+  if (beta != 0.0f && beta != 1.0f) throw Error("gemm_tile_sparse: beta must be 0 or 1");
+  if (!tile_aligned(b, block)) throw Error("gemm_tile_sparse: block is not on tile boundaries");
+  if (m <= 0 || block.cols == 0) return;
+  const auto kernel = cpu_has_avx512() ? avx512::tile_sparse_blocks : portable::tile_sparse_blocks;
+  const int64_t blk_begin = block.col0 / kCols, blk_end = (block.col0 + block.cols + kCols - 1) / kCols;
+  // Threads split the columns: each streams its own tiles once for all rows (the weight bytes are
+  // what a short input is bound by), and no two threads write the same output.
+  const int64_t per_task = 2;
+  const int64_t tasks = (blk_end - blk_begin + per_task - 1) / per_task;
+#pragma omp parallel for schedule(dynamic, 1) if (m * (block.row1 - block.row0) * block.cols >= (1 << 17))
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t blk0 = blk_begin + t * per_task, blk1 = std::min(blk_end, blk0 + per_task);
+    kernel(m, a, b, block, blk0, blk1, c, ldc, beta == 1.0f);
+    const int64_t j0 = blk0 * kCols - block.col0;
+    apply_epilogue(m, c, ldc, j0, std::min(block.cols, blk1 * kCols - block.col0) - j0, epilogue);
+  }
+}
+
+void gemm_tile_sparse(int64_t m, MatrixRef a, const TileSparseMatrix& b, float* c, int64_t ldc, float beta,
+                      Epilogue epilogue) {
+  gemm_tile_sparse(m, a, b, {0, b.rows, 0, b.cols}, c, ldc, beta, epilogue);
+}
+
+}  // namespace sieve
