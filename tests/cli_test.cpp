@@ -244,6 +244,21 @@ TEST_F(CliTest, TuneTakesTheUsersCandidatesAtEachPrecision) {
   EXPECT_EQ(measured, expected);
 }
 
+// Labelled data defaults to batch 1, but an explicit --batch-size is what runs, 32 included (32 is
+// the shared default, and eval and tune used to take it for "not given").
+TEST_F(CliTest, EvalAndTuneRunTheBatchSizeAsked) {
+  const fs::path data = write_random_tsv(scratch_ / "batch.tsv", 40), json = scratch_ / "batch.json";
+  const std::string eval = "eval --threads 1 --model " + quoted(model_) + " --data " + quoted(data) + " --json " + quoted(json);
+  const std::string tune = "tune --threads 1 --budget 1 -c dense --model " + quoted(model_) + " --data " + quoted(data) +
+                           " --json " + quoted(json);
+  for (const std::string& base : {eval, tune})
+    for (const auto& [flag, expected] : std::vector<std::pair<std::string, int>>{{"", 1}, {" --batch-size 32", 32}, {" --batch-size 4", 4}}) {
+      const CliResult r = run_cli(base + flag);
+      ASSERT_TRUE(r.exited && r.code == 0) << base << flag << "\n" << r.output;
+      EXPECT_EQ(nlohmann::json::parse(std::ifstream(json))["batch_size"].get<int>(), expected) << base << flag;
+    }
+}
+
 TEST_F(CliTest, TuneRejectsBadBudgetsAndSpecs) {
   const fs::path data = write_random_tsv(scratch_ / "calib.tsv", 10);
   const std::string base = "tune --threads 1 --model " + quoted(model_) + " --data " + quoted(data);

@@ -182,8 +182,8 @@ TEST(TileSparseEncoder, PrunedModelEqualsTheDenseEngineOnTheSameWeights) {
   EXPECT_GT(sparse.tile_sparse_summary().skipped_tiles, 0.4);
   EXPECT_EQ(dense.tile_sparse_summary().sparse_weights, 0);
   const std::vector<EncoderInput> inputs = testing::precision_test_inputs();
-  // Dense, then with token and head pruning (pruned heads read column / row blocks of the tiles)
-  // and with early-exit-free LTP: sparse weights change the arithmetic's order only.
+  // Dense, then with SpAtten's token and head pruning (pruned heads read column / row blocks of the
+  // tiles) and LTP's threshold pruning: sparse weights change only the order of the arithmetic.
   for (const char* spec : {"dense", "spatten:tokens=0.5,heads=0.5", "ltp:final=0.02"}) {
     auto policy_a = parse_policy_spec(spec, sparse.config()), policy_b = parse_policy_spec(spec, dense.config());
     const auto a = sparse.forward(inputs, {policy_a.get()}), b = dense.forward(inputs, {policy_b.get()});
