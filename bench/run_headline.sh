@@ -20,6 +20,8 @@ EXITS="${EXITS:-$MODEL/exits-fastbert}"
 BUDGET="${BUDGET:-1.0}"
 ROUNDS="${ROUNDS:-3}"
 SETS="${SETS:-sst2 long}"
+BATCHES="${BATCHES:-1 32}"
+REUSE_TUNE="${REUSE_TUNE:-0}"  # 1: keep the pick in OUT/SET-tune.json (e.g. to rerun one batch size)
 OUT="${OUT:-docs/results/headline}"
 THREADS=2
 [[ -x build/sieve && -x "$PY" && -x "$PEERS_PY" && -d "$EXITS" ]] || { echo "needs build/sieve, .venv, $PEERS_PY and $EXITS" >&2; exit 1; }
@@ -40,12 +42,14 @@ for set in $SETS; do
   else
     cal="out/data/sst2-long-calibration-$name.tsv" val="out/data/sst2-long-validation-$name.tsv"
   fi
-  echo "==> $set: sieve tune --precision int8 on the calibration slice, then validation once"
-  build/sieve tune --model "$MODEL" --exits "$EXITS" --precision int8 --budget "$BUDGET" --threads $THREADS \
-    --batch-size 1 --data "$cal" --verify "$val" --json "$OUT/$set-tune.json" >"$OUT/$set-tune.txt"
-  tail -3 "$OUT/$set-tune.txt"
+  if [[ $REUSE_TUNE != 1 || ! -f $OUT/$set-tune.json ]]; then
+    echo "==> $set: sieve tune --precision int8 on the calibration slice, then validation once"
+    build/sieve tune --model "$MODEL" --exits "$EXITS" --precision int8 --budget "$BUDGET" --threads $THREADS \
+      --batch-size 1 --data "$cal" --verify "$val" --json "$OUT/$set-tune.json" >"$OUT/$set-tune.txt"
+    tail -3 "$OUT/$set-tune.txt"
+  fi
   pick="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"]["policy"])' "$OUT/$set-tune.json")"
-  for batch in 1 32; do
+  for batch in $BATCHES; do
     for round in $(seq "$ROUNDS"); do
       echo "==> $set batch $batch round $round: Sieve fp32 dense, Sieve int8 '$pick', ORT fp32, ORT int8"
       build/sieve eval --model "$MODEL" --threads $THREADS --batch-size "$batch" --data "$val" \
