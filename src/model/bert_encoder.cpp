@@ -211,10 +211,7 @@ void BertEncoder::set_precision(Precision precision) {
   if (precision == Precision::Int8 && !int8_gemm_available())
     throw Error("this CPU has no exact int8 matrix multiply (needs AVX-512 VNNI; use --precision fp32 or bf16)");
   for (Layer& layer : layers_) {
-    const std::pair<const Tensor*, WeightCopies*> weights[] = {
-        {&layer.qkv_w, &layer.qkv_copies}, {&layer.attn_out_w, &layer.attn_out_copies},
-        {&layer.ffn_in_w, &layer.ffn_in_copies}, {&layer.ffn_out_w, &layer.ffn_out_copies}};
-    for (auto [w, copies] : weights) {
+    for (auto [w, copies] : layer.weights()) {
       if (copies->has(precision)) continue;
       if (precision == Precision::Bf16) copies->bf16 = to_bf16(*w);
       if (precision == Precision::Int8) copies->int8 = to_int8(*w);
@@ -225,10 +222,7 @@ void BertEncoder::set_precision(Precision precision) {
 
 void BertEncoder::set_tile_sparse(double min_sparsity, int64_t tile_k) {
   for (Layer& layer : layers_) {
-    const std::pair<const Tensor*, WeightCopies*> weights[] = {
-        {&layer.qkv_w, &layer.qkv_copies}, {&layer.attn_out_w, &layer.attn_out_copies},
-        {&layer.ffn_in_w, &layer.ffn_in_copies}, {&layer.ffn_out_w, &layer.ffn_out_copies}};
-    for (auto [w, copies] : weights) {
+    for (auto [w, copies] : layer.weights()) {
       copies->tile_sparse = {};
       if (min_sparsity <= 1.0 && tile_sparsity(*w, tile_k) >= min_sparsity) copies->tile_sparse = to_tile_sparse(*w, tile_k);
     }

@@ -1,6 +1,7 @@
 #pragma once
 // BERT-family encoder (BERT, MiniLM) loaded from a Hugging Face directory, fp32, with a packed
 // variable-length batch and one policy hook per layer (see policies/layer_policy.h).
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -142,6 +143,10 @@ class BertEncoder {
     Tensor attn_out_w, attn_out_b, attn_ln_g, attn_ln_b;
     Tensor ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b, ffn_ln_g, ffn_ln_b;
     WeightCopies qkv_copies, attn_out_copies, ffn_in_copies, ffn_out_copies;
+    // The four weight GEMMs' (weight, copies) pairs, for code that treats them alike.
+    std::array<std::pair<const Tensor*, WeightCopies*>, 4> weights() {
+      return {{{&qkv_w, &qkv_copies}, {&attn_out_w, &attn_out_copies}, {&ffn_in_w, &ffn_in_copies}, {&ffn_out_w, &ffn_out_copies}}};
+    }
   };
   // C = epilogue(x W (+ C when accumulate)), W one of the layer's transposed weights (its fp32 and
   // low-precision copies given together) or a block of its columns starting at col0 / of its rows
