@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ONNX Runtime fp32 and int8 classifying a labelled TSV as users run it (issue 19's headline):
+"""ONNX Runtime fp32 and int8 (or DeepSparse, --engines deepsparse) classifying a labelled TSV as users run it (issue 19's headline):
 texts tokenized up front (Sieve's `eval` times pre-tokenized inputs too), batches of --batch
 consecutive rows padded to their longest, session.run plus the checkpoint's pooler and classifier
 timed per batch; one untimed batch first. Writes accuracy and ms per example per engine.
@@ -29,6 +29,8 @@ def main():
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--deepsparse-length", type=int, default=64,
+                        help="deepsparse: the fixed sequence length its engine is compiled for (SST-2's longest is 55)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.work_dir, args.calibration = Path("out/peers"), None

@@ -89,6 +89,29 @@ def make_runner(name: str, args):
             out = np.array(encoder.forward_batch(ids).last_hidden_state)
             return out[:, :inputs["input_ids"].shape[1]]
         return run
+    if name == "deepsparse":
+        # Neural Magic's DeepSparse (issue 22: the CPU engine built for sparse BERTs). It compiles
+        # for fixed shapes, as its own pipelines run it: every batch padded to --batch rows and
+        # --deepsparse-length tokens (the extra rows dropped after), one engine made on first use.
+        import deepsparse
+        engines = {}
+
+        def run(inputs, threads):
+            rows, length = inputs["input_ids"].shape
+            batch, fixed = args.batch, args.deepsparse_length
+            if length > fixed:
+                raise SystemExit(f"deepsparse: a batch has {length} tokens, over --deepsparse-length {fixed}")
+            engine = engines.get(threads)
+            if engine is None:
+                engine = engines[threads] = deepsparse.Engine(model=str(args.onnx), batch_size=batch, num_cores=threads,
+                                                              input_shapes=[[batch, fixed]] * 3)
+            feeds = []
+            for name in ("input_ids", "attention_mask", "token_type_ids"):
+                padded = np.zeros((batch, fixed), dtype=np.int64)
+                padded[:rows, :length] = inputs[name]
+                feeds.append(padded)
+            return engine.run(feeds)[0][:rows, :length]
+        return run
     raise SystemExit(f"unknown engine {name}")
 
 
