@@ -40,7 +40,7 @@ void apply_epilogue(int64_t m, float* c, int64_t ldc, int64_t j0, int64_t width,
 }  // namespace
 
 double TileSparseMatrix::sparsity() const {
-  const int64_t total = column_blocks() * ((rows + tile_k - 1) / tile_k);
+  const int64_t total = total_tiles();
   return total == 0 ? 0.0 : 1.0 - static_cast<double>(tiles()) / static_cast<double>(total);
 }
 

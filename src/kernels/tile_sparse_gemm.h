@@ -28,6 +28,7 @@ struct TileSparseMatrix {
 
   int64_t column_blocks() const { return static_cast<int64_t>(block_start.size()) - 1; }
   int64_t tiles() const { return static_cast<int64_t>(tile_row.size()); }
+  int64_t total_tiles() const { return column_blocks() * ((rows + tile_k - 1) / tile_k); }  // zero or not
   // Fraction of the weight's tiles that are all zero (skipped).
   double sparsity() const;
 };

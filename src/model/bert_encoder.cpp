@@ -238,8 +238,7 @@ BertEncoder::TileSparseSummary BertEncoder::tile_sparse_summary() const {
       if (!copies->has_tile_sparse()) continue;
       ++summary.sparse_weights;
       const TileSparseMatrix& s = copies->tile_sparse;
-      const double total = static_cast<double>(s.column_blocks()) * static_cast<double>((s.rows + s.tile_k - 1) / s.tile_k);
-      tiles += total, skipped += total - static_cast<double>(s.tiles());
+      tiles += static_cast<double>(s.total_tiles()), skipped += static_cast<double>(s.total_tiles() - s.tiles());
     }
   summary.skipped_tiles = tiles > 0 ? skipped / tiles : 0.0;
   return summary;

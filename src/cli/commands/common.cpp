@@ -29,7 +29,8 @@ void add_decoder_options(CLI::App& cmd, DecoderOptions& options) {
 void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--model", o.model_dir, "Hugging Face model directory (default: $SIEVE_MODEL or the installed all-MiniLM-L6-v2)");
   cmd.add_option("--threads", o.threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
-  cmd.add_option("--batch-size", o.batch_size, "Sequences per forward call")->check(CLI::Range(1, 4096));
+  cmd.add_option("--batch-size", o.batch_size, "Sequences per forward call")->check(CLI::Range(1, 4096))
+      ->each([&o](const std::string&) { o.batch_size_given = true; });
   cmd.add_option("--max-length", o.max_length, "Truncate inputs to this many tokens (default: the model's)");
   cmd.add_option("--exits", o.exits_dir, "Early-exit classifiers directory (default: MODEL/exits when present)");
   cmd.add_option("--precision", o.precision, "GEMM arithmetic: fp32 (default, matches the reference), bf16 (faster, ~1e-2 error) or int8 (fastest; weights per channel, activations per token)")

@@ -22,6 +22,7 @@ struct ModelOptions {
   std::string model_dir;
   int threads = 0;        // 0 = all cores
   int batch_size = 32;
+  bool batch_size_given = false;  // --batch-size was on the command line (eval and tune default to 1 otherwise)
   size_t max_length = 0;  // 0 = the model's own
   std::string exits_dir;  // empty = <model>/exits when present
   std::string precision = "fp32";  // the layers' GEMMs: fp32, bf16 or int8

@@ -21,7 +21,6 @@ struct EvalCommandOptions {
   std::vector<std::string> policies;
   size_t limit = 0;
   std::string pool = "frozen", long_inputs = "truncate";  // embedding data only; "both" measures both
-  bool batch_size_given = false;  // labelled data defaults to batch 1 (latency per example), embedding data to 32
 };
 
 std::string join_fractions(const std::vector<double>& v, const char* fmt) {
@@ -121,7 +120,7 @@ void run(EvalCommandOptions o) {
   const auto data = std::move(loaded.labelled);
   // Labelled data: latency per example by default. (This once tested `batch_size == 32`, the shared
   // default, so an explicit --batch-size 32 silently ran at batch 1.)
-  if (!o.batch_size_given) o.model.batch_size = 1;
+  if (!o.model.batch_size_given) o.model.batch_size = 1;
   const TextModel model = load_model(o.model);
   EvalOptions eo{o.model.batch_size, o.model.max_length, o.limit};
   eo.record_work = !o.trace_out.empty();
@@ -190,10 +189,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--json", o->json_out, "Write results as JSON to FILE");
   cmd->add_option("--trace", o->trace_out, "Write what each setting computed per input (forward sequence) and layer (tokens, "
                   "heads, CTA clusters) to FILE, for `sieve sim`");
-  cmd->callback([o, cmd] {
-    o->batch_size_given = cmd->count("--batch-size") > 0;
-    run(*o);
-  });
+  cmd->callback([o] { run(*o); });
 }
 
 }  // namespace sieve::cli

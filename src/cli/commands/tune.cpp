@@ -21,7 +21,6 @@ struct TuneCommandOptions {
   std::string data, verify_data, json_out, metric = "auto";
   std::vector<std::string> precisions{"fp32"};
   TuneOptions tune;
-  bool batch_size_given = false;
 };
 
 nlohmann::json measurement_json(const TuneMeasurement& m) {
@@ -50,7 +49,7 @@ void run(TuneCommandOptions o) {
   for (const auto& p : o.precisions) o.tune.precisions.push_back(parse_precision(p));
   // Like eval: classification is timed per example (batch 1), embeddings in batches (32).
   // (Not `batch_size == 32`, the shared default: an explicit --batch-size 32 must mean 32.)
-  o.tune.batch_size = !o.batch_size_given && !pairs ? 1 : o.model.batch_size;
+  o.tune.batch_size = !o.model.batch_size_given && !pairs ? 1 : o.model.batch_size;
   o.tune.max_length = o.model.max_length;
   TextModel model = load_model(o.model);
   // bf16 and int8 settings run with a per-call precision; the weights' copies are made here, once
@@ -173,10 +172,7 @@ void register_tune(CLI::App& app) {
   cmd->add_option("--seed", o->tune.seed, "Seed of the order rows are sampled in");
   cmd->add_option("--verify", o->verify_data, "Held-out data (e.g. the validation split) to measure the choice on");
   cmd->add_option("--json", o->json_out, "Write every round's measurements, the front and the choice as JSON to FILE");
-  cmd->callback([o, cmd] {
-    o->batch_size_given = cmd->count("--batch-size") > 0;
-    run(*o);
-  });
+  cmd->callback([o] { run(*o); });
 }
 
 }  // namespace sieve::cli
