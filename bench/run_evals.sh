@@ -78,9 +78,18 @@ for set in $SETS; do
   for t in "${taus[@]}"; do for f in "${pyr_ltp[@]}"; do ltp_pyramid+=(-p "ltp:final=$f+exit:tau=$t"); done; done
 
   echo "==> $NAME $set: calibration grid ($(( (${#grid[@]} + ${#exit_grid[@]} + ${#ltp_pyramid[@]}) / 2 )) settings)"
-  "${EVAL[@]}" --batch-size 1 --data "$cal" --json "$OUT/$set-calibration-pruning.json" "${grid[@]}" >"$OUT/$set-calibration-pruning.txt"
-  "${EVAL[@]}" --batch-size 1 --data "$cal" --exits "$EXITS" --json "$OUT/$set-calibration-exit.json" "${exit_grid[@]}" >"$OUT/$set-calibration-exit.txt"
-  "${EVAL[@]}" --batch-size 1 --data "$cal" --exits "$LTP_EXITS" --json "$OUT/$set-calibration-ltp-pyramid.json" "${ltp_pyramid[@]}" >"$OUT/$set-calibration-ltp-pyramid.txt"
+  # REUSE="pruning exit ltp-pyramid" keeps those calibration files from an earlier run of the same
+  # model (e.g. after retraining only the exits, the pruning grid needs no rerun).
+  calibrate_part() {  # PART, then eval arguments
+    local part=$1; shift
+    if [[ " ${REUSE:-} " == *" $part "* && -f "$OUT/$set-calibration-$part.json" ]]; then
+      echo "    reusing $OUT/$set-calibration-$part.json"; return
+    fi
+    "${EVAL[@]}" --batch-size 1 --data "$cal" --json "$OUT/$set-calibration-$part.json" "$@" >"$OUT/$set-calibration-$part.txt"
+  }
+  calibrate_part pruning "${grid[@]}"
+  calibrate_part exit --exits "$EXITS" "${exit_grid[@]}"
+  calibrate_part ltp-pyramid --exits "$LTP_EXITS" "${ltp_pyramid[@]}"
 
   "$PY" tools/select_settings.py "$OUT/$set-calibration-pruning.json" "$OUT/$set-calibration-exit.json" \
     "$OUT/$set-calibration-ltp-pyramid.json" --budget "$BUDGET" "${FAMILIES[@]}" --out "$OUT/$set-picks.json" >"$OUT/$set-picks.txt"
