@@ -6,10 +6,12 @@
 # each with the dense policy and stacked with SpAtten token pruning; ROUNDS rounds, the table takes
 # the median (tools/tile_sparse_table.py). The unpruned model is the accuracy and speed anchor.
 #   bash bench/run_tile_sparse.sh        # ~15 minutes on 2 cores at ROUNDS=2
+#   PRECISION=bf16 bash bench/run_tile_sparse.sh   # into docs/results/tile-sparse/bf16
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-OUT="${OUT:-docs/results/tile-sparse}"
+PRECISION="${PRECISION:-fp32}"  # bf16: the same table in --precision bf16 (sparse bf16 tiles vs oneDNN's bf16)
+OUT="${OUT:-docs/results/tile-sparse$([[ $PRECISION == fp32 ]] || echo "/$PRECISION")}"
 ROUNDS="${ROUNDS:-2}"
 STACK="${STACK:-spatten:tokens=0.3,start=2}"
 VAL=out/data/sst2-validation.tsv
@@ -24,7 +26,7 @@ for round in $(seq 1 "$ROUNDS"); do
       for mode in auto off; do
         [[ $model == models/minilm-sst2 && $mode == off ]] && continue  # nothing to skip there
         build/sieve eval --model "$model" --threads 2 --batch-size "$batch" --data "$VAL" \
-          --tile-sparse "$mode" -p "$STACK" --json "$OUT/$name-$mode-b$batch-r$round.json" >/dev/null
+          --tile-sparse "$mode" --precision "$PRECISION" -p "$STACK" --json "$OUT/$name-$mode-b$batch-r$round.json" >/dev/null
       done
     done
   done

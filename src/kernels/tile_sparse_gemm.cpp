@@ -5,6 +5,7 @@
 
 #include "kernels/cpu_features.h"
 #include "util/error.h"
+#include "util/half.h"
 
 namespace sieve {
 
@@ -72,6 +73,18 @@ TileSparseMatrix to_tile_sparse(const Tensor& wt, int64_t tile_k) {
     }
     s.block_start.push_back(s.tiles());
   }
+  if (tile_k % 2 == 0) {
+    // Rounded as gemm_bf16 rounds its weights (to_bf16), then interleaved in input pairs.
+    std::vector<uint16_t> rounded(s.values.size());
+    row_kernels().to_bf16(s.values.data(), rounded.data(), static_cast<int64_t>(s.values.size()));
+    s.bf16_values.resize(rounded.size());
+    const int64_t tile_floats = tile_k * kCols;
+    for (int64_t t = 0; t < s.tiles(); ++t)
+      for (int64_t k = 0; k < tile_k; ++k)
+        for (int64_t j = 0; j < kCols; ++j)
+          s.bf16_values[t * tile_floats + (k / 2) * 2 * kCols + j * 2 + k % 2] = rounded[t * tile_floats + k * kCols + j];
+    s.has_bf16 = true;
+  }
   return s;
 }
 
@@ -97,7 +110,39 @@ void tile_sparse_blocks(int64_t m, MatrixRef a, const TileSparseMatrix& b, const
   }
 }
 
+void tile_sparse_blocks_bf16(int64_t m, Bf16Rows a, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0,
+                             int64_t blk1, float* c, int64_t ldc, bool accumulate) {
+  for (int64_t blk = blk0; blk < blk1; ++blk) {
+    const int64_t j0 = blk * kCols, width = std::min(kCols, block.col0 + block.cols - j0);
+    for (int64_t r = 0; r < m; ++r) {
+      float acc[kCols] = {};
+      const uint16_t* x = a.data + r * a.stride - block.row0;  // x[k] is input row k of the weight
+      for (int64_t t = b.block_start[blk]; t < b.block_start[blk + 1]; ++t) {
+        const int64_t k0 = b.tile_row[t], depth = std::min(b.tile_k, b.rows - k0);
+        if (k0 < block.row0 || k0 >= block.row1) continue;
+        const uint16_t* w = b.bf16_values.data() + t * b.tile_k * kCols;
+        for (int64_t k = 0; k < depth; ++k)
+          for (int64_t j = 0; j < kCols; ++j)
+            acc[j] += bf16_to_f32(x[k0 + k]) * bf16_to_f32(w[(k / 2) * 2 * kCols + j * 2 + k % 2]);
+      }
+      float* out = c + r * ldc + (j0 - block.col0);
+      for (int64_t j = 0; j < width; ++j) out[j] = accumulate ? out[j] + acc[j] : acc[j];
+    }
+  }
+}
+
 }  // namespace portable
+
+bool cpu_has_avx512_bf16() {
+  static const bool has = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+  }();
+  return has;
+}
 
 bool tile_aligned(const TileSparseMatrix& b, const TileBlock& block) {
   const int64_t row1 = block.row1, col1 = block.col0 + block.cols;
@@ -106,12 +151,19 @@ bool tile_aligned(const TileSparseMatrix& b, const TileBlock& block) {
          (col1 % kCols == 0 || col1 == b.cols);
 }
 
-void gemm_tile_sparse(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, float* c, int64_t ldc,
-                      float beta, Epilogue epilogue) {
-  if (beta != 0.0f && beta != 1.0f) throw Error("gemm_tile_sparse: beta must be 0 or 1");
-  if (!tile_aligned(b, block)) throw Error("gemm_tile_sparse: block is not on tile boundaries");
-  if (m <= 0 || block.cols == 0) return;
-  const auto kernel = cpu_has_avx512() ? avx512::tile_sparse_blocks : portable::tile_sparse_blocks;
+namespace {
+
+// From this many rows AMX beats AVX-512 BF16 on the tiles (bench/gemm/tile_sparse_matmul.cpp).
+constexpr int64_t kAmxMinRows = 16;
+
+void check_call(const char* name, const TileSparseMatrix& b, const TileBlock& block, float beta) {
+  if (beta != 0.0f && beta != 1.0f) throw Error(std::string(name) + ": beta must be 0 or 1");
+  if (!tile_aligned(b, block)) throw Error(std::string(name) + ": block is not on tile boundaries");
+}
+
+// Runs kernel(blk0, blk1) over the block's columns and the epilogue right after each part.
+template <class Kernel>
+void for_column_parts(int64_t m, const TileBlock& block, float* c, int64_t ldc, Epilogue epilogue, Kernel kernel) {
   const int64_t blk_begin = block.col0 / kCols, blk_end = (block.col0 + block.cols + kCols - 1) / kCols;
   // Threads split the columns: each streams its own tiles once for all rows (the weight bytes are
   // what a short input is bound by), and no two threads write the same output.
@@ -120,10 +172,46 @@ void gemm_tile_sparse(int64_t m, MatrixRef a, const TileSparseMatrix& b, const T
 #pragma omp parallel for schedule(dynamic, 1) if (m * (block.row1 - block.row0) * block.cols >= (1 << 17))
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t blk0 = blk_begin + t * per_task, blk1 = std::min(blk_end, blk0 + per_task);
-    kernel(m, a, b, block, blk0, blk1, c, ldc, beta == 1.0f);
+    kernel(blk0, blk1);
     const int64_t j0 = blk0 * kCols - block.col0;
     apply_epilogue(m, c, ldc, j0, std::min(block.cols, blk1 * kCols - block.col0) - j0, epilogue);
   }
+}
+
+}  // namespace
+
+void gemm_tile_sparse(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, float* c, int64_t ldc,
+                      float beta, Epilogue epilogue) {
+  check_call("gemm_tile_sparse", b, block, beta);
+  if (m <= 0 || block.cols == 0) return;
+  const auto kernel = cpu_has_avx512() ? avx512::tile_sparse_blocks : portable::tile_sparse_blocks;
+  for_column_parts(m, block, c, ldc, epilogue,
+                   [&](int64_t blk0, int64_t blk1) { kernel(m, a, b, block, blk0, blk1, c, ldc, beta == 1.0f); });
+}
+
+void gemm_tile_sparse_bf16(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, float* c,
+                           int64_t ldc, float beta, Epilogue epilogue) {
+  check_call("gemm_tile_sparse_bf16", b, block, beta);
+  if (!b.has_bf16) throw Error("gemm_tile_sparse_bf16: the weight has no bf16 tiles (odd tile depth)");
+  if (m <= 0 || block.cols == 0) return;
+  // A rounded to bf16 as gemm_bf16 rounds it, padded as Bf16Rows says; one buffer per calling thread.
+  const int64_t k = block.row1 - block.row0, stride = (k + b.tile_k - 1) / b.tile_k * b.tile_k;
+  thread_local std::vector<uint16_t> a16;
+  a16.assign(static_cast<size_t>((m + 15) / 16 * 16 * stride), 0);
+  uint16_t* a_bits = a16.data();  // (thread_local: the workers below must use the caller's buffer)
+  const RowKernels& kernels = row_kernels();
+  for (int64_t r = 0; r < m; ++r) kernels.to_bf16(a.data + r * a.stride, a_bits + r * stride, k);
+  const auto kernel = m >= kAmxMinRows && b.tile_k <= 32 && amx::available() ? amx::tile_sparse_blocks_bf16
+                      : cpu_has_avx512_bf16()                                ? avx512bf16::tile_sparse_blocks_bf16
+                                                                             : portable::tile_sparse_blocks_bf16;
+  for_column_parts(m, block, c, ldc, epilogue, [&](int64_t blk0, int64_t blk1) {
+    kernel(m, {a_bits, stride}, b, block, blk0, blk1, c, ldc, beta == 1.0f);
+  });
+}
+
+void gemm_tile_sparse_bf16(int64_t m, MatrixRef a, const TileSparseMatrix& b, float* c, int64_t ldc, float beta,
+                           Epilogue epilogue) {
+  gemm_tile_sparse_bf16(m, a, b, {0, b.rows, 0, b.cols}, c, ldc, beta, epilogue);
 }
 
 void gemm_tile_sparse(int64_t m, MatrixRef a, const TileSparseMatrix& b, float* c, int64_t ldc, float beta,

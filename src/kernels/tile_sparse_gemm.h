@@ -25,6 +25,11 @@ struct TileSparseMatrix {
   std::vector<int64_t> block_start;         // [column blocks + 1]: first tile of each column block
   std::vector<int32_t> tile_row;            // [tiles]: first row (input) of the tile
   std::vector<float> values;                // [tiles, tile_k, 16], zero-padded past rows/cols
+  // The same tiles rounded to bf16 for --precision bf16, laid out for AVX-512 BF16's dot product
+  // (each 32-bit lane holds two consecutive inputs of one output): [tiles, tile_k / 2, 16, 2].
+  // Made by to_tile_sparse when tile_k is even (so no input pair straddles two tiles).
+  std::vector<uint16_t> bf16_values;
+  bool has_bf16 = false;
 
   int64_t column_blocks() const { return static_cast<int64_t>(block_start.size()) - 1; }
   int64_t tiles() const { return static_cast<int64_t>(tile_row.size()); }
@@ -55,6 +60,24 @@ void gemm_tile_sparse(int64_t m, MatrixRef a, const TileSparseMatrix& b, const T
 void gemm_tile_sparse(int64_t m, MatrixRef a, const TileSparseMatrix& b, float* c, int64_t ldc, float beta = 0.0f,
                       Epilogue epilogue = {});
 
+// The bf16 product of --precision bf16, matching gemm_bf16 (kernels/gemm.h): A rounded to bf16 on
+// the way in, B's bf16 tiles, products accumulated in fp32. Throws Error without b.has_bf16.
+void gemm_tile_sparse_bf16(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, float* c,
+                           int64_t ldc, float beta = 0.0f, Epilogue epilogue = {});
+void gemm_tile_sparse_bf16(int64_t m, MatrixRef a, const TileSparseMatrix& b, float* c, int64_t ldc,
+                           float beta = 0.0f, Epilogue epilogue = {});
+
+// Whether this CPU has AVX-512 BF16 (vdpbf16ps); without it the bf16 product runs the portable loop.
+bool cpu_has_avx512_bf16();
+
+// A, rounded to bf16 for the bf16 kernels: rows of `stride` values (the block's inputs rounded up to
+// whole tiles, the padding zero, so an input pair or an AMX operand never reads past a row), and
+// zero rows up to a multiple of 16 (AMX reads A 16 rows at a time).
+struct Bf16Rows {
+  const uint16_t* data;
+  int64_t stride;
+};
+
 // Kernel sets, picked at run time (cpu_has_avx512); each computes column blocks [blk0, blk1) of
 // the weight for rows [0, m), reading only tiles within the block's rows (the epilogue is
 // gemm_tile_sparse's, right after, while the outputs are in cache).
@@ -65,6 +88,21 @@ void tile_sparse_blocks(int64_t m, MatrixRef a, const TileSparseMatrix& b, const
 namespace avx512 {
 void tile_sparse_blocks(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0,
                         int64_t blk1, float* c, int64_t ldc, bool accumulate);
+}
+// The bf16 kernels (cpu_has_avx512_bf16 picks): the same loops over bf16_values.
+namespace portable {
+void tile_sparse_blocks_bf16(int64_t m, Bf16Rows a, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0,
+                             int64_t blk1, float* c, int64_t ldc, bool accumulate);
+}
+// AMX (tile_k even and <= 32): one tile multiply per kept weight tile and 16 rows of A.
+namespace amx {
+bool available();  // AMX-BF16 on this CPU and granted by Linux
+void tile_sparse_blocks_bf16(int64_t m, Bf16Rows a, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0,
+                             int64_t blk1, float* c, int64_t ldc, bool accumulate);
+}
+namespace avx512bf16 {
+void tile_sparse_blocks_bf16(int64_t m, Bf16Rows a, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0,
+                             int64_t blk1, float* c, int64_t ldc, bool accumulate);
 }
 
 }  // namespace sieve

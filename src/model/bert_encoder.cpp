@@ -255,8 +255,16 @@ void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t 
   } add_time{stats, t0};
   const int64_t ld = w.dim(1);
   const bool whole = row0 == 0 && col0 == 0 && k == w.dim(0) && n == ld;  // then the packed copy serves
+  // The tile-sparse copy serves fp32 and bf16 where it exists and the block is on its tile grid
+  // (pruned heads off the grid read the dense copy).
+  const TileBlock block{row0, row0 + k, col0, n};
+  const bool sparse = copies.has_tile_sparse() && tile_aligned(copies.tile_sparse, block);
   switch (precision) {
     case Precision::Bf16:
+      if (sparse && copies.tile_sparse.has_bf16) {
+        gemm_tile_sparse_bf16(m, x, copies.tile_sparse, block, c, ldc, beta, epilogue);
+        return;
+      }
       gemm_bf16(m, n, k, x, {copies.bf16.row(row0) + col0, ld, whole ? copies.bf16.packed.get() : nullptr}, c, ldc, beta);
       break;
     case Precision::Int8:
@@ -264,12 +272,9 @@ void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t 
                 c, ldc, beta, epilogue);
       return;
     default:
-      if (copies.has_tile_sparse()) {
-        const TileBlock block{row0, row0 + k, col0, n};
-        if (tile_aligned(copies.tile_sparse, block)) {  // (pruned heads off the tile grid read the dense copy)
-          gemm_tile_sparse(m, x, copies.tile_sparse, block, c, ldc, beta, epilogue);
-          return;
-        }
+      if (sparse) {
+        gemm_tile_sparse(m, x, copies.tile_sparse, block, c, ldc, beta, epilogue);
+        return;
       }
       gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta);
   }

@@ -95,7 +95,8 @@ class BertEncoder {
   // `min_sparsity` of its tiles (tile_k inputs x 16 outputs) all zero read a copy that keeps only
   // the non-zero tiles (kernels/tile_sparse_gemm.h); other weights stay dense. load() applies
   // kDefaultTileSparsity, below which the sparse kernel is slower than dense sgemm (measured:
-  // bench/gemm/tile_sparse_matmul.cpp); a value above 1 turns it off. bf16 and int8 stay dense.
+  // bench/gemm/tile_sparse_matmul.cpp); a value above 1 turns it off. bf16 GEMMs read the copy's
+  // bf16 tiles (even tile_k); int8 stays dense.
   static constexpr double kDefaultTileSparsity = 0.5;
   void set_tile_sparse(double min_sparsity, int64_t tile_k = 16);
   // How many of the layers' weights read a tile-sparse copy, and the fraction of their tiles skipped.
