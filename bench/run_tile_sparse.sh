@@ -31,4 +31,4 @@ for round in $(seq 1 "$ROUNDS"); do
     done
   done
 done
-.venv/bin/python tools/tile_sparse_table.py "$OUT" | tee "$OUT/table.md"
+.venv/bin/python tools/tile_sparse_table.py --precision "$PRECISION" "$OUT" | tee "$OUT/table.md"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The table of bench/run_tile_sparse.sh: per tile sparsity, validation accuracy and, against the
-same pruned weights through dense sgemm in the same round, the GEMM-only speedup (time inside the
+same pruned weights through the dense GEMM of the same precision in the same round, the GEMM-only speedup (time inside the
 layers' four weight GEMMs) and the end-to-end speedup; then the end-to-end speedup against the
 unpruned model's dense run, alone and stacked with the token-pruning policy. Medians over rounds."""
 
@@ -14,7 +14,10 @@ from pathlib import Path
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dir", type=Path)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="what the runs computed in (names the dense GEMM they were measured against)")
     args = parser.parse_args()
+    dense_gemm = "dense sgemm" if args.precision == "fp32" else "oneDNN's dense bf16 GEMM"
     runs = {}  # (model, mode, batch) -> [json per round]
     for path in sorted(args.dir.glob("*-b*-r*.json")):
         m = re.fullmatch(r"(.+)-(auto|off)-b(\d+)-r(\d+)\.json", path.name)
@@ -31,7 +34,7 @@ def main():
     models = sorted({k[0] for k in runs}, key=lambda n: (n != anchor, n))
     base_acc = runs[(anchor, "auto", 1)][0]["results"][0]["accuracy"]
     stack = [r["policy"] for r in runs[(anchor, "auto", 1)][0]["results"] if r["policy"] != "dense"][0]
-    print(f"| model | skipped tiles | accuracy (Δ) | GEMMs: sparse vs dense sgemm b1 / b32 | end to end: sparse vs dense sgemm b1 / b32 "
+    print(f"| model | skipped tiles | accuracy (Δ) | GEMMs: sparse vs {dense_gemm} b1 / b32 | end to end: sparse vs {dense_gemm} b1 / b32 "
           f"| end to end vs unpruned b1 / b32 | + `{stack}`: accuracy, vs unpruned b1 / b32 |")
     print("|---|---:|---|---|---|---|---|")
     for model in models:

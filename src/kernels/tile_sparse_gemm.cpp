@@ -153,7 +153,8 @@ bool tile_aligned(const TileSparseMatrix& b, const TileBlock& block) {
 
 namespace {
 
-// From this many rows AMX beats AVX-512 BF16 on the tiles (bench/gemm/tile_sparse_matmul.cpp).
+// AMX multiplies 16 rows of A at a time; below that most of its work would be padding, so fewer
+// rows take the AVX-512 BF16 kernel (the exact crossover between the two is not yet measured).
 constexpr int64_t kAmxMinRows = 16;
 
 void check_call(const char* name, const TileSparseMatrix& b, const TileBlock& block, float beta) {
@@ -196,11 +197,17 @@ void gemm_tile_sparse_bf16(int64_t m, MatrixRef a, const TileSparseMatrix& b, co
   if (m <= 0 || block.cols == 0) return;
   // A rounded to bf16 as gemm_bf16 rounds it, padded as Bf16Rows says; one buffer per calling thread.
   const int64_t k = block.row1 - block.row0, stride = (k + b.tile_k - 1) / b.tile_k * b.tile_k;
+  const int64_t padded_rows = (m + 15) / 16 * 16;
   thread_local std::vector<uint16_t> a16;
-  a16.assign(static_cast<size_t>((m + 15) / 16 * 16 * stride), 0);
+  a16.resize(static_cast<size_t>(padded_rows * stride));
   uint16_t* a_bits = a16.data();  // (thread_local: the workers below must use the caller's buffer)
   const RowKernels& kernels = row_kernels();
-  for (int64_t r = 0; r < m; ++r) kernels.to_bf16(a.data + r * a.stride, a_bits + r * stride, k);
+#pragma omp parallel for schedule(static) if (m * k >= (1 << 16))
+  for (int64_t r = 0; r < padded_rows; ++r) {
+    uint16_t* row = a_bits + r * stride;
+    if (r < m) kernels.to_bf16(a.data + r * a.stride, row, k);
+    std::fill(row + (r < m ? k : 0), row + stride, uint16_t{0});
+  }
   const auto kernel = m >= kAmxMinRows && b.tile_k <= 32 && amx::available() ? amx::tile_sparse_blocks_bf16
                       : cpu_has_avx512_bf16()                                ? avx512bf16::tile_sparse_blocks_bf16
                                                                              : portable::tile_sparse_blocks_bf16;

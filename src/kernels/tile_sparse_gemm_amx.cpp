@@ -60,10 +60,12 @@ void block_rows(int64_t m, Bf16Rows a, const TileSparseMatrix& b, const TileBloc
   _tile_stored(0, out[0], kCols * sizeof(float));
   if constexpr (Groups == 2) _tile_stored(1, out[1], kCols * sizeof(float));
   const int64_t j0 = blk * kCols, width = std::min(kCols, block.col0 + block.cols - j0);
+  const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u);
   for (int64_t r = 0; r < std::min<int64_t>(Groups * kGroup, m - r0); ++r) {
     float* dst = c + (r0 + r) * ldc + (j0 - block.col0);
-    const float* src = out[r / kGroup][r % kGroup];
-    for (int64_t j = 0; j < width; ++j) dst[j] = accumulate ? dst[j] + src[j] : src[j];
+    __m512 v = _mm512_load_ps(out[r / kGroup][r % kGroup]);
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), v);
+    _mm512_mask_storeu_ps(dst, mask, v);
   }
 }
 
