@@ -90,19 +90,22 @@ TileSparseMatrix to_tile_sparse(const Tensor& wt, int64_t tile_k) {
 
 namespace portable {
 
-void tile_sparse_blocks(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0,
-                        int64_t blk1, float* c, int64_t ldc, bool accumulate) {
+namespace {
+
+// The reference loop both precisions share: input(r, k) is row r's input k of the weight,
+// weight(t, k, j) tile t's value at its input k, output j.
+template <class Input, class Weight>
+void blocks(int64_t m, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0, int64_t blk1, float* c,
+            int64_t ldc, bool accumulate, Input input, Weight weight) {
   for (int64_t blk = blk0; blk < blk1; ++blk) {
     const int64_t j0 = blk * kCols, width = std::min(kCols, block.col0 + block.cols - j0);
     for (int64_t r = 0; r < m; ++r) {
       float acc[kCols] = {};
-      const float* x = a.data + r * a.stride - block.row0;  // x[k] is input row k of the weight
       for (int64_t t = b.block_start[blk]; t < b.block_start[blk + 1]; ++t) {
         const int64_t k0 = b.tile_row[t], depth = std::min(b.tile_k, b.rows - k0);
         if (k0 < block.row0 || k0 >= block.row1) continue;
-        const float* w = b.values.data() + t * b.tile_k * kCols;
         for (int64_t k = 0; k < depth; ++k)
-          for (int64_t j = 0; j < kCols; ++j) acc[j] += x[k0 + k] * w[k * kCols + j];
+          for (int64_t j = 0; j < kCols; ++j) acc[j] += input(r, k0 + k) * weight(t, k, j);
       }
       float* out = c + r * ldc + (j0 - block.col0);
       for (int64_t j = 0; j < width; ++j) out[j] = accumulate ? out[j] + acc[j] : acc[j];
@@ -110,25 +113,24 @@ void tile_sparse_blocks(int64_t m, MatrixRef a, const TileSparseMatrix& b, const
   }
 }
 
+}  // namespace
+
+void tile_sparse_blocks(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0,
+                        int64_t blk1, float* c, int64_t ldc, bool accumulate) {
+  blocks(
+      m, b, block, blk0, blk1, c, ldc, accumulate,
+      [&](int64_t r, int64_t k) { return a.data[r * a.stride + k - block.row0]; },
+      [&](int64_t t, int64_t k, int64_t j) { return b.values[(t * b.tile_k + k) * kCols + j]; });
+}
+
 void tile_sparse_blocks_bf16(int64_t m, Bf16Rows a, const TileSparseMatrix& b, const TileBlock& block, int64_t blk0,
                              int64_t blk1, float* c, int64_t ldc, bool accumulate) {
-  for (int64_t blk = blk0; blk < blk1; ++blk) {
-    const int64_t j0 = blk * kCols, width = std::min(kCols, block.col0 + block.cols - j0);
-    for (int64_t r = 0; r < m; ++r) {
-      float acc[kCols] = {};
-      const uint16_t* x = a.data + r * a.stride - block.row0;  // x[k] is input row k of the weight
-      for (int64_t t = b.block_start[blk]; t < b.block_start[blk + 1]; ++t) {
-        const int64_t k0 = b.tile_row[t], depth = std::min(b.tile_k, b.rows - k0);
-        if (k0 < block.row0 || k0 >= block.row1) continue;
-        const uint16_t* w = b.bf16_values.data() + t * b.tile_k * kCols;
-        for (int64_t k = 0; k < depth; ++k)
-          for (int64_t j = 0; j < kCols; ++j)
-            acc[j] += bf16_to_f32(x[k0 + k]) * bf16_to_f32(w[(k / 2) * 2 * kCols + j * 2 + k % 2]);
-      }
-      float* out = c + r * ldc + (j0 - block.col0);
-      for (int64_t j = 0; j < width; ++j) out[j] = accumulate ? out[j] + acc[j] : acc[j];
-    }
-  }
+  blocks(
+      m, b, block, blk0, blk1, c, ldc, accumulate,
+      [&](int64_t r, int64_t k) { return bf16_to_f32(a.data[r * a.stride + k - block.row0]); },
+      [&](int64_t t, int64_t k, int64_t j) {
+        return bf16_to_f32(b.bf16_values[t * b.tile_k * kCols + (k / 2) * 2 * kCols + j * 2 + k % 2]);
+      });
 }
 
 }  // namespace portable

@@ -5,6 +5,7 @@
 // pruned tile costs nothing. oneDNN's dense bf16 GEMM uses the same unit, so without this the
 // sparse path loses to dense at batch 32.
 // Compiled with -mamx-tile -mamx-bf16 (CMake: *_amx.cpp), called only after amx::available().
+#include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -80,9 +81,11 @@ bool request_permission() {
 bool available() {
   static const bool ok = [] {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    return cpu_has_avx512_bf16() && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
-           request_permission();
+    // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE (clang 14's __builtin_cpu_supports lacks them).
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amx = (edx >> 22 & 1u) && (edx >> 24 & 1u);
+    return cpu_has_avx512_bf16() && amx && request_permission();
 #else
     return false;
 #endif
