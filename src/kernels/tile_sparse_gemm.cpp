@@ -155,9 +155,10 @@ bool tile_aligned(const TileSparseMatrix& b, const TileBlock& block) {
 
 namespace {
 
-// AMX multiplies 16 rows of A at a time; below that most of its work would be padding, so fewer
-// rows take the AVX-512 BF16 kernel (the exact crossover between the two is not yet measured).
-constexpr int64_t kAmxMinRows = 16;
+// From this many rows AMX beats AVX-512 BF16 on the tiles although it always multiplies 16 rows
+// (bench/gemm/tile_sparse_bf16_kernels.cpp, 80 % pruned, one thread: 0.83-1.21x at 1 row,
+// 1.23-1.49x at 2, 1.5-2.1x at 4, 2.9-5.8x from 8).
+constexpr int64_t kAmxMinRows = 2;
 
 void check_call(const char* name, const TileSparseMatrix& b, const TileBlock& block, float beta) {
   if (beta != 0.0f && beta != 1.0f) throw Error(std::string(name) + ": beta must be 0 or 1");
