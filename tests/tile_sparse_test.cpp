@@ -99,7 +99,9 @@ TEST_P(TileSparseGemmTest, Bf16EqualsTheDenseBf16ProductOnTheSameMaskedWeights) 
   const auto [m, k, n, tile_k] = shape;
   const Tensor w = masked_weight(k, n, tile_k, sparsity, static_cast<unsigned>(m * 131 + k * 7 + n));
   const auto a = random_normal(static_cast<size_t>(m * k), 3);
-  const TileSparseMatrix sparse = to_tile_sparse(w, tile_k);
+  TileSparseMatrix sparse = to_tile_sparse(w, tile_k);
+  EXPECT_FALSE(sparse.has_bf16);  // made only where bf16 runs
+  add_bf16_tiles(sparse);
   std::vector<float> c(static_cast<size_t>(m * n));
   if (tile_k % 2 != 0) {  // an input pair would straddle two tiles: no bf16 copy
     EXPECT_FALSE(sparse.has_bf16);
@@ -168,7 +170,8 @@ TEST(TileSparseGemm, AccumulatesAndAppliesTheDenseEpilogue) {
 TEST(TileSparseGemm, BlocksOfTheWeightEqualTheDenseSlice) {
   const int64_t m = 14, k = 96, n = 144;
   const Tensor w = masked_weight(k, n, 16, 0.5, 21);
-  const TileSparseMatrix sparse = to_tile_sparse(w, 16);
+  TileSparseMatrix sparse = to_tile_sparse(w, 16);
+  add_bf16_tiles(sparse);  // (the bf16 blocks below)
   const auto a = random_normal(static_cast<size_t>(m * k), 6), bias = random_normal(static_cast<size_t>(n), 7);
   for (const TileBlock block : {TileBlock{0, k, 32, 64}, TileBlock{32, 80, 0, n}, TileBlock{16, 96, 48, 96}, TileBlock{0, k, 128, 16}}) {
     const int64_t rows = block.row1 - block.row0;

@@ -32,7 +32,8 @@ int main() {
       for (int64_t j0 = 0; j0 < shape.n; j0 += 16)
         if (pruned(rng))
           for (int64_t r = k0; r < k0 + 16; ++r) std::fill(w.row(r) + j0, w.row(r) + j0 + 16, 0.0f);
-    const TileSparseMatrix sparse = to_tile_sparse(w, 16);
+    TileSparseMatrix sparse = to_tile_sparse(w, 16);
+    add_bf16_tiles(sparse);
     for (const int64_t m : {1, 2, 4, 8, 12, 16, 25, 32}) {
       std::vector<uint16_t> a(static_cast<size_t>((m + 15) / 16 * 16 * shape.k), 0x3f00);  // 0.5, padded as Bf16Rows asks
       std::vector<float> c(static_cast<size_t>(m * shape.n));

@@ -74,7 +74,8 @@ int main(int argc, char** argv) {
     for (const Shape& shape : shapes)
       for (const double sparsity : {0.0, 0.5, 0.7, 0.8, 0.9}) {
         const Tensor w = pruned_weight(shape.k, shape.n, tile_k, sparsity, rng);
-        const TileSparseMatrix sparse = to_tile_sparse(w, tile_k);
+        TileSparseMatrix sparse = to_tile_sparse(w, tile_k);
+        if (bf16) add_bf16_tiles(sparse);
         const Bf16Matrix w16 = bf16 ? to_bf16(w) : Bf16Matrix{};
         std::vector<float> a(static_cast<size_t>(m * shape.k), 0.5f), c(static_cast<size_t>(m * shape.n));
         const int calls = std::max<int>(3, static_cast<int>(2e8 / (2.0 * m * shape.k * shape.n + 1e6)));

@@ -73,19 +73,20 @@ TileSparseMatrix to_tile_sparse(const Tensor& wt, int64_t tile_k) {
     }
     s.block_start.push_back(s.tiles());
   }
-  if (tile_k % 2 == 0) {
-    // Rounded as gemm_bf16 rounds its weights (to_bf16), then interleaved in input pairs.
-    std::vector<uint16_t> rounded(s.values.size());
-    row_kernels().to_bf16(s.values.data(), rounded.data(), static_cast<int64_t>(s.values.size()));
-    s.bf16_values.resize(rounded.size());
-    const int64_t tile_floats = tile_k * kCols;
-    for (int64_t t = 0; t < s.tiles(); ++t)
-      for (int64_t k = 0; k < tile_k; ++k)
-        for (int64_t j = 0; j < kCols; ++j)
-          s.bf16_values[t * tile_floats + (k / 2) * 2 * kCols + j * 2 + k % 2] = rounded[t * tile_floats + k * kCols + j];
-    s.has_bf16 = true;
-  }
   return s;
+}
+
+void add_bf16_tiles(TileSparseMatrix& s) {
+  if (s.has_bf16 || s.tile_k % 2 != 0 || s.block_start.empty()) return;
+  std::vector<uint16_t> rounded(s.values.size());
+  row_kernels().to_bf16(s.values.data(), rounded.data(), static_cast<int64_t>(s.values.size()));
+  s.bf16_values.resize(rounded.size());
+  const int64_t tile_values = s.tile_k * kCols;
+  for (int64_t t = 0; t < s.tiles(); ++t)
+    for (int64_t k = 0; k < s.tile_k; ++k)
+      for (int64_t j = 0; j < kCols; ++j)
+        s.bf16_values[t * tile_values + TileSparseMatrix::bf16_offset(k, j)] = rounded[t * tile_values + k * kCols + j];
+  s.has_bf16 = true;
 }
 
 namespace portable {
@@ -129,7 +130,7 @@ void tile_sparse_blocks_bf16(int64_t m, Bf16Rows a, const TileSparseMatrix& b, c
       m, b, block, blk0, blk1, c, ldc, accumulate,
       [&](int64_t r, int64_t k) { return bf16_to_f32(a.data[r * a.stride + k - block.row0]); },
       [&](int64_t t, int64_t k, int64_t j) {
-        return bf16_to_f32(b.bf16_values[t * b.tile_k * kCols + (k / 2) * 2 * kCols + j * 2 + k % 2]);
+        return bf16_to_f32(b.bf16_values[t * b.tile_k * kCols + TileSparseMatrix::bf16_offset(k, j)]);
       });
 }
 
@@ -196,7 +197,7 @@ void gemm_tile_sparse(int64_t m, MatrixRef a, const TileSparseMatrix& b, const T
 void gemm_tile_sparse_bf16(int64_t m, MatrixRef a, const TileSparseMatrix& b, const TileBlock& block, float* c,
                            int64_t ldc, float beta, Epilogue epilogue) {
   check_call("gemm_tile_sparse_bf16", b, block, beta);
-  if (!b.has_bf16) throw Error("gemm_tile_sparse_bf16: the weight has no bf16 tiles (odd tile depth)");
+  if (!b.has_bf16) throw Error("gemm_tile_sparse_bf16: the weight has no bf16 tiles (add_bf16_tiles; odd tile depths have none)");
   if (m <= 0 || block.cols == 0) return;
   // A rounded to bf16 as gemm_bf16 rounds it, padded as Bf16Rows says; one buffer per calling thread.
   const int64_t k = block.row1 - block.row0, stride = (k + b.tile_k - 1) / b.tile_k * b.tile_k;

@@ -27,9 +27,12 @@ struct TileSparseMatrix {
   std::vector<float> values;                // [tiles, tile_k, 16], zero-padded past rows/cols
   // The same tiles rounded to bf16 for --precision bf16, laid out for AVX-512 BF16's dot product
   // (each 32-bit lane holds two consecutive inputs of one output): [tiles, tile_k / 2, 16, 2].
-  // Made by to_tile_sparse when tile_k is even (so no input pair straddles two tiles).
+  // Made by add_bf16_tiles, only where bf16 runs, and only for an even tile_k (so no input pair
+  // straddles two tiles).
   std::vector<uint16_t> bf16_values;
   bool has_bf16 = false;
+  // Where a tile's input k, output j sits among its tile_k * 16 bf16 values.
+  static constexpr int64_t bf16_offset(int64_t k, int64_t j) { return (k / 2) * 2 * kTileCols + j * 2 + k % 2; }
 
   int64_t column_blocks() const { return static_cast<int64_t>(block_start.size()) - 1; }
   int64_t tiles() const { return static_cast<int64_t>(tile_row.size()); }
@@ -40,6 +43,9 @@ struct TileSparseMatrix {
 
 // The non-zero tiles of Wt [K, N] (row-major, stride wt.dim(1)).
 TileSparseMatrix to_tile_sparse(const Tensor& wt, int64_t tile_k = 16);
+// Adds the bf16 copy of the tiles (rounded as gemm_bf16 rounds its weights); does nothing for an
+// odd tile_k, an empty matrix, or one that has it already.
+void add_bf16_tiles(TileSparseMatrix& s);
 // Fraction of all-zero tiles of Wt, without building the sparse copy (what the loader checks).
 double tile_sparsity(const Tensor& wt, int64_t tile_k = 16);
 

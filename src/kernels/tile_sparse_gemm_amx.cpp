@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "kernels/tile_sparse_gemm.h"
+#include "kernels/vec_math_avx512.h"
 
 namespace sieve::amx {
 
@@ -61,7 +62,7 @@ void block_rows(int64_t m, Bf16Rows a, const TileSparseMatrix& b, const TileBloc
   _tile_stored(0, out[0], kCols * sizeof(float));
   if constexpr (Groups == 2) _tile_stored(1, out[1], kCols * sizeof(float));
   const int64_t j0 = blk * kCols, width = std::min(kCols, block.col0 + block.cols - j0);
-  const __mmask16 mask = static_cast<__mmask16>((1u << width) - 1u);
+  const __mmask16 mask = avx512::tail_mask(width);
   for (int64_t r = 0; r < std::min<int64_t>(Groups * kGroup, m - r0); ++r) {
     float* dst = c + (r0 + r) * ldc + (j0 - block.col0);
     __m512 v = _mm512_load_ps(out[r / kGroup][r % kGroup]);

@@ -212,6 +212,7 @@ void BertEncoder::set_precision(Precision precision) {
     throw Error("this CPU has no exact int8 matrix multiply (needs AVX-512 VNNI; use --precision fp32 or bf16)");
   for (Layer& layer : layers_) {
     for (auto [w, copies] : layer.weights()) {
+      if (precision == Precision::Bf16) add_bf16_tiles(copies->tile_sparse);  // (no sparse copy: nothing)
       if (copies->has(precision)) continue;
       if (precision == Precision::Bf16) copies->bf16 = to_bf16(*w);
       if (precision == Precision::Int8) copies->int8 = to_int8(*w);
@@ -225,6 +226,7 @@ void BertEncoder::set_tile_sparse(double min_sparsity, int64_t tile_k) {
     for (auto [w, copies] : layer.weights()) {
       copies->tile_sparse = {};
       if (min_sparsity <= 1.0 && tile_sparsity(*w, tile_k) >= min_sparsity) copies->tile_sparse = to_tile_sparse(*w, tile_k);
+      if (!copies->bf16.bits.empty()) add_bf16_tiles(copies->tile_sparse);  // bf16 already set: it reads them
     }
   }
 }
