@@ -17,13 +17,19 @@ Gradients: the cluster tables are piecewise constant in X (no gradient, as in th
 after them (means, projections, softmax) is differentiable, so gradients reach X and the weights
 through the centroids.
 
-`python tools/cta_torch.py --check` prints the first draws for a quick look; the parity test with
+Heads are batched: one GEMM gives every head's projections, one sort-based pass per level clusters
+every head, and cluster means are sparse-dense products (index_add goes row by row on the CPU).
+`python tools/cta_torch.py --check` prints std::mt19937_64's 10000th draw; the parity test with
 Sieve is tests/python/test_cta_parity.py.
 """
 import math
+import warnings
 
 import numpy as np
 import torch
+
+# torch 2.x warns that it does not validate sparse tensors; ours are built from in-range indices.
+warnings.filterwarnings("ignore", message="Sparse invariant checks")
 
 MASK64 = (1 << 64) - 1
 MASK32 = (1 << 32) - 1
@@ -141,87 +147,135 @@ class CtaConfig:
         return layer in self.directions
 
 
-def _cluster(codes):
-    """Rows with equal codes share a cluster: (table [n] int64, number of clusters)."""
-    _, table = torch.unique(codes, dim=0, return_inverse=True)
-    return table, int(table.max()) + 1
+def _cluster_groups(codes):
+    """Cluster tables of G independent hashings at once. codes [G, n, l] (float64 bucket numbers):
+    rows with equal codes in the same group share a cluster. Returns (table [G, n] int64, clusters [G])
+    with each group's clusters numbered from 0."""
+    groups, n, l = codes.shape
+    # One integer key per row, built a column at a time and renumbered after each, so it stays below
+    # G n (torch.unique(dim=0) compares rows one by one, ~10x slower).
+    key = torch.arange(groups).view(groups, 1).expand(groups, n).reshape(-1)
+    for k in range(l):
+        values, column = torch.unique(codes[:, :, k].reshape(-1), return_inverse=True)
+        _, key = torch.unique(key * values.numel() + column, return_inverse=True)
+    inverse = key.view(groups, n)
+    # Keys are ranks with the group id most significant: each group's clusters are one contiguous range.
+    first = inverse.min(dim=1).values
+    table = inverse - first.unsqueeze(1)
+    return table, table.max(dim=1).values + 1
 
 
-def _means(rows, table, k):
-    sums = torch.zeros(k, rows.shape[1], dtype=rows.dtype).index_add(0, table, rows)
-    counts = torch.bincount(table, minlength=k).to(rows.dtype).unsqueeze(1)
-    return sums / counts
+def _averaging_matrix(table, width, dtype, per_group_rows=False):
+    """Sparse [G width, n] (per_group_rows: [G width, G n]): row g * width + c averages the tokens of
+    group g's cluster c (1 / count each), taken from one [n, dw] input shared by every group, or
+    from group g's own n rows of a [G n, dw] input. Cluster means are then one sparse-dense product:
+    index_add/scatter_add on the CPU go row by row, ~20x slower at these sizes, and the product's
+    backward is another product."""
+    groups, n = table.shape
+    rows = (table + torch.arange(groups).unsqueeze(1) * width).reshape(-1)
+    counts = torch.bincount(rows, minlength=groups * width).clamp(min=1).to(dtype)
+    cols = torch.arange(groups * n) if per_group_rows else torch.arange(n).repeat(groups)
+    shape = (groups * width, groups * n if per_group_rows else n)
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), 1.0 / counts[rows], shape).coalesce()
 
 
-def cta_head_attention(x, proj, offsets, w, wq, bq, wk, bk, wv, bv, scale, dropout=None):
-    """One sequence, one head (cta_head_attention in cta.cpp). x [n, dw]; proj [n, 3, l] = <x, a>
-    for LSH_0/1/2 (fp32); offsets [3, l] float64; wq/wk/wv [d, dw] and biases [d] (nn.Linear layout).
-    Returns (output [n, d], (k0, k1, k2))."""
+def cta_attention(x, proj, offsets, w, wq, bq, wk, bk, wv, bv, heads, dropout=None):
+    """One sequence, all heads of a layer (cta_head_attention in cta.cpp for each head, batched).
+    Padded cluster rows (past a head's own count) are computed and never read.
+    x [n, dw]; proj [n, G, 3, l] = <x, a> for each group's LSH_0/1/2 (fp32), G = heads (the paper's
+    per-head reading) or 1 (share=layer); offsets [G, 3, l] float64; wq/wk/wv [heads d, dw] and
+    biases (nn.Linear layout). Returns (output [n, heads d], k0, k1, k2 as [G] tensors)."""
+    n, groups = proj.shape[0], proj.shape[1]
+    d = wq.shape[0] // heads
     with torch.no_grad():
-        p = proj.double()
-        ct0, k0 = _cluster(torch.floor((p[:, 0] + offsets[0]) / w))
-        ct1, k1 = _cluster(torch.floor((p[:, 1] + offsets[1]) / w))
-        residual_mean = _means(p[:, 2], ct1, k1)
-        ct2, k2 = _cluster(torch.floor(((p[:, 2] - residual_mean[ct1]) + offsets[2]) / w))
-    c0 = _means(x, ct0, k0)
-    c1 = _means(x, ct1, k1)
-    c2 = _means(x - c1[ct1], ct2, k2)
-    ccat = torch.cat([c1, c2])
-    qbar = c0 @ wq.t() + bq
-    bias_rows = torch.cat([torch.ones(k1, 1, dtype=x.dtype), torch.zeros(k2, 1, dtype=x.dtype)])
-    kbar = ccat @ wk.t() + bias_rows * bk
-    vbar = ccat @ wv.t() + bias_rows * bv
-    sbar = (qbar * scale) @ kbar.t()                       # [k0, k1 + k2]   (eq. 5)
-    scores = sbar[:, ct1] + sbar[:, k1 + ct2]              # [k0, n]         (eq. 6, per key token)
-    probs = torch.softmax(scores, dim=-1)
+        p = proj.double().permute(1, 0, 2, 3)                                   # [G, n, 3, l]
+        ct0, k0 = _cluster_groups(torch.floor((p[:, :, 0] + offsets[:, None, 0]) / w))
+        ct1, k1 = _cluster_groups(torch.floor((p[:, :, 1] + offsets[:, None, 1]) / w))
+        K0, K1 = int(k0.max()), int(k1.max())
+        l = p.shape[-1]
+        # LSH_2's projections of the residuals by linearity: <x, a> minus its LSH_1 cluster's mean.
+        mean1 = torch.sparse.mm(_averaging_matrix(ct1, K1, p.dtype, per_group_rows=True),
+                                p[:, :, 2].reshape(groups * n, l)).view(groups, K1, l)
+        shifted = p[:, :, 2] - mean1.gather(1, ct1.unsqueeze(2).expand(groups, n, l))
+        ct2, k2 = _cluster_groups(torch.floor((shifted + offsets[:, None, 2]) / w))
+        K2 = int(k2.max())
+        average0, average1, average2 = (_averaging_matrix(t, k, x.dtype) for t, k in ((ct0, K0), (ct1, K1), (ct2, K2)))
+        # C2 = mean over LSH_2 clusters of x - C1[CT1 x]: its C1 part is a sparse [G K2, G K1] average of C1 rows.
+        rows2 = (ct2 + torch.arange(groups).unsqueeze(1) * K2).reshape(-1)
+        rows1 = (ct1 + torch.arange(groups).unsqueeze(1) * K1).reshape(-1)
+        counts2 = torch.bincount(rows2, minlength=groups * K2).clamp(min=1).to(x.dtype)
+        c1_part = torch.sparse_coo_tensor(torch.stack([rows2, rows1]), 1.0 / counts2[rows2], (groups * K2, groups * K1)).coalesce()
+    dw = x.shape[1]
+    c0 = torch.sparse.mm(average0, x).view(groups, K0, dw)                     # [G, K0, dw]
+    c1 = torch.sparse.mm(average1, x)
+    c2 = torch.sparse.mm(average2, x) - torch.sparse.mm(c1_part, c1)
+    ccat = torch.cat([c1.view(groups, K1, dw), c2.view(groups, K2, dw)], dim=1)  # [G, K1 + K2, dw]
+
+    def project(c, weight, bias, bias_rows):  # [G, k, dw] -> [heads, k, d]
+        if groups == 1:
+            y = (c[0] @ weight.t()).view(c.shape[1], heads, d).permute(1, 0, 2)
+        else:
+            y = torch.bmm(c, weight.view(heads, d, -1).transpose(1, 2))
+        return y + bias.view(heads, 1, d) * bias_rows
+
+    ones = torch.ones(1, K0, 1, dtype=x.dtype)
+    c1_rows = torch.cat([torch.ones(1, K1, 1, dtype=x.dtype), torch.zeros(1, K2, 1, dtype=x.dtype)], dim=1)
+    qbar = project(c0, wq, bq, ones) * (1.0 / math.sqrt(d))
+    kbar = project(ccat, wk, bk, c1_rows)         # the bias on the C1 rows only (eq. 4)
+    vbar = project(ccat, wv, bv, c1_rows)
+    sbar = torch.bmm(qbar, kbar.transpose(1, 2))  # [heads, K0, K1 + K2]  (eq. 5)
+    key1 = ct1.expand(heads, n) if groups == 1 else ct1
+    key2 = (ct2 + K1).expand(heads, n) if groups == 1 else ct2 + K1
+    scores = sbar.gather(2, key1.unsqueeze(1).expand(heads, K0, n)) + sbar.gather(2, key2.unsqueeze(1).expand(heads, K0, n))
+    probs = torch.softmax(scores, dim=-1)          # per key token (eq. 6)
     if dropout is not None:
         probs = dropout(probs)
-    values = vbar[ct1] + vbar[k1 + ct2]                     # [n, d]          (eq. 4)
-    obar = probs @ values                                   # [k0, d]         (eq. 7-8)
-    return obar[ct0], (k0, k1, k2)
+    values = vbar.gather(1, key1.unsqueeze(2).expand(heads, n, d)) + vbar.gather(1, key2.unsqueeze(2).expand(heads, n, d))
+    obar = torch.bmm(probs, values)                # [heads, K0, d]  (eq. 7-8)
+    query = ct0.expand(heads, n) if groups == 1 else ct0
+    out = obar.gather(1, query.unsqueeze(2).expand(heads, n, d))
+    return out.permute(1, 0, 2).reshape(n, heads * d), k0, k1, k2
 
 
 class CtaSelfAttention(torch.nn.Module):
     """Drop-in for transformers' BertSelfAttention (same query/key/value modules, same weights):
     each sequence of the batch runs CTA on its first `lengths[b]` rows (right padding); the padded
-    rows get zeros. The caller sets `state.lengths` before each forward (CtaBert does)."""
+    rows get zeros. Lengths come from `state.lengths` if the caller set it, else from BERT's
+    additive attention mask."""
 
     def __init__(self, original, config, layer, state):
         super().__init__()
         self.query, self.key, self.value, self.dropout = original.query, original.key, original.value, original.dropout
         self.heads = original.num_attention_heads
-        self.head_dim = original.attention_head_size
         self.config, self.layer, self.state = config, layer, state
-        dirs = config.directions[layer]                          # [H, 3, l, dw]
+        dirs = config.directions[layer]                          # [G, 3, l, dw]
         self.register_buffer("directions_t", dirs.reshape(-1, dirs.shape[-1]).t().contiguous(), persistent=False)
 
     def forward(self, hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, past_key_value=None, output_attentions=False):
-        batch, seq, dw = hidden_states.shape
-        cfg, d, l = self.config, self.head_dim, self.config.l
-        lengths = self.state.lengths if self.state.lengths is not None else [seq] * batch
-        offsets = cfg.offsets[self.layer]
-        out = hidden_states.new_zeros(batch, seq, self.heads * d)
-        rows = []
+        batch, seq, _ = hidden_states.shape
+        cfg = self.config
+        if self.state.lengths is not None:
+            lengths = self.state.lengths
+        elif attention_mask is not None:  # BERT's additive mask [B, 1, 1, seq]: 0 where kept (right padding)
+            lengths = (attention_mask.reshape(batch, -1)[:, -seq:] == 0).sum(1).tolist()
+        else:
+            lengths = [seq] * batch
+        groups = 1 if cfg.shared else self.heads
+        outputs = []
         for b in range(batch):
             n = int(lengths[b])
             x = hidden_states[b, :n]
-            proj = (x @ self.directions_t).reshape(n, -1, 3, l)  # one GEMM for every head's projections
-            heads_out = []
-            for h in range(self.heads):
-                g = 0 if cfg.shared else h
-                cols = slice(h * d, (h + 1) * d)
-                o, ks = cta_head_attention(
-                    x, proj[:, g], offsets[g], cfg.w, self.query.weight[cols], self.query.bias[cols],
-                    self.key.weight[cols], self.key.bias[cols], self.value.weight[cols], self.value.bias[cols],
-                    1.0 / math.sqrt(d), self.dropout if self.training else None)
-                heads_out.append(o)
-                if self.state.record is not None:
-                    self.state.record.append((self.layer, h, n) + ks)
-            rows.append(torch.cat(heads_out, dim=1))
-        for b, r in enumerate(rows):
-            out = out.index_copy(0, torch.tensor([b]), torch.nn.functional.pad(r, (0, 0, 0, seq - r.shape[0])).unsqueeze(0))
-        return (out,)
+            proj = (x @ self.directions_t).view(n, groups, 3, cfg.l)  # one GEMM: every projection of the layer
+            o, k0, k1, k2 = cta_attention(
+                x, proj, cfg.offsets[self.layer], cfg.w, self.query.weight, self.query.bias, self.key.weight,
+                self.key.bias, self.value.weight, self.value.bias, self.heads, self.dropout if self.training else None)
+            if self.state.record is not None:
+                for h in range(self.heads):
+                    g = 0 if cfg.shared else h
+                    self.state.record.append((self.layer, h, n, int(k0[g]), int(k1[g]), int(k2[g])))
+            outputs.append(torch.nn.functional.pad(o, (0, 0, 0, seq - n)))
+        return (torch.stack(outputs),)
 
 
 class CtaState:
@@ -232,7 +286,8 @@ class CtaState:
 
 def attach_cta(model, config):
     """Replace the self-attention of every CTA layer of a transformers BERT model (or a model whose
-    `base_model` is one) in place; returns the shared state whose `lengths` the caller sets."""
+    `base_model` is one) in place; returns the shared state (lengths to override the mask's, and
+    a list to record cluster counts in)."""
     encoder = model.base_model.encoder if hasattr(model, "base_model") else model.encoder
     state = CtaState()
     for i, layer in enumerate(encoder.layer):

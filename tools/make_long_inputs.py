@@ -8,6 +8,11 @@ distinct sentences of one label, in random order, until it reaches that length w
 --max-tokens (counted with the model's tokenizer, [CLS] and [SEP] included). Sentences are reused
 across documents so that the set is large enough for accuracy to be measured to a fraction of a
 point; labels alternate so the set is balanced. Seeded and reproducible.
+
+--minority A-B mixes labels (off by default): a fraction f ~ U[A, B] (B < 0.5) of each document's
+tokens comes from sentences of the other label, in random order among the rest, and the label is the
+majority's. Single-label documents are too easy (dense models are right on all of them, so a
+calibration slice cannot tell settings apart); mixed ones ask the model to weigh the whole text.
 """
 
 import argparse
@@ -27,21 +32,28 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path, help="GLUE task directory (train/validation parquet or tsv)")
     ap.add_argument("--split", default="validation",
-                    help="validation, or 'calibration' for the held-out calibration slice of the training split")
+                    help="validation; 'calibration' for the held-out calibration slice of the training split; "
+                         "'train' for the rest of the training split (fine-tuning on long inputs)")
     ap.add_argument("--model", required=True, type=Path, help="model directory whose tokenizer counts tokens")
     ap.add_argument("--out", required=True, type=Path, help="TSV file to write")
     ap.add_argument("--docs", type=int, default=400)
     ap.add_argument("--min-tokens", type=int, default=256)
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minority", default="0", help="A-B: fraction of each document's tokens from the other label "
+                    "(uniform in [A, B], B < 0.5; the label is the majority's). Default 0: single-label documents")
     args = ap.parse_args()
+    low, _, high = args.minority.partition("-")
+    minority = (float(low), float(high or low))
+    if not 0.0 <= minority[0] <= minority[1] < 0.5:
+        raise SystemExit("--minority A-B needs 0 <= A <= B < 0.5")
     if not 3 <= args.min_tokens <= args.max_tokens:
         raise SystemExit("need 3 <= --min-tokens <= --max-tokens")
 
     from transformers import AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(str(args.model))
-    if args.split == "calibration":
-        rows = split_train(args.data, load_split(args.data, "train"))[1]
+    if args.split in ("train", "calibration"):
+        rows = split_train(args.data, load_split(args.data, "train"))[0 if args.split == "train" else 1]
     else:
         rows = load_split(args.data, args.split)
     by_label = {}
@@ -55,15 +67,23 @@ def main():
     for d in range(args.docs):
         label = labels[d % len(labels)]
         target = rng.randint(args.min_tokens, args.max_tokens)
-        pool = by_label[label][:]
-        rng.shuffle(pool)
+        share = rng.uniform(*minority) if minority[1] > 0 else 0.0
+        other = labels[(d + 1) % len(labels)]
         parts, length = [], 2
-        for sentence, n in pool:
-            if length >= target:
+        # The majority's sentences up to (1 - share) of the target, then the other label's up to it.
+        for source, goal in ((label, 2 + (1.0 - share) * (target - 2)), (other, target)):
+            pool = by_label[source][:]
+            rng.shuffle(pool)
+            for sentence, n in pool:
+                if length >= goal:
+                    break
+                if length + n <= args.max_tokens:
+                    parts.append(sentence)
+                    length += n
+            if share == 0.0:
                 break
-            if length + n <= args.max_tokens:
-                parts.append(sentence)
-                length += n
+        if share > 0.0:
+            rng.shuffle(parts)
         text = " ".join(parts)
         real = len(tokenizer(text)["input_ids"])  # joining can merge or split a token at the seams
         if real < args.min_tokens or real > args.max_tokens:

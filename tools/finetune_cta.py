@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Fine-tune a sequence classifier with compressed token attention (CTA) in its forward pass, the
+paper's recipe for recovering accuracy at a given compression (section V, "Methodology": the
+approximation is differentiable and the model is fine-tuned with it). The LSH draws are Sieve's
+(tools/cta_torch.py, parity-tested), so the exported model is served by `sieve eval/classify` with
+the same `cta:` spec, which is written to <out>/cta.json.
+
+    python tools/finetune_cta.py --model models/minilm-sst2 --cta w=24,l=6,seed=0 \\
+        --train out/data/sst2-long-train-minilm-sst2.tsv \\
+        --calibration out/data/sst2-long-calibration-minilm-sst2.tsv --out models/minilm-sst2-cta-w24
+
+--train and --calibration are GLUE TSV files (tools/make_long_inputs.py --split train / calibration:
+documents built from the training split minus its calibration slice, and from the slice). The
+epoch with the best calibration accuracy (CTA on unless --cta none) is exported; validation is never read here.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
+
+import cta_torch  # noqa: E402
+from finetune_classifier import batches, evaluate  # noqa: E402
+from glue_data import encode, read_rows  # noqa: E402
+
+
+def parse_cta(text):
+    """'w=24,l=6,seed=0[,share=layer][,layers=a-b]' -> keyword arguments for cta_torch.CtaConfig."""
+    fields = dict(kv.split("=", 1) for kv in text.split(",") if kv)
+    unknown = set(fields) - {"w", "l", "seed", "share", "layers"}
+    if unknown or "w" not in fields:
+        raise SystemExit(f"--cta {text}: expected w=W[,l=L][,seed=S][,share=head|layer][,layers=a-b]")
+    layers = None
+    if "layers" in fields:
+        a, _, b = fields["layers"].partition("-")
+        layers = range(int(a), int(b or a) + 1)
+    return {"w": float(fields["w"]), "l": int(fields.get("l", 6)), "seed": int(fields.get("seed", 0)),
+            "shared": fields.get("share", "head") == "layer", "layers": layers}
+
+
+def spec_of(text):
+    return "dense" if text == "none" else "cta:" + text
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="fine-tuned HF classifier to start from")
+    ap.add_argument("--cta", required=True, help="CTA settings as in Sieve's spec without 'cta:', or 'none' (dense)")
+    ap.add_argument("--train", required=True, help="training TSV (long documents from the fit rows)")
+    ap.add_argument("--calibration", required=True, help="calibration TSV (long documents from the calibration slice)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--train-limit", type=int, default=0, help="first N shuffled training documents (0 = all)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    train, calibration = read_rows(args.train), read_rows(args.calibration)
+    rng.shuffle(train)
+    if args.train_limit:
+        train = train[:args.train_limit]
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model)
+    hf = model.config
+    # --cta none: the same loop without CTA, the dense model that CTA's accuracy is compared with.
+    state = None
+    if args.cta != "none":
+        cta = cta_torch.CtaConfig(num_layers=hf.num_hidden_layers, hidden=hf.hidden_size, heads=hf.num_attention_heads,
+                                  **parse_cta(args.cta))
+        state = cta_torch.attach_cta(model, cta)
+    model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
+    print(f"train {len(train)} documents, calibration {len(calibration)}; CTA {args.cta}", flush=True)
+
+    def calibrate():
+        if state is None:
+            return evaluate(model, tokenizer, calibration, args.max_length, 16)[0], 1.0, 1.0
+        state.record = []
+        acc, _ = evaluate(model, tokenizer, calibration, args.max_length, 16)
+        rl, ra = cta_torch.rl_ra(state.record, hf.hidden_size, hf.hidden_size // hf.num_attention_heads)
+        state.record = None
+        return acc, rl, ra
+
+    t0 = time.time()
+    acc, rl, ra = calibrate()
+    history = [{"epoch": -1, "calibration_accuracy": acc, "rl": rl, "ra": ra, "seconds": round(time.time() - t0, 1)}]
+    mode = "dense" if state is None else "CTA on"
+    print(f"before fine-tuning: calibration accuracy {acc:.4f} ({mode}), RL {rl:.3f} RA {ra:.3f}", flush=True)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
+    steps = args.epochs * ((len(train) + args.batch_size - 1) // args.batch_size)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup))))
+    best, best_epoch, step = -1.0, -1, 0
+    out = Path(args.out)
+    for epoch in range(args.epochs):
+        model.train()
+        t0 = time.time()
+        for batch in batches(train, args.batch_size, True, rng):
+            loss = model(**encode(tokenizer, batch, args.max_length), labels=torch.tensor([r[1] for r in batch])).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            step += 1
+            if step % 20 == 0:
+                print(f"epoch {epoch} step {step}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+        acc, rl, ra = calibrate()
+        history.append({"epoch": epoch, "calibration_accuracy": acc, "rl": rl, "ra": ra, "seconds": round(time.time() - t0, 1)})
+        print(f"epoch {epoch}: calibration accuracy {acc:.4f} ({mode}), RL {rl:.3f} RA {ra:.3f} ({time.time() - t0:.0f}s)", flush=True)
+        if acc > best:
+            best, best_epoch = acc, epoch
+            # Export plain BERT modules (the CTA wrappers share their Linear layers, so the weights
+            # are the fine-tuned ones): Sieve reads a standard HF directory.
+            out.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(out, safe_serialization=True)
+            tokenizer.save_pretrained(out)
+    (out / "cta.json").write_text(json.dumps({
+        "spec": spec_of(args.cta), "base_model": str(args.model), "train": str(args.train), "calibration": str(args.calibration),
+        "train_documents": len(train), "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+        "chosen_epoch": best_epoch, "history": history, "torch": torch.__version__, "threads": args.threads}, indent=2) + "\n")
+    print(f"epoch {best_epoch} exported to {out} (calibration accuracy {best:.4f}, {mode})")
+
+
+if __name__ == "__main__":
+    main()
