@@ -48,6 +48,32 @@ def text_length(text):
     return sum(len(t) for t in text) if isinstance(text, tuple) else len(text)
 
 
+def optimizer_and_schedule(model, lr, steps):
+    """AdamW over the trainable parameters, linear warmup over the first 10 % of steps, then linear decay."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    decay = max(1, steps - warmup)  # a one-step run (tests, smoke runs) has no decay phase
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / decay)))
+    return opt, sched
+
+
+def train_epoch(model, tokenizer, rows, opt, sched, args, rng, epoch, step, steps, report_every):
+    """One shuffled pass over `rows` (args.batch_size, args.max_length); returns the step count after it."""
+    model.train()
+    t0 = time.time()
+    for batch in batches(rows, args.batch_size, True, rng):
+        loss = model(**encode(tokenizer, batch, args.max_length), labels=torch.tensor([r[1] for r in batch])).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        step += 1
+        if step % report_every == 0:
+            print(f"epoch {epoch} step {step}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+    return step
+
+
 def evaluate(model, tokenizer, rows, max_length, batch_size):
     """(accuracy, F1 of label 1): F1 is what GLUE reports beside accuracy for MRPC."""
     model.eval()
@@ -97,29 +123,16 @@ def main():
         args.model, num_labels=len(labels), id2label=names, label2id={v: k for k, v in names.items()})
     if not args.train_word_embeddings:
         model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
     steps = args.epochs * ((len(train) + args.batch_size - 1) // args.batch_size)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup))))
+    opt, sched = optimizer_and_schedule(model, args.lr, steps)
 
     best, best_epoch = -1.0, 0
     start = time.time()
     out = Path(args.out)
     step = 0
     for epoch in range(args.epochs):
-        model.train()
         t0 = time.time()
-        for batch in batches(train, args.batch_size, True, rng):
-            enc = encode(tokenizer, batch, args.max_length)
-            loss = model(**enc, labels=torch.tensor([r[1] for r in batch])).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            step += 1
-            if step % 200 == 0:
-                print(f"epoch {epoch} step {step}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+        step = train_epoch(model, tokenizer, train, opt, sched, args, rng, epoch, step, steps, 200)
         acc, f1 = evaluate(model, tokenizer, calibration, args.max_length, 64)
         print(f"epoch {epoch}: calibration accuracy {acc:.4f} F1 {f1:.4f} ({time.time() - t0:.0f}s)", flush=True)
         if acc > best:

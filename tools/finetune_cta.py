@@ -28,8 +28,8 @@ import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 import cta_torch  # noqa: E402
-from finetune_classifier import batches, evaluate  # noqa: E402
-from glue_data import encode, read_rows  # noqa: E402
+from finetune_classifier import evaluate, optimizer_and_schedule, train_epoch  # noqa: E402
+from glue_data import read_rows  # noqa: E402
 
 
 def parse_cta(text):
@@ -99,25 +99,13 @@ def main():
     history = [{"epoch": -1, "calibration_accuracy": acc, "rl": rl, "ra": ra, "seconds": round(time.time() - t0, 1)}]
     mode = "dense" if state is None else "CTA on"
     print(f"before fine-tuning: calibration accuracy {acc:.4f} ({mode}), RL {rl:.3f} RA {ra:.3f}", flush=True)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
     steps = args.epochs * ((len(train) + args.batch_size - 1) // args.batch_size)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup))))
+    opt, sched = optimizer_and_schedule(model, args.lr, steps)
     best, best_epoch, step = -1.0, -1, 0
     out = Path(args.out)
     for epoch in range(args.epochs):
-        model.train()
         t0 = time.time()
-        for batch in batches(train, args.batch_size, True, rng):
-            loss = model(**encode(tokenizer, batch, args.max_length), labels=torch.tensor([r[1] for r in batch])).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            step += 1
-            if step % 20 == 0:
-                print(f"epoch {epoch} step {step}/{steps} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+        step = train_epoch(model, tokenizer, train, opt, sched, args, rng, epoch, step, steps, 20)
         acc, rl, ra = calibrate()
         history.append({"epoch": epoch, "calibration_accuracy": acc, "rl": rl, "ra": ra, "seconds": round(time.time() - t0, 1)})
         print(f"epoch {epoch}: calibration accuracy {acc:.4f} ({mode}), RL {rl:.3f} RA {ra:.3f} ({time.time() - t0:.0f}s)", flush=True)
