@@ -165,6 +165,14 @@ def _cluster_groups(codes):
     return table, table.max(dim=1).values + 1
 
 
+def _padded_rows(table, width, dtype):
+    """Each token's row in a [G width] padded cluster layout (group g's cluster c at g * width + c),
+    flattened to [G n], and every row's token count (at least 1, so empty padding rows divide safely)."""
+    groups = table.shape[0]
+    rows = (table + torch.arange(groups).unsqueeze(1) * width).reshape(-1)
+    return rows, torch.bincount(rows, minlength=groups * width).clamp(min=1).to(dtype)
+
+
 def _averaging_matrix(table, width, dtype, per_group_rows=False):
     """Sparse [G width, n] (per_group_rows: [G width, G n]): row g * width + c averages the tokens of
     group g's cluster c (1 / count each), taken from one [n, dw] input shared by every group, or
@@ -172,8 +180,7 @@ def _averaging_matrix(table, width, dtype, per_group_rows=False):
     index_add/scatter_add on the CPU go row by row, ~20x slower at these sizes, and the product's
     backward is another product."""
     groups, n = table.shape
-    rows = (table + torch.arange(groups).unsqueeze(1) * width).reshape(-1)
-    counts = torch.bincount(rows, minlength=groups * width).clamp(min=1).to(dtype)
+    rows, counts = _padded_rows(table, width, dtype)
     cols = torch.arange(groups * n) if per_group_rows else torch.arange(n).repeat(groups)
     shape = (groups * width, groups * n if per_group_rows else n)
     return torch.sparse_coo_tensor(torch.stack([rows, cols]), 1.0 / counts[rows], shape).coalesce()
@@ -201,9 +208,8 @@ def cta_attention(x, proj, offsets, w, wq, bq, wk, bk, wv, bv, heads, dropout=No
         K2 = int(k2.max())
         average0, average1, average2 = (_averaging_matrix(t, k, x.dtype) for t, k in ((ct0, K0), (ct1, K1), (ct2, K2)))
         # C2 = mean over LSH_2 clusters of x - C1[CT1 x]: its C1 part is a sparse [G K2, G K1] average of C1 rows.
-        rows2 = (ct2 + torch.arange(groups).unsqueeze(1) * K2).reshape(-1)
-        rows1 = (ct1 + torch.arange(groups).unsqueeze(1) * K1).reshape(-1)
-        counts2 = torch.bincount(rows2, minlength=groups * K2).clamp(min=1).to(x.dtype)
+        rows2, counts2 = _padded_rows(ct2, K2, x.dtype)
+        rows1, _ = _padded_rows(ct1, K1, x.dtype)
         c1_part = torch.sparse_coo_tensor(torch.stack([rows2, rows1]), 1.0 / counts2[rows2], (groups * K2, groups * K1)).coalesce()
     dw = x.shape[1]
     c0 = torch.sparse.mm(average0, x).view(groups, K0, dw)                     # [G, K0, dw]

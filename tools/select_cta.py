@@ -55,7 +55,7 @@ def pick(dense_file, cta_file, budget):
 def amdahl(dense_row, attention_speedup):
     """End-to-end bound when only the attention block (QKV .. Add & LayerNorm) runs faster."""
     f = dense_row["attention_seconds"] / dense_row["total_seconds"]
-    return 1.0 / ((1.0 - f) + f / attention_speedup), f
+    return 1.0 / ((1.0 - f) + f / attention_speedup)
 
 
 def table(folder):
@@ -75,7 +75,7 @@ def table(folder):
     for model, label in (("cta", "CTA-fine-tuned"), ("dense", "dense-fine-tuned (no CTA in training)")):
         for r1, r32 in zip(runs[(model, 1)][1:], runs[(model, 32)][1:]):
             rl, ra = compression(r1)
-            bound, _ = amdahl(runs[(model, 1)][0], r1["attention_speedup"])
+            bound = amdahl(runs[(model, 1)][0], r1["attention_speedup"])
             cal = calibration.get(r1["policy"], {}).get("delta_points") if model == "cta" else None
             lines.append(f"| {label} | `{r1['policy']}` | {'' if cal is None else f'{cal:+.2f}'} | {100 * r1['accuracy']:.2f} "
                          f"| {100 * (r1['accuracy'] - base):+.2f} | {rl:.2f} | {ra:.2f} | {r1['flops_reduction']:.2f}x "
