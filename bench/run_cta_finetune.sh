@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 15: compressed token attention (CTA) fine-tuned in the loop, on long inputs where it can lose.
 #   BASE=models/minilm-sst2 bash bench/run_cta_finetune.sh
+#   SHARE=layer bash bench/run_cta_finetune.sh     # the same with one clustering per layer (share=layer)
 # 1. Data (tools/make_long_inputs.py --minority 0.3-0.45): SST-2 documents of 256-512 tokens whose
 #    sentences mix both labels (30-45 % of the tokens from the minority label; the label is the
 #    majority's). Single-label documents are too easy (dense and every CTA width score 100 % on their
@@ -24,11 +25,13 @@ SIEVE="$ROOT/build/sieve"
 BASE="${BASE:-models/minilm-sst2}"
 NAME="$(basename "$BASE")"
 W="${W:-24}"
+SHARE="${SHARE:-}"  # empty: per head (the paper); layer: share=layer
+SUFFIX="${SHARE:+,share=$SHARE}"
 MIX="${MIX:-0.3-0.45}"
 TRAIN_DOCS="${TRAIN_DOCS:-1200}"
 BUDGET="${BUDGET:-1.0}"
 THREADS="${THREADS:-2}"
-OUT="out/cta/$NAME"
+OUT="out/cta/$NAME${SHARE:+-shared}"
 mkdir -p "$OUT" out/data
 DATA=../shared/data/glue/sst2
 TRAIN="out/data/sst2-mixed-train-$NAME.tsv"
@@ -40,8 +43,8 @@ make_docs() { "$PY" tools/make_long_inputs.py --data "$DATA" --model "$BASE" --m
 [[ -f "$VAL" ]] || make_docs --split validation --docs 400 --out "$VAL"
 
 DENSE="models/$NAME-mixed-dense"
-CTA="models/$NAME-mixed-w$W"
-for job in "none:$BASE:$DENSE" "w=$W,l=6,seed=0:$DENSE:$CTA"; do
+CTA="models/$NAME-mixed-w$W${SHARE:+-shared}"
+for job in "none:$BASE:$DENSE" "w=$W,l=6,seed=0$SUFFIX:$DENSE:$CTA"; do
   IFS=: read -r spec from dir <<<"$job"
   if [[ ! -f "$dir/cta.json" || "${RETRAIN:-0}" == 1 ]]; then
     echo "==> fine-tune $from -> $dir (cta $spec)"
@@ -52,8 +55,8 @@ done
 
 EVAL=("$SIEVE" eval --threads "$THREADS")
 grid=()
-for w in 20 24 28 32; do grid+=(-p "cta:w=$w"); done
-for r in 0.5 0.3; do grid+=(-p "spatten:tokens=$r" -p "spatten:tokens=$r+cta:w=$W"); done
+for w in 20 24 28 32; do grid+=(-p "cta:w=$w$SUFFIX"); done
+for r in 0.5 0.3; do grid+=(-p "spatten:tokens=$r" -p "spatten:tokens=$r+cta:w=$W$SUFFIX"); done
 echo "==> calibration (batch 32)"
 "${EVAL[@]}" --model "$DENSE" --data "$CAL" --batch-size 32 --json "$OUT/calibration-dense.json" >"$OUT/calibration-dense.txt"
 "${EVAL[@]}" --model "$CTA" --data "$CAL" --batch-size 32 --json "$OUT/calibration-cta.json" "${grid[@]}" >"$OUT/calibration-cta.txt"

@@ -197,40 +197,45 @@ TEST(CtaClustering, TwoLevelResidualClustering) {
   EXPECT_LT(err2, err1);
 }
 
+// Rows ld apart: k0 = 7 runs the scalar columns only, k0 = 37 two 16-float blocks and a scalar tail,
+// k0 = 21 in rows padded to 32 whole blocks (the pad columns hold finite scores and are ignored).
 TEST(CtaAggregation, MatchesNaiveReconstructionOfEq6And7) {
-  const int64_t n = 50, d = 4;
-  const int32_t k0 = 7, k1 = 9, k2 = 4, kc = k1 + k2;
-  std::mt19937 rng(5);
-  std::vector<int32_t> ct0(n), ct1(n), ct2(n);
-  for (int64_t j = 0; j < n; ++j) ct0[j] = j % k0, ct1[j] = static_cast<int32_t>(rng() % k1), ct2[j] = static_cast<int32_t>(rng() % k2);
-  for (int32_t c = 0; c < k1; ++c) ct1[c] = c;  // every cluster non-empty
-  const auto sbar = random_matrix(k0, kc, 6, 2.0f), vbar = random_matrix(kc, d, 7);
-  const KeyPairs pairs = key_pairs(ct1.data(), ct2.data(), n);
-  EXPECT_LT(pairs.count.size(), static_cast<size_t>(n));  // some tokens share (CT1, CT2)
-  std::vector<float> sbar_t(kc * k0), ap_t(kc * k0), e_t(pairs.count.size() * k0);
-  for (int32_t c = 0; c < k0; ++c)
-    for (int32_t j = 0; j < kc; ++j) sbar_t[j * k0 + c] = sbar[c * kc + j];
-  std::vector<double> half(k0);
-  aggregate_probabilities(sbar_t.data(), k0, k1, k2, pairs, ap_t.data(), half.data(), e_t.data());
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t c = ct0[i];
-    // Naive: recovered scores (eq. 6), softmax over all n keys, recovered values (eq. 4).
-    std::vector<double> s(n), o(d, 0.0);
-    double mx = -1e300, z = 0;
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j] = double(sbar[c * kc + ct1[j]]) + sbar[c * kc + k1 + ct2[j]]);
-    for (double& t : s) z += (t = std::exp(t - mx));
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t t = 0; t < d; ++t) o[t] += s[j] / z * (double(vbar[ct1[j] * d + t]) + vbar[(k1 + ct2[j]) * d + t]);
-    // CTA: AP row, then AP Vbar / (sum AP / 2) (eq. 7-8).
-    double total = 0;
-    for (int32_t j = 0; j < kc; ++j) total += ap_t[j * k0 + c];
-    EXPECT_NEAR(half[c], total / 2, 1e-6 * total);
-    EXPECT_NEAR(half[c], z, 1e-5 * z);  // max subtracted exactly as the naive one does
-    for (int64_t j = 0; j < n; ++j) ASSERT_NEAR(e_t[pairs.of_token[j] * k0 + c] / half[c], s[j] / z, 1e-6);
-    for (int64_t t = 0; t < d; ++t) {
-      double ob = 0;
-      for (int32_t j = 0; j < kc; ++j) ob += double(ap_t[j * k0 + c]) * vbar[j * d + t];
-      ASSERT_NEAR(ob / half[c], o[t], 1e-5) << "query " << i;
+  const int64_t n = 90, d = 4;
+  const int32_t k1 = 9, k2 = 4, kc = k1 + k2;
+  for (auto [k0, ld] : {std::pair<int32_t, int64_t>{7, 7}, {37, 37}, {21, 32}}) {
+    SCOPED_TRACE("k0 " + std::to_string(k0) + ", ld " + std::to_string(ld));
+    std::mt19937 rng(5);
+    std::vector<int32_t> ct0(n), ct1(n), ct2(n);
+    for (int64_t j = 0; j < n; ++j) ct0[j] = j % k0, ct1[j] = static_cast<int32_t>(rng() % k1), ct2[j] = static_cast<int32_t>(rng() % k2);
+    for (int32_t c = 0; c < k1; ++c) ct1[c] = c;  // every cluster non-empty
+    const auto sbar = random_matrix(k0, kc, 6, 2.0f), vbar = random_matrix(kc, d, 7);
+    const KeyPairs pairs = key_pairs(ct1.data(), ct2.data(), n);
+    EXPECT_LT(pairs.count.size(), static_cast<size_t>(n));  // some tokens share (CT1, CT2)
+    std::vector<float> sbar_t(kc * ld, 3.0f), ap_t(kc * ld), e_t(pairs.count.size() * ld);
+    for (int32_t c = 0; c < k0; ++c)
+      for (int32_t j = 0; j < kc; ++j) sbar_t[j * ld + c] = sbar[c * kc + j];
+    std::vector<double> half(k0);
+    aggregate_probabilities(sbar_t.data(), ld, k0, k1, k2, pairs, ap_t.data(), half.data(), e_t.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t c = ct0[i];
+      // Naive: recovered scores (eq. 6), softmax over all n keys, recovered values (eq. 4).
+      std::vector<double> s(n), o(d, 0.0);
+      double mx = -1e300, z = 0;
+      for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j] = double(sbar[c * kc + ct1[j]]) + sbar[c * kc + k1 + ct2[j]]);
+      for (double& t : s) z += (t = std::exp(t - mx));
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t t = 0; t < d; ++t) o[t] += s[j] / z * (double(vbar[ct1[j] * d + t]) + vbar[(k1 + ct2[j]) * d + t]);
+      // CTA: AP row, then AP Vbar / (sum AP / 2) (eq. 7-8).
+      double total = 0;
+      for (int32_t j = 0; j < kc; ++j) total += ap_t[j * ld + c];
+      EXPECT_NEAR(half[c], total / 2, 1e-6 * total);
+      EXPECT_NEAR(half[c], z, 1e-5 * z);  // max subtracted exactly as the naive one does
+      for (int64_t j = 0; j < n; ++j) ASSERT_NEAR(e_t[pairs.of_token[j] * ld + c] / half[c], s[j] / z, 1e-6);
+      for (int64_t t = 0; t < d; ++t) {
+        double ob = 0;
+        for (int32_t j = 0; j < kc; ++j) ob += double(ap_t[j * ld + c]) * vbar[j * d + t];
+        ASSERT_NEAR(ob / half[c], o[t], 1e-5) << "query " << i;
+      }
     }
   }
 }
@@ -353,29 +358,42 @@ TEST_F(CtaEncoderTest, SharedClusteringIsTheSameForEveryHead) {
   EXPECT_EQ(cta->describe(), "cta(w=12, l=6, seed=0, share=layer)");
 }
 
+// Per head and share=layer alike: each head's linear MACs are (k0 + 2 (k1 + k2)) dw d (share=layer
+// projects the query centroids on the Q columns only and the key/value centroids on K|V only).
 TEST_F(CtaEncoderTest, WiderBucketsCompressAndCountExactly) {
   const auto inputs = sample_inputs(shape_.vocab);
-  ForwardStats dense_stats, stats;
+  ForwardStats dense_stats;
   encoder_->forward(inputs, {}, &dense_stats);
-  auto cta = parse_policy_spec("cta:w=8", encoder_->config());
-  const auto out = encoder_->forward(inputs, {cta.get()}, &stats);
-  ASSERT_EQ(out.size(), inputs.size());
-  double k0 = 0, n = 0;
-  for (int l = 0; l < shape_.layers; ++l) k0 += stats.cta.k0[l], n += stats.cta.n[l];
-  EXPECT_LT(k0, n);
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const CtaCounts& c = stats.cta.per_example[i];
-    const double len = static_cast<double>(inputs[i].ids.size()), d = shape_.hidden / shape_.heads;
-    EXPECT_DOUBLE_EQ(c.dense_linear_macs, shape_.layers * shape_.heads * 3.0 * len * shape_.hidden * d);
-    EXPECT_DOUBLE_EQ(c.dense_attention_macs, shape_.layers * shape_.heads * 2.0 * len * len * d);
-    EXPECT_LE(c.linear_macs, c.dense_linear_macs * (len + 2 * (len + 1)) / (3 * len) + 1e-6);
+  for (const char* spec : {"cta:w=8", "cta:w=8,share=layer"}) {
+    SCOPED_TRACE(spec);
+    ForwardStats stats;
+    auto cta = parse_policy_spec(spec, encoder_->config());
+    const auto out = encoder_->forward(inputs, {cta.get()}, &stats);
+    ASSERT_EQ(out.size(), inputs.size());
+    double k0 = 0, n = 0, kmacs = 0;
+    const double d = shape_.hidden / shape_.heads;
+    for (int l = 0; l < shape_.layers; ++l) {
+      k0 += stats.cta.k0[l], n += stats.cta.n[l];
+      kmacs += (stats.cta.k0[l] + 2 * (stats.cta.k1[l] + stats.cta.k2[l])) * shape_.hidden * d;
+    }
+    EXPECT_LT(k0, n);
+    double linear = 0;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const CtaCounts& c = stats.cta.per_example[i];
+      const double len = static_cast<double>(inputs[i].ids.size());
+      EXPECT_DOUBLE_EQ(c.dense_linear_macs, shape_.layers * shape_.heads * 3.0 * len * shape_.hidden * d);
+      EXPECT_DOUBLE_EQ(c.dense_attention_macs, shape_.layers * shape_.heads * 2.0 * len * len * d);
+      EXPECT_LE(c.linear_macs, c.dense_linear_macs * (len + 2 * (len + 1)) / (3 * len) + 1e-6);
+      linear += c.linear_macs;
+    }
+    EXPECT_NEAR(linear, kmacs, 1e-9 * kmacs);
+    // FLOPs: QKV and attention replaced by CTA's own counts; output projection and FFN unchanged.
+    double cta_flops = 0;
+    for (const auto& c : stats.cta.per_example) cta_flops += 2 * (c.linear_macs + c.attention_macs) + c.overhead_ops;
+    double qkv_attn = 0;
+    for (const auto& c : stats.cta.per_example) qkv_attn += 2 * (c.dense_linear_macs + c.dense_attention_macs);
+    EXPECT_NEAR(stats.flops, dense_stats.flops - qkv_attn + cta_flops, 1e-6 * dense_stats.flops);
   }
-  // FLOPs: QKV and attention replaced by CTA's own counts; output projection and FFN unchanged.
-  double cta_flops = 0;
-  for (const auto& c : stats.cta.per_example) cta_flops += 2 * (c.linear_macs + c.attention_macs) + c.overhead_ops;
-  double qkv_attn = 0;
-  for (const auto& c : stats.cta.per_example) qkv_attn += 2 * (c.dense_linear_macs + c.dense_attention_macs);
-  EXPECT_NEAR(stats.flops, dense_stats.flops - qkv_attn + cta_flops, 1e-6 * dense_stats.flops);
 }
 
 TEST_F(CtaEncoderTest, LayerSubsetOnlyChangesThoseLayers) {

@@ -44,25 +44,68 @@ uint64_t mix(uint64_t h) {  // splitmix64 finalizer
 // Helpers of a cloned function: always inlined, so they are built for the caller's target.
 #define SIEVE_CTA_CLONES_INLINE inline __attribute__((always_inline))
 
-// dst[c] += src for each row i (table[i] = c); rows of `sub` (if given) by sub_table are subtracted.
-SIEVE_CTA_CLONES void accumulate_rows(const float* x, int64_t x_stride, int64_t n, int64_t dim, const int32_t* table,
-                                      const float* sub, const int32_t* sub_table, float* dst) {
-  for (int64_t i = 0; i < n; ++i) {
-    float* out = dst + table[i] * dim;
-    const float* src = x + i * x_stride;
+typedef float Vec16 __attribute__((vector_size(64)));
+// The Vec16 helpers are always inlined, so no call passes a 64-byte vector across the ABI that
+// GCC warns about for the baseline clone.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+SIEVE_CTA_CLONES_INLINE Vec16 load16(const float* p) {
+  Vec16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+SIEVE_CTA_CLONES_INLINE void store16(float* p, Vec16 v) { std::memcpy(p, &v, sizeof v); }
+
+// One block of V 16-float columns at col of centroid c: the mean over its rows of x_i (minus
+// sub[sub_table[i]] when sub is given), summed in registers and written once.
+template <int V>
+SIEVE_CTA_CLONES_INLINE void mean_block(const float* x, int64_t x_stride, const int32_t* rows, int64_t count, const float* sub,
+                                        const int32_t* sub_table, int64_t dim, int64_t col, float* out) {
+  Vec16 acc[V] = {};
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t i = rows[r];
+    const float* src = x + i * x_stride + col;
+    for (int v = 0; v < V; ++v) acc[v] += load16(src + 16 * v);
     if (sub) {
-      const float* s = sub + sub_table[i] * dim;
-      for (int64_t j = 0; j < dim; ++j) out[j] += src[j] - s[j];
-    } else {
-      for (int64_t j = 0; j < dim; ++j) out[j] += src[j];
+      const float* s = sub + sub_table[i] * dim + col;
+      for (int v = 0; v < V; ++v) acc[v] -= load16(s + 16 * v);
     }
   }
+  const float inv = 1.0f / static_cast<float>(count);
+  for (int v = 0; v < V; ++v) store16(out + 16 * v, acc[v] * inv);
 }
 
-SIEVE_CTA_CLONES void scale_rows(float* rows, int64_t k, int64_t dim, const int32_t* count) {
-  for (int64_t c = 0; c < k; ++c) {
-    const float inv = 1.0f / static_cast<float>(count[c]);
-    for (int64_t j = 0; j < dim; ++j) rows[c * dim + j] *= inv;
+// out[c] = mean over the rows i with table[i] == c of x_i (- sub[sub_table[i]]), out [k, dim].
+// Rows are visited cluster by cluster (a counting sort of the table), so each centroid is summed
+// in registers and stored once: no zeroing and no read-modify-write of the centroid rows, which
+// made the first version (one pass adding every row into its centroid) memory-bound.
+SIEVE_CTA_CLONES void cluster_means_sorted(const float* x, int64_t x_stride, int64_t dim, const int32_t* table, int64_t n, int32_t k,
+                                           const float* sub, const int32_t* sub_table, float* out) {
+  thread_local std::vector<int32_t> start, order;
+  start.assign(static_cast<size_t>(k) + 1, 0);
+  order.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ++start[static_cast<size_t>(table[i]) + 1];
+  for (int32_t c = 0; c < k; ++c) start[static_cast<size_t>(c) + 1] += start[static_cast<size_t>(c)];
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(start[static_cast<size_t>(table[i])]++)] = static_cast<int32_t>(i);
+  for (int32_t c = k; c > 0; --c) start[static_cast<size_t>(c)] = start[static_cast<size_t>(c) - 1];  // undo the shift
+  start[0] = 0;
+  for (int32_t c = 0; c < k; ++c) {
+    const int32_t* rows = order.data() + start[static_cast<size_t>(c)];
+    const int64_t count = start[static_cast<size_t>(c) + 1] - start[static_cast<size_t>(c)];
+    float* dst = out + c * dim;
+    int64_t col = 0;
+    for (; col + 128 <= dim; col += 128) mean_block<8>(x, x_stride, rows, count, sub, sub_table, dim, col, dst + col);
+    for (; col + 16 <= dim; col += 16) mean_block<1>(x, x_stride, rows, count, sub, sub_table, dim, col, dst + col);
+    for (; col < dim; ++col) {
+      float acc = 0.0f;
+      for (int64_t r = 0; r < count; ++r) {
+        const int64_t i = rows[r];
+        acc += x[i * x_stride + col] - (sub ? sub[sub_table[i] * dim + col] : 0.0f);
+      }
+      dst[col] = acc / static_cast<float>(count);
+    }
   }
 }
 
@@ -71,7 +114,6 @@ SIEVE_CTA_CLONES void scale_rows(float* rows, int64_t k, int64_t dim, const int3
 // One row of C, columns [j0, j0 + 16 V): V 16-float vectors of accumulators stay in registers
 // across the whole k loop (GCC vector extensions; in the baseline clone each becomes four SSE
 // registers). Accumulating straight into C would store and reload it on every step.
-typedef float Vec16 __attribute__((vector_size(64)));
 
 template <int V>
 SIEVE_CTA_CLONES_INLINE void gemm_row_block(int64_t k, const float* ai, const float* b, int64_t ldb, float* ci) {
@@ -139,47 +181,96 @@ SIEVE_CTA_CLONES void small_gemm(int64_t m, int64_t n, int64_t k, const float* a
   }
 }
 
-// The aggregation for all k0 compressed queries at once, in column layout ([column][query], the
-// k0 queries contiguous) so every inner loop is a plain vector loop with no scatter conflicts.
-SIEVE_CTA_CLONES void aggregate_columns(const float* sbar_t, int32_t k0, int32_t k1, int32_t k2, const int32_t* pair_ct1,
-                                        const int32_t* pair_ct2, const int32_t* pair_count, int64_t np, float* ap_t,
-                                        float* row_max, float* e_t, int64_t e_stride) {
-  for (int32_t c = 0; c < k0; ++c) row_max[c] = -std::numeric_limits<float>::infinity();
-  for (int64_t p = 0; p < np; ++p) {  // Fig. 6 line 8 (eq. 6), for the max
-    const float* a = sbar_t + static_cast<int64_t>(pair_ct1[p]) * k0;
-    const float* b = sbar_t + static_cast<int64_t>(k1 + pair_ct2[p]) * k0;
-    for (int32_t c = 0; c < k0; ++c) {
-      const float v = a[c] + b[c];
-      row_max[c] = v > row_max[c] ? v : row_max[c];
-    }
+// codes[i] = floor(shifted[i] / w), clamped into int64 (LshFamily::code after its offset is added):
+// the division stays in double, so the codes are exactly those of the scalar definition.
+SIEVE_CTA_CLONES void bucket_codes(const double* shifted, int64_t count, double w, int64_t* codes) {
+  constexpr double kLimit = 9.0e18;
+  for (int64_t i = 0; i < count; ++i) {
+    double v = std::floor(shifted[i] / w);
+    v = v < -kLimit ? -kLimit : v;
+    v = v > kLimit ? kLimit : v;
+    codes[i] = static_cast<int64_t>(v);
   }
-  std::fill(ap_t, ap_t + static_cast<int64_t>(k1 + k2) * k0, 0.0f);
-  for (int64_t p = 0; p < np; ++p) {
-    const float* __restrict a = sbar_t + static_cast<int64_t>(pair_ct1[p]) * k0;
-    const float* __restrict b = sbar_t + static_cast<int64_t>(k1 + pair_ct2[p]) * k0;
-    const float* __restrict m = row_max;
-    float* __restrict e = e_t + p * e_stride;
-    // e = exp(a + b - m) <= 1: Cephes' expf (2^n times a degree-6 polynomial, ~1e-7 relative),
-    // written without calls or branches so the compiler vectorizes it.
-    for (int32_t c = 0; c < k0; ++c) {
-      float v = a[c] + b[c] - m[c];
-      v = v > -87.0f ? v : -87.0f;
-      const float n = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-      const float r = v - n * 0.693359375f + n * 2.12194440e-4f;
-      float q = 1.9875691500e-4f;
-      q = q * r + 1.3981999507e-3f;
-      q = q * r + 8.3334519073e-3f;
-      q = q * r + 4.1665795894e-2f;
-      q = q * r + 1.6666665459e-1f;
-      q = q * r + 5.0000001201e-1f;
-      q = q * r * r + r + 1.0f;
-      e[c] = q * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
+
+// exp(v) for v <= 0 (clamped at -87): Cephes' expf, 2^n times a degree-6 polynomial (~1e-7
+// relative), without calls or branches. exp_mantissa is the shared part for one float and for
+// 16 lanes: n = round(v / ln 2) and the polynomial of the remainder.
+template <class T>
+SIEVE_CTA_CLONES_INLINE T exp_mantissa(T v, T& n) {
+  n = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const T r = v - n * 0.693359375f + n * 2.12194440e-4f;
+  T q = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  q = q * r + 8.3334519073e-3f;
+  q = q * r + 4.1665795894e-2f;
+  q = q * r + 1.6666665459e-1f;
+  q = q * r + 5.0000001201e-1f;
+  return q * r * r + r + 1.0f;
+}
+
+SIEVE_CTA_CLONES_INLINE float exp_nonpositive(float v) {
+  float n;
+  const float q = exp_mantissa(v > -87.0f ? v : -87.0f, n);
+  return q * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
+
+typedef int32_t IVec16 __attribute__((vector_size(64)));
+
+SIEVE_CTA_CLONES_INLINE Vec16 exp_nonpositive(Vec16 v) {
+  const Vec16 lo = Vec16{} - 87.0f;
+  Vec16 n;
+  const Vec16 q = exp_mantissa(v > lo ? v : lo, n);
+  const IVec16 bits = (__builtin_convertvector(n, IVec16) + 127) << 23;
+  Vec16 scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return q * scale;
+}
+
+// cta_attend's two small products (scores, outputs) go to oneDNN from this many multiply-adds:
+// below it the library call's fixed cost outweighs its faster kernel (measured on short SST-2
+// sentences and ~400-token documents; docs/cta-results.md).
+constexpr double kLibraryGemmMacs = 1 << 16;
+
+// The aggregation for all k0 compressed queries at once, in column layout ([column][query], the
+// k0 queries contiguous, rows ld apart) so every inner loop is a plain vector loop with no scatter
+// conflicts. Columns run in blocks of 16 up to `width` (k0 rounded up to 16 when the caller padded
+// its rows, so there is no scalar tail; pad columns must hold finite scores), the rest one by one.
+SIEVE_CTA_CLONES void aggregate_columns(const float* sbar_t, int64_t ld, int32_t k0, int32_t k1, int32_t k2,
+                                        const int32_t* pair_ct1, const int32_t* pair_ct2, const int32_t* pair_count,
+                                        int64_t np, float* ap_t, float* row_max, float* e_t, int64_t e_stride) {
+  const int64_t width = ld % 16 == 0 ? (k0 + 15) / 16 * 16 : k0 / 16 * 16;  // vector columns
+  for (int64_t c = 0; c < std::max<int64_t>(width, k0); ++c) row_max[c] = -std::numeric_limits<float>::infinity();
+  for (int64_t p = 0; p < np; ++p) {  // Fig. 6 line 8 (eq. 6), for the max
+    const float* a = sbar_t + pair_ct1[p] * ld;
+    const float* b = sbar_t + (k1 + pair_ct2[p]) * ld;
+    int64_t c = 0;
+    for (; c < width; c += 16) {
+      const Vec16 v = load16(a + c) + load16(b + c), m = load16(row_max + c);
+      store16(row_max + c, v > m ? v : m);
     }
+    for (; c < k0; ++c) row_max[c] = std::max(row_max[c], a[c] + b[c]);
+  }
+  for (int64_t j = 0; j < k1 + k2; ++j) std::fill(ap_t + j * ld, ap_t + j * ld + std::max<int64_t>(width, k0), 0.0f);
+  for (int64_t p = 0; p < np; ++p) {
+    const float* a = sbar_t + pair_ct1[p] * ld;
+    const float* b = sbar_t + (k1 + pair_ct2[p]) * ld;
+    float* e = e_t + p * e_stride;
+    float* ap1 = ap_t + pair_ct1[p] * ld;         // Fig. 6 line 9: weight of the LSH_1 centroid's value
+    float* ap2 = ap_t + (k1 + pair_ct2[p]) * ld;  // line 10: weight of the residual centroid's value
     const float w = static_cast<float>(pair_count[p]);
-    float* __restrict ap1 = ap_t + static_cast<int64_t>(pair_ct1[p]) * k0;
-    for (int32_t c = 0; c < k0; ++c) ap1[c] += w * e[c];  // Fig. 6 line 9: weight of the LSH_1 centroid's value
-    float* __restrict ap2 = ap_t + static_cast<int64_t>(k1 + pair_ct2[p]) * k0;
-    for (int32_t c = 0; c < k0; ++c) ap2[c] += w * e[c];  // line 10: weight of the residual centroid's value
+    int64_t c = 0;
+    for (; c < width; c += 16) {
+      const Vec16 ev = exp_nonpositive(load16(a + c) + load16(b + c) - load16(row_max + c));
+      if (e_stride) store16(e + c, ev);
+      store16(ap1 + c, load16(ap1 + c) + w * ev);
+      store16(ap2 + c, load16(ap2 + c) + w * ev);
+    }
+    for (; c < k0; ++c) {
+      const float ev = exp_nonpositive(a[c] + b[c] - row_max[c]);
+      if (e_stride) e[c] = ev;
+      ap1[c] += w * ev;
+      ap2[c] += w * ev;
+    }
   }
 }
 
@@ -220,7 +311,13 @@ void LshFamily::hash(const float* x, int64_t* codes) const {
 
 Clustering cluster_codes(const int64_t* codes, int64_t n, int l) {
   Clustering out;
+  cluster_codes(codes, n, l, out);
+  return out;
+}
+
+void cluster_codes(const int64_t* codes, int64_t n, int l, Clustering& out) {
   out.table.resize(static_cast<size_t>(n));
+  out.clusters = 0;
   size_t capacity = 16;
   while (capacity < static_cast<size_t>(2 * n)) capacity *= 2;
   thread_local std::vector<int32_t> slots, first;  // slot -> cluster (-1 empty); cluster -> first item
@@ -246,17 +343,11 @@ Clustering cluster_codes(const int64_t* codes, int64_t n, int l) {
       s = (s + 1) & (capacity - 1);
     }
   }
-  return out;
 }
 
 void cluster_means(const float* x, int64_t x_stride, int64_t dim, const Clustering& clustering, float* out) {
-  const int64_t k = clustering.clusters, n = static_cast<int64_t>(clustering.table.size());
-  std::fill(out, out + k * dim, 0.0f);
-  thread_local std::vector<int32_t> count;
-  count.assign(static_cast<size_t>(k), 0);
-  for (int32_t c : clustering.table) ++count[static_cast<size_t>(c)];
-  accumulate_rows(x, x_stride, n, dim, clustering.table.data(), nullptr, nullptr, out);
-  scale_rows(out, k, dim, count.data());
+  cluster_means_sorted(x, x_stride, dim, clustering.table.data(), static_cast<int64_t>(clustering.table.size()),
+                       clustering.clusters, nullptr, nullptr, out);
 }
 
 KeyPairs key_pairs(const int32_t* ct1, const int32_t* ct2, int64_t n) {
@@ -277,23 +368,23 @@ KeyPairs key_pairs(const int32_t* ct1, const int32_t* ct2, int64_t n) {
   return p;
 }
 
-void aggregate_probabilities(const float* sbar_t, int32_t k0, int32_t k1, int32_t k2, const KeyPairs& pairs, float* ap_t,
-                             double* z, float* e_t) {
+void aggregate_probabilities(const float* sbar_t, int64_t ld, int32_t k0, int32_t k1, int32_t k2, const KeyPairs& pairs,
+                             float* ap_t, double* z, float* e_t) {
   const int64_t np = static_cast<int64_t>(pairs.count.size());
   thread_local std::vector<float> row_max, scratch;
-  row_max.resize(static_cast<size_t>(k0));
-  int64_t e_stride = k0;
+  row_max.resize(static_cast<size_t>(ld));
+  int64_t e_stride = ld;
   if (!e_t) {  // one reused row is enough when nobody reads the e values
-    scratch.resize(static_cast<size_t>(k0));
+    scratch.resize(static_cast<size_t>(ld));
     e_t = scratch.data();
     e_stride = 0;
   }
-  aggregate_columns(sbar_t, k0, k1, k2, pairs.ct1.data(), pairs.ct2.data(), pairs.count.data(), np, ap_t, row_max.data(),
+  aggregate_columns(sbar_t, ld, k0, k1, k2, pairs.ct1.data(), pairs.ct2.data(), pairs.count.data(), np, ap_t, row_max.data(),
                     e_t, e_stride);
   // Each e_j was added twice, so the softmax denominator is half the row sum (section III-C).
   for (int32_t c = 0; c < k0; ++c) z[c] = 0.0;
   for (int32_t j = 0; j < k1 + k2; ++j)
-    for (int32_t c = 0; c < k0; ++c) z[c] += ap_t[static_cast<int64_t>(j) * k0 + c];
+    for (int32_t c = 0; c < k0; ++c) z[c] += ap_t[j * ld + c];
   for (int32_t c = 0; c < k0; ++c) z[c] /= 2.0;
 }
 
@@ -301,18 +392,28 @@ void cta_compress(const CtaHeadInput& in, CtaCompressed& z) {
   const int64_t n = in.n, dw = in.dim;
   const int l = in.lsh[0]->l();
   thread_local std::vector<int64_t> codes;
-  thread_local std::vector<double> residual_proj;
+  thread_local std::vector<double> shifted, residual_proj;
   codes.resize(static_cast<size_t>(n * l));
-  auto proj = [&](int64_t i, int level, int k) { return static_cast<double>(in.projections[i * in.proj_stride + level * l + k]); };
+  shifted.resize(static_cast<size_t>(n * l));
+  // One level's codes: shifted[i l + k] = <x_i, a_k> (- the residual term) + b_k, gathered row by
+  // row, then floor(shifted / w) in one flat vector loop (LshFamily::code's arithmetic, in double).
+  auto level_codes = [&](int level, const double* residual) {
+    const LshFamily& lsh = *in.lsh[level];
+    for (int64_t i = 0; i < n; ++i) {
+      const float* p = in.projections + i * in.proj_stride + level * l;
+      const double* r = residual ? residual + static_cast<int64_t>(z.ct1.table[static_cast<size_t>(i)]) * l : nullptr;
+      double* v = shifted.data() + i * l;
+      for (int k = 0; k < l; ++k) v[k] = (static_cast<double>(p[k]) - (r ? r[k] : 0.0)) + lsh.offset(k);
+    }
+    bucket_codes(shifted.data(), n * l, lsh.w(), codes.data());
+  };
 
   // LSH_0 on the query tokens, LSH_1 on the key/value tokens (both the layer input X).
-  for (int64_t i = 0; i < n; ++i)
-    for (int k = 0; k < l; ++k) codes[static_cast<size_t>(i * l + k)] = in.lsh[0]->code(proj(i, 0, k), k);
-  z.ct0 = cluster_codes(codes.data(), n, l);
+  level_codes(0, nullptr);
+  cluster_codes(codes.data(), n, l, z.ct0);
   const Clustering& ct0 = z.ct0;
-  for (int64_t i = 0; i < n; ++i)
-    for (int k = 0; k < l; ++k) codes[static_cast<size_t>(i * l + k)] = in.lsh[1]->code(proj(i, 1, k), k);
-  z.ct1 = cluster_codes(codes.data(), n, l);
+  level_codes(1, nullptr);
+  cluster_codes(codes.data(), n, l, z.ct1);
   const Clustering& ct1 = z.ct1;
   const int32_t k0 = ct0.clusters, k1 = ct1.clusters;
 
@@ -325,16 +426,13 @@ void cta_compress(const CtaHeadInput& in, CtaCompressed& z) {
   for (int64_t i = 0; i < n; ++i) {
     const int32_t c = ct1.table[static_cast<size_t>(i)];
     ++count1[static_cast<size_t>(c)];
-    for (int k = 0; k < l; ++k) residual_proj[static_cast<size_t>(c * l + k)] += proj(i, 2, k);
+    const float* p = in.projections + i * in.proj_stride + 2 * l;
+    for (int k = 0; k < l; ++k) residual_proj[static_cast<size_t>(c * l + k)] += static_cast<double>(p[k]);
   }
   for (int32_t c = 0; c < k1; ++c)
     for (int k = 0; k < l; ++k) residual_proj[static_cast<size_t>(c * l + k)] /= count1[static_cast<size_t>(c)];
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t c = ct1.table[static_cast<size_t>(i)];
-    for (int k = 0; k < l; ++k)
-      codes[static_cast<size_t>(i * l + k)] = in.lsh[2]->code(proj(i, 2, k) - residual_proj[static_cast<size_t>(c * l + k)], k);
-  }
-  z.ct2 = cluster_codes(codes.data(), n, l);
+  level_codes(2, residual_proj.data());
+  cluster_codes(codes.data(), n, l, z.ct2);
   const Clustering& ct2 = z.ct2;
   const int32_t k2 = ct2.clusters, kc = k1 + k2;
 
@@ -345,15 +443,10 @@ void cta_compress(const CtaHeadInput& in, CtaCompressed& z) {
   ccat.resize(static_cast<size_t>(kc * dw));
   cluster_means(in.x, in.x_stride, dw, ct0, c0.data());
   cluster_means(in.x, in.x_stride, dw, ct1, ccat.data());
-  {
-    float* c2 = ccat.data() + k1 * dw;
-    std::fill(c2, c2 + k2 * dw, 0.0f);
-    thread_local std::vector<int32_t> count2;
-    count2.assign(static_cast<size_t>(k2), 0);
-    for (int32_t b : ct2.table) ++count2[static_cast<size_t>(b)];
-    accumulate_rows(in.x, in.x_stride, n, dw, ct2.table.data(), ccat.data(), ct1.table.data(), c2);
-    scale_rows(c2, k2, dw, count2.data());
-  }
+  cluster_means_sorted(in.x, in.x_stride, dw, ct2.table.data(), n, k2, ccat.data(), ct1.table.data(), ccat.data() + k1 * dw);
+  z.pairs = key_pairs(ct1.table.data(), ct2.table.data(), n);
+  z.count0.assign(static_cast<size_t>(k0), 0);
+  for (int32_t c : ct0.table) ++z.count0[static_cast<size_t>(c)];
 }
 
 CtaHeadResult cta_head_attention(const CtaHeadInput& in, float* out, int64_t out_stride, HeadStatistics stats) {
@@ -394,25 +487,36 @@ CtaHeadResult cta_attend(const CtaCompressed& compressed, int64_t n, int64_t d, 
   const int32_t k0 = ct0.clusters, k1 = ct1.clusters, k2 = ct2.clusters, kc = k1 + k2;
 
   // Eq. 5: compressed scores, k0 x (k1 + k2), computed transposed (Sbar^T = Kbar Qbar^T / sqrt(d))
-  // for the column-layout aggregation.
-  thread_local std::vector<float> qt, sbar_t, ap_t, vt, obar_t, e_t;
-  qt.resize(static_cast<size_t>(d * k0));
-  for (int32_t c = 0; c < k0; ++c)
-    for (int64_t t = 0; t < d; ++t) qt[static_cast<size_t>(t * k0 + c)] = qbar[c * q_stride + t] * scale;
-  sbar_t.resize(static_cast<size_t>(kc * k0));
-  small_gemm(kc, k0, d, kvbar, kv_stride, qt.data(), k0, sbar_t.data(), k0);
+  // for the column-layout aggregation, rows padded to whole 16-float vectors (pad columns 0).
+  // Products this small run in the register-blocked loop; larger ones (long inputs) in oneDNN,
+  // which reads Qbar and Vbar where they are and writes Obar row-major, without transposes.
+  const int64_t ld = (k0 + 15) / 16 * 16;
+  const bool library = static_cast<double>(k0) * kc * d >= kLibraryGemmMacs;
+  thread_local std::vector<float> qt, sbar_t, ap_t, vt, obar_t, obar, e_t;
+  sbar_t.resize(static_cast<size_t>(kc * ld));
+  if (library) {
+    gemm_nt(kc, k0, d, {kvbar, kv_stride}, {qbar, q_stride}, sbar_t.data(), ld);
+    for (int64_t j = 0; j < kc; ++j) {
+      float* row = sbar_t.data() + j * ld;
+      for (int64_t c = 0; c < k0; ++c) row[c] *= scale;
+      std::fill(row + k0, row + ld, 0.0f);
+    }
+  } else {
+    qt.assign(static_cast<size_t>(d * ld), 0.0f);
+    for (int32_t c = 0; c < k0; ++c)
+      for (int64_t t = 0; t < d; ++t) qt[static_cast<size_t>(t * ld + c)] = qbar[c * q_stride + t] * scale;
+    small_gemm(kc, ld, d, kvbar, kv_stride, qt.data(), ld, sbar_t.data(), ld);
+  }
 
   // Probability aggregation (Fig. 6, eq. 7) over the distinct key pairs.
-  thread_local std::vector<int32_t> count0;
   thread_local std::vector<double> z;
-  count0.assign(static_cast<size_t>(k0), 0);
-  for (int32_t c : ct0.table) ++count0[static_cast<size_t>(c)];
-  const KeyPairs pairs = key_pairs(ct1.table.data(), ct2.table.data(), n);
+  const std::vector<int32_t>& count0 = compressed.count0;
+  const KeyPairs& pairs = compressed.pairs;
   const int64_t np = static_cast<int64_t>(pairs.count.size());
-  ap_t.resize(static_cast<size_t>(kc * k0));
+  ap_t.resize(static_cast<size_t>(kc * ld));
   z.resize(static_cast<size_t>(k0));
-  if (stats.received) e_t.resize(static_cast<size_t>(np * k0));
-  aggregate_probabilities(sbar_t.data(), k0, k1, k2, pairs, ap_t.data(), z.data(), stats.received ? e_t.data() : nullptr);
+  if (stats.received) e_t.resize(static_cast<size_t>(np * ld));
+  aggregate_probabilities(sbar_t.data(), ld, k0, k1, k2, pairs, ap_t.data(), z.data(), stats.received ? e_t.data() : nullptr);
   if (stats.received) {
     // Per-token received attention for the pruning policies: sum_i P_ij over the queries i,
     // i.e. sum_c |c| e_cj / Z_c, the same for every token of a pair.
@@ -422,25 +526,30 @@ CtaHeadResult cta_attend(const CtaCompressed& compressed, int64_t n, int64_t d, 
     received_pair.assign(static_cast<size_t>(np), 0.0f);
     for (int64_t p = 0; p < np; ++p) {
       float acc = 0.0f;
-      for (int32_t c = 0; c < k0; ++c) acc += f[static_cast<size_t>(c)] * e_t[static_cast<size_t>(p * k0 + c)];
+      for (int32_t c = 0; c < k0; ++c) acc += f[static_cast<size_t>(c)] * e_t[static_cast<size_t>(p * ld + c)];
       received_pair[static_cast<size_t>(p)] = acc;
     }
     for (int64_t j = 0; j < n; ++j) stats.received[j] += received_pair[static_cast<size_t>(pairs.of_token[static_cast<size_t>(j)])];
   }
-  // Eq. 8: Obar = AP Vbar (computed as Obar^T = Vbar^T AP^T), each row divided by sum(AP row) / 2.
-  vt.resize(static_cast<size_t>(d * kc));
-  for (int32_t j = 0; j < kc; ++j)
-    for (int64_t t = 0; t < d; ++t) vt[static_cast<size_t>(t * kc + j)] = kvbar[j * kv_stride + d + t];
-  obar_t.resize(static_cast<size_t>(d * k0));
-  small_gemm(d, k0, kc, vt.data(), kc, ap_t.data(), k0, obar_t.data(), k0);
-  thread_local std::vector<float> obar;
+  // Eq. 8: Obar = AP Vbar, each row divided by sum(AP row) / 2.
   obar.resize(static_cast<size_t>(k0 * d));
+  if (library) {
+    gemm_tn(k0, d, kc, {ap_t.data(), ld}, {kvbar + d, kv_stride}, obar.data(), d);
+  } else {  // as Obar^T = Vbar^T AP^T
+    vt.resize(static_cast<size_t>(d * kc));
+    for (int32_t j = 0; j < kc; ++j)
+      for (int64_t t = 0; t < d; ++t) vt[static_cast<size_t>(t * kc + j)] = kvbar[j * kv_stride + d + t];
+    obar_t.resize(static_cast<size_t>(d * ld));
+    small_gemm(d, ld, kc, vt.data(), kc, ap_t.data(), ld, obar_t.data(), ld);
+    for (int32_t c = 0; c < k0; ++c)
+      for (int64_t t = 0; t < d; ++t) obar[static_cast<size_t>(c * d + t)] = obar_t[static_cast<size_t>(t * ld + c)];
+  }
   double magnitude = 0.0;
   for (int32_t c = 0; c < k0; ++c) {
     const float inv_z = static_cast<float>(1.0 / z[static_cast<size_t>(c)]);
     float* o = obar.data() + c * d;
     float s = 0.0f;
-    for (int64_t t = 0; t < d; ++t) s += std::fabs(o[t] = obar_t[static_cast<size_t>(t * k0 + c)] * inv_z);
+    for (int64_t t = 0; t < d; ++t) s += std::fabs(o[t] *= inv_z);
     magnitude += static_cast<double>(count0[static_cast<size_t>(c)]) * s;
   }
   if (stats.output_magnitude) *stats.output_magnitude += static_cast<float>(magnitude);

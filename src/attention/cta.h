@@ -16,8 +16,9 @@
 // Where the paper is ambiguous or silent, and what we chose:
 //  - per head: every (layer, head) has its own LSH_0/1/2 (independent draws), so k0, k1, k2 are
 //    per head (section II-B motivates clustering per head; the formulas are written for one head).
-//    share=layer (CtaConfig::shared) instead clusters once per layer for all heads, which lets one
-//    GEMM project the centroids for every head: an option, not the paper's reading;
+//    share=layer (CtaConfig::shared) instead clusters once per layer for all heads, which lets two
+//    GEMMs per layer project the centroids for every head (C0 on all Q columns, [C1; C2] on all
+//    K|V columns): an option, not the paper's reading;
 //  - "the max" subtracted before exp (Fig. 6): the exact row max of the recovered scores;
 //  - biases: added to Qbar and to the LSH_1 rows of Kbar/Vbar, not to the residual rows (eq. 4
 //    adds two projected centroids; an affine bias must be counted once), so w -> 0 is exact;
@@ -81,6 +82,7 @@ struct Clustering {
 // Items with equal l-dimensional codes (codes[i * l .. i * l + l)) share a cluster. One pass over an
 // open-addressing hash map keyed by the whole code (the paper's cluster tree gives the same table).
 Clustering cluster_codes(const int64_t* codes, int64_t n, int l);
+void cluster_codes(const int64_t* codes, int64_t n, int l, Clustering& out);  // reuses out's buffer
 
 // Centroids: out[c] = mean of rows x_i (stride x_stride, dim columns) with table[i] == c.
 // out is [clusters, dim], row stride dim.
@@ -101,11 +103,13 @@ KeyPairs key_pairs(const int32_t* ct1, const int32_t* ct2, int64_t n);
 //   lines 9-10), Z_c = sum_j AP[c, j] / 2 = sum over key tokens of e (the softmax denominator).
 // The paper's Fig. 6 subtracts "the max" without saying which; we use the exact row max of the
 // recovered scores (any constant cancels; this one keeps every exponent <= 0).
-// Layout is transposed ("column" layout, k0 contiguous): sbar_t and ap_t are [k1 + k2, k0];
-// ap_t is overwritten, z gets [k0]. If e_t is not null it receives e as [P, k0]; key token j's
-// probability from query cluster c is e_t[of_token[j] * k0 + c] / z[c].
-void aggregate_probabilities(const float* sbar_t, int32_t k0, int32_t k1, int32_t k2, const KeyPairs& pairs, float* ap_t,
-                             double* z, float* e_t = nullptr);
+// Layout is transposed ("column" layout, k0 contiguous): sbar_t and ap_t are [k1 + k2, ld], ld >= k0
+// (a multiple of 16 lets every row run in whole 16-float vectors: then columns k0 .. round-up(k0, 16)
+// must hold finite scores, and their ap_t entries are scratch); ap_t is overwritten, z gets [k0].
+// If e_t is not null it receives e as [P, ld]; key token j's probability from query cluster c is
+// e_t[of_token[j] * ld + c] / z[c].
+void aggregate_probabilities(const float* sbar_t, int64_t ld, int32_t k0, int32_t k1, int32_t k2, const KeyPairs& pairs,
+                             float* ap_t, double* z, float* e_t = nullptr);
 
 // Multiply-adds per (sequence, head), as the paper's section III-D counts them, and the dense ones
 // for the same n, so RL and RA are exact ratios of what was computed.
@@ -141,10 +145,13 @@ struct CtaHeadInput {
 };
 
 // Token compression (sections III-A, III-B) of one head's input: the three cluster tables and the
-// centroids c0 = C0 [k0, dw] and ccat = [C1; C2] [k1 + k2, dw] (eq. 2).
+// centroids c0 = C0 [k0, dw] and ccat = [C1; C2] [k1 + k2, dw] (eq. 2); for the attention, the
+// distinct key pairs and the query clusters' sizes (shared by every head that uses this clustering).
 struct CtaCompressed {
   Clustering ct0, ct1, ct2;
   std::vector<float> c0, ccat;
+  KeyPairs pairs;
+  std::vector<int32_t> count0;  // [k0]: tokens per query cluster
 };
 // `out`'s buffers are reused across calls (no allocation per head once warm).
 void cta_compress(const CtaHeadInput& in, CtaCompressed& out);
@@ -174,8 +181,10 @@ struct CtaConfig {
   uint64_t seed = 0;
   std::vector<uint8_t> enabled;  // [layer]
   // share=layer: one LSH_0/1/2 triple and one clustering per layer, used by every head (not the
-  // paper's per-head reading): the centroids are projected by one GEMM over all heads' Q/K/V
-  // columns, and hashing costs 1/heads as much. Each head still attends on its own Q/K/V.
+  // paper's per-head reading): the centroids are projected by two GEMMs over all heads' columns
+  // (query centroids on Q, key/value centroids on K|V: the same MACs as per head, in two large
+  // products instead of 2 x heads small ones), and hashing and centroid means cost 1/heads as
+  // much. Each head still attends on its own Q/K/V.
   bool shared = false;
 
   struct Layer {

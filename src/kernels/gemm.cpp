@@ -28,6 +28,12 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c
   if (status != dnnl_success) throw Error("oneDNN sgemm failed with status " + std::to_string(status));
 }
 
+void gemm_tn(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const dnnl_status_t status = dnnl_sgemm('T', 'N', m, n, k, 1.0f, a.data, a.stride, b.data, b.stride, 0.0f, c, ldc);
+  if (status != dnnl_success) throw Error("oneDNN sgemm failed with status " + std::to_string(status));
+}
+
 Tensor transposed(const Tensor& w) {
   if (w.rank() != 2) throw Error("transposed() needs a matrix");
   const int64_t rows = w.dim(0), cols = w.dim(1);

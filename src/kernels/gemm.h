@@ -23,6 +23,10 @@ void gemm(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, i
 // C[M, N] = A[M, K] * B[N, K]^T: attention scores against cached keys, stored one key per row.
 void gemm_nt(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc);
 
+// C[M, N] = A[K, M]^T * B[K, N]: A stored one column of the product per row (CTA's column-layout
+// attention weights).
+void gemm_tn(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc);
+
 // [rows, cols] -> [cols, rows]: how nn.Linear weights are stored for gemm().
 Tensor transposed(const Tensor& w);
 

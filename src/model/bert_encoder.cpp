@@ -288,6 +288,25 @@ void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t 
   });
 }
 
+const BertEncoder::Layer::CtaSplitWeights& BertEncoder::cta_split_weights(const Layer& layer) const {
+  Layer::CtaSplitWeights& split = *layer.cta_split;
+  std::call_once(split.built, [&] {
+    const int64_t H = config_.hidden_size, d = head_dim_, heads = config_.num_attention_heads;
+    split.q_w = Tensor({H, H}), split.q_b = Tensor({H});
+    split.kv_w = Tensor({H, 2 * H}), split.kv_b = Tensor({2 * H});
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t src = h * 3 * d;  // (q_h, k_h, v_h) in qkv_w
+      for (int64_t r = 0; r < H; ++r) {
+        std::memcpy(split.q_w.row(r) + h * d, layer.qkv_w.row(r) + src, sizeof(float) * d);
+        std::memcpy(split.kv_w.row(r) + 2 * h * d, layer.qkv_w.row(r) + src + d, sizeof(float) * 2 * d);
+      }
+      std::memcpy(split.q_b.data() + h * d, layer.qkv_b.data() + src, sizeof(float) * d);
+      std::memcpy(split.kv_b.data() + 2 * h * d, layer.qkv_b.data() + src + d, sizeof(float) * 2 * d);
+    }
+  });
+  return split;
+}
+
 void BertEncoder::attention_block(Precision precision, const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
                                   const std::vector<PackedSequence>& seqs, const Tensor& x,
                                   Tensor& qkv, Tensor& context, Tensor& out,
@@ -298,9 +317,13 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
   const RowKernels& k = row_kernels();
   struct SharedCta {
     CtaCompressed z;
-    std::vector<float> proj;  // [k0 + k1 + k2, 3H]: projected [C0; C1; C2], live heads' columns
+    std::vector<float> qbar;   // [k0, H]: C0 Wq + bq, live heads' columns
+    std::vector<float> kvbar;  // [k1 + k2, 2H]: [C1; C2] [Wk Wv] (+ bias on the C1 rows)
   };
-  std::vector<SharedCta> shared_cta;  // per sequence, for share=layer
+  // Per sequence, for share=layer; kept warm across calls. The reference is what the OpenMP
+  // threads below use: inside a parallel region the thread_local name is each thread's own copy.
+  thread_local std::vector<SharedCta> shared_cta_buffers;
+  std::vector<SharedCta>& shared_cta = shared_cta_buffers;
 
   if (!cta) {
     // Q, K, V for the heads each sequence still computes; qkv columns of pruned heads stay unwritten.
@@ -314,30 +337,35 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
       }
     });
   } else if (cta->shared) {
-    // CTA with one clustering per layer: the LSH projections of every row (3 l columns), then per
-    // sequence the compression and one projection of [C0; C1; C2] for all live heads' Q/K/V
-    // columns (the Q columns of the key centroids and the K/V columns of the query centroids are
-    // computed too and unused: the price of one efficient GEMM instead of per-head ones).
+    // CTA with one clustering per layer: the LSH projections of every row (3 l columns), the
+    // compression of each sequence, then per sequence two GEMMs for all live heads at once: the
+    // query centroids C0 on the Q columns, the key/value centroids [C1; C2] on the K|V columns.
+    const Layer::CtaSplitWeights& split = cta_split_weights(layer);
     const int64_t hw = 3 * static_cast<int64_t>(cta->lsh.front().l());
     qkv.reshape({rows, hw});
     gemm(rows, hw, H, {x.data(), H}, {cta->directions_t.data(), hw}, qkv.data(), hw);
     shared_cta.resize(seqs.size());
+#pragma omp parallel for schedule(dynamic, 1) if (seqs.size() > 1)
     for (size_t si = 0; si < seqs.size(); ++si) {
       const PackedSequence& s = seqs[si];
       CtaHeadInput in;
       in.x = x.row(s.offset), in.x_stride = H, in.n = s.length(), in.dim = H, in.head_dim = d;
       in.projections = qkv.row(s.offset), in.proj_stride = hw;
       for (int level = 0; level < 3; ++level) in.lsh[level] = &cta->lsh[static_cast<size_t>(level)];
+      cta_compress(in, shared_cta[si].z);
+    }
+    for (size_t si = 0; si < seqs.size(); ++si) {
       SharedCta& sc = shared_cta[si];
-      cta_compress(in, sc.z);
       const int64_t k0 = sc.z.ct0.clusters, k1 = sc.z.ct1.clusters, kc = k1 + sc.z.ct2.clusters;
-      sc.proj.resize(static_cast<size_t>((k0 + kc) * 3 * H));
-      for (auto [h0, h1] : head_runs(s.heads)) {
-        const int64_t col0 = h0 * 3 * d, width = (h1 - h0) * 3 * d;
-        gemm(k0, width, H, {sc.z.c0.data(), H}, {layer.qkv_w.data() + col0, 3 * H}, sc.proj.data() + col0, 3 * H);
-        gemm(kc, width, H, {sc.z.ccat.data(), H}, {layer.qkv_w.data() + col0, 3 * H}, sc.proj.data() + k0 * 3 * H + col0, 3 * H);
+      sc.qbar.resize(static_cast<size_t>(k0 * H));
+      sc.kvbar.resize(static_cast<size_t>(kc * 2 * H));
+      for (auto [h0, h1] : head_runs(seqs[si].heads)) {
+        const int64_t q0 = h0 * d, kv0 = 2 * h0 * d, width = (h1 - h0) * d;
+        gemm(k0, width, H, {sc.z.c0.data(), H}, {split.q_w.data() + q0, H}, sc.qbar.data() + q0, H);
+        gemm(kc, 2 * width, H, {sc.z.ccat.data(), H}, {split.kv_w.data() + kv0, 2 * H}, sc.kvbar.data() + kv0, 2 * H);
         // Bias on the query and LSH_1 rows only (see cta.h: the residual centroids get none).
-        for (int64_t r = 0; r < k0 + k1; ++r) k.bias_add(sc.proj.data() + r * 3 * H + col0, layer.qkv_b.data() + col0, width);
+        for (int64_t r = 0; r < k0; ++r) k.bias_add(sc.qbar.data() + r * H + q0, split.q_b.data() + q0, width);
+        for (int64_t r = 0; r < k1; ++r) k.bias_add(sc.kvbar.data() + r * 2 * H + kv0, split.kv_b.data() + kv0, 2 * width);
       }
     }
   } else {
@@ -374,10 +402,10 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
     if (cta && cta->shared) {
       const SharedCta& sc = shared_cta[items[it].seq];
       const int64_t k0 = sc.z.ct0.clusters, kc = sc.z.ct1.clusters + sc.z.ct2.clusters, n = s.length();
-      const float* q = sc.proj.data() + h * 3 * d;
-      cta_results[it] = cta_attend(sc.z, n, d, scale, q, 3 * H, q + k0 * 3 * H + d, 3 * H, context.row(s.offset) + h * d, H, hs);
+      cta_results[it] = cta_attend(sc.z, n, d, scale, sc.qbar.data() + h * d, H, sc.kvbar.data() + 2 * h * d, 2 * H,
+                                   context.row(s.offset) + h * d, H, hs);
       CtaCounts& c = cta_results[it].counts;
-      c.linear_macs = 3.0 * static_cast<double>(k0 + kc) * H * d;  // what the shared GEMM computed for this head
+      c.linear_macs = static_cast<double>(k0 + 2 * kc) * H * d;  // this head's columns of the two GEMMs
       c.dense_linear_macs = 3.0 * n * H * d;
       const double share = 1.0 / static_cast<double>(s.heads.size());  // the sequence's hashing, split over its heads
       c.overhead_ops += share * (2.0 * static_cast<double>(cta->lsh.front().l()) * 3 * n * H + 3.0 * n * H);

@@ -4,6 +4,8 @@
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -144,6 +146,15 @@ class BertEncoder {
     Tensor attn_out_w, attn_out_b, attn_ln_g, attn_ln_b;
     Tensor ffn_in_w, ffn_in_b, ffn_out_w, ffn_out_b, ffn_ln_g, ffn_ln_b;
     WeightCopies qkv_copies, attn_out_copies, ffn_in_copies, ffn_out_copies;
+    // CTA with one clustering per layer (share=layer) projects the query centroids on the Q
+    // columns only and the key/value centroids on the K|V columns only, each as one GEMM for all
+    // heads; these are qkv_w's columns regrouped that way, built on the first such call.
+    struct CtaSplitWeights {
+      Tensor q_w, q_b;    // [H, H], [H]: head h's Q columns at h d
+      Tensor kv_w, kv_b;  // [H, 2H], [2H]: head h's K columns at 2 h d, its V columns right after
+      std::once_flag built;
+    };
+    std::unique_ptr<CtaSplitWeights> cta_split = std::make_unique<CtaSplitWeights>();
     // The four weight GEMMs' (weight, copies) pairs, for code that treats them alike.
     std::array<std::pair<const Tensor*, WeightCopies*>, 4> weights() {
       return {{{&qkv_w, &qkv_copies}, {&attn_out_w, &attn_out_copies}, {&ffn_in_w, &ffn_in_copies}, {&ffn_out_w, &ffn_out_copies}}};
@@ -163,6 +174,7 @@ class BertEncoder {
                        const std::vector<PackedSequence>& seqs, const Tensor& x,
                        Tensor& qkv, Tensor& context, Tensor& out, std::vector<std::vector<float>>* received,
                        std::vector<std::vector<float>>* head_magnitude, ForwardStats& stats) const;
+  const Layer::CtaSplitWeights& cta_split_weights(const Layer& layer) const;
   void ffn_block(Precision precision, const Layer& layer, const Tensor& x, Tensor& intermediate, Tensor& out, ForwardStats& stats) const;
 
   ModelConfig config_;
