@@ -24,3 +24,4 @@ for b in 1 32; do
     --json "$OUT/kernel-b$b.json" | tee "$OUT/kernel-b$b.txt"
 done
 { echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"; echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) vCPUs"; } >"$OUT/machine.txt"
+"$ROOT/.venv/bin/python" tools/plot_cta_kernel.py "$OUT" --out docs/cta-kernel.png
