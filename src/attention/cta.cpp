@@ -181,16 +181,20 @@ SIEVE_CTA_CLONES void small_gemm(int64_t m, int64_t n, int64_t k, const float* a
   }
 }
 
-// codes[i] = floor(shifted[i] / w), clamped into int64 (LshFamily::code after its offset is added):
-// the division stays in double, so the codes are exactly those of the scalar definition.
-SIEVE_CTA_CLONES void bucket_codes(const double* shifted, int64_t count, double w, int64_t* codes) {
+// An LSH bucket: floor(shifted / w), shifted = <x, a> + b, clamped into int64 (codes this large only
+// arise for w -> 0). Written with plain comparisons so the loop below vectorizes.
+SIEVE_CTA_CLONES_INLINE int64_t bucket(double shifted, double w) {
   constexpr double kLimit = 9.0e18;
-  for (int64_t i = 0; i < count; ++i) {
-    double v = std::floor(shifted[i] / w);
-    v = v < -kLimit ? -kLimit : v;
-    v = v > kLimit ? kLimit : v;
-    codes[i] = static_cast<int64_t>(v);
-  }
+  double v = std::floor(shifted / w);
+  v = v < -kLimit ? -kLimit : v;
+  v = v > kLimit ? kLimit : v;
+  return static_cast<int64_t>(v);
+}
+
+// codes[i] = bucket(shifted[i], w) for a whole level: the same arithmetic as LshFamily::code, in
+// double, so the codes are exactly those of the scalar definition.
+SIEVE_CTA_CLONES void bucket_codes(const double* shifted, int64_t count, double w, int64_t* codes) {
+  for (int64_t i = 0; i < count; ++i) codes[i] = bucket(shifted[i], w);
 }
 
 // exp(v) for v <= 0 (clamped at -87): Cephes' expf, 2^n times a degree-6 polynomial (~1e-7
@@ -239,7 +243,8 @@ SIEVE_CTA_CLONES void aggregate_columns(const float* sbar_t, int64_t ld, int32_t
                                         const int32_t* pair_ct1, const int32_t* pair_ct2, const int32_t* pair_count,
                                         int64_t np, float* ap_t, float* row_max, float* e_t, int64_t e_stride) {
   const int64_t width = ld % 16 == 0 ? (k0 + 15) / 16 * 16 : k0 / 16 * 16;  // vector columns
-  for (int64_t c = 0; c < std::max<int64_t>(width, k0); ++c) row_max[c] = -std::numeric_limits<float>::infinity();
+  const int64_t columns = std::max<int64_t>(width, k0);                            // all written columns
+  for (int64_t c = 0; c < columns; ++c) row_max[c] = -std::numeric_limits<float>::infinity();
   for (int64_t p = 0; p < np; ++p) {  // Fig. 6 line 8 (eq. 6), for the max
     const float* a = sbar_t + pair_ct1[p] * ld;
     const float* b = sbar_t + (k1 + pair_ct2[p]) * ld;
@@ -250,7 +255,7 @@ SIEVE_CTA_CLONES void aggregate_columns(const float* sbar_t, int64_t ld, int32_t
     }
     for (; c < k0; ++c) row_max[c] = std::max(row_max[c], a[c] + b[c]);
   }
-  for (int64_t j = 0; j < k1 + k2; ++j) std::fill(ap_t + j * ld, ap_t + j * ld + std::max<int64_t>(width, k0), 0.0f);
+  for (int64_t j = 0; j < k1 + k2; ++j) std::fill(ap_t + j * ld, ap_t + j * ld + columns, 0.0f);
   for (int64_t p = 0; p < np; ++p) {
     const float* a = sbar_t + pair_ct1[p] * ld;
     const float* b = sbar_t + (k1 + pair_ct2[p]) * ld;
@@ -295,9 +300,7 @@ LshFamily::LshFamily(std::vector<float> directions, std::vector<double> offsets,
 }
 
 int64_t LshFamily::code(double projection, int k) const {
-  const double v = std::floor((projection + offsets_[static_cast<size_t>(k)]) / w_);
-  constexpr double kLimit = 9.0e18;  // inside int64; codes this large only arise for w -> 0
-  return static_cast<int64_t>(std::clamp(v, -kLimit, kLimit));
+  return bucket(projection + offsets_[static_cast<size_t>(k)], w_);
 }
 
 void LshFamily::hash(const float* x, int64_t* codes) const {
