@@ -28,6 +28,13 @@ CANDIDATES=(
   "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
   "progressive:msb=5,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
   "kv_prune:keep=0.8,recent=128+progressive:msb=5,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
+  # non-uniform (Lloyd-Max) levels, and the first tokens' rows at 16 bits (attention sinks)
+  "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal"
+  "progressive:msb=4,lsb=0,threshold=0,group=32,levels=normal"
+  "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=64,levels=normal"
+  "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=64,levels=normal,sinks=4"
+  "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal,sinks=4"
+  "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1,sinks=4"
 )
 mode="${1:?calibrate, report or full}"
 shift
@@ -38,7 +45,9 @@ case "$mode" in
     [[ ${#policies[@]} -gt 0 ]] || policies=("kv_prune:keep=0.5" "kv_prune:keep=0.5,recent=16"
       "progressive:msb=4,lsb=4,threshold=0.1" "progressive:msb=6,lsb=2,threshold=0"
       "kv_prune:keep=0.5,recent=16+progressive:msb=6,lsb=2,threshold=0"
-      "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1") ;;
+      "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
+      "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal"
+      "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=64,levels=normal") ;;
   full) first=0; count=0; policies=() ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <set>
 
 #include "eval/perplexity.h"
 #include "gpt2_reference.h"
@@ -429,7 +430,11 @@ TEST(GenerationPolicies, RotatedGroupedQuantizationMatchesNaiveDequantization) {
 TEST(GenerationPolicies, GroupedQueriesOverLongQuantizedCacheMatchNaive) {
   const int kv_heads = 2, group = 3, query_heads = kv_heads * group;
   const int64_t d = 64, n = 700;
-  for (const SplitQuantization q : {SplitQuantization{4, 0, true, 32, true}, SplitQuantization{6, 2}}) {
+  SplitQuantization normal{4, 0, true, 32};
+  normal.normal_levels = true;
+  SplitQuantization sinks = normal;
+  sinks.sink_tokens = 5;
+  for (const SplitQuantization q : {SplitQuantization{4, 0, true, 32, true}, SplitQuantization{6, 2}, normal, sinks}) {
     KvCache cache(1, kv_heads, d, n, q);
     std::mt19937 rng(9);
     std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -440,8 +445,12 @@ TEST(GenerationPolicies, GroupedQueriesOverLongQuantizedCacheMatchNaive) {
     std::vector<float> queries(static_cast<size_t>(query_heads * d)), context(queries.size());
     for (float& x : queries) x = 0.5f * dist(rng);
     KvTraffic traffic;
-    auto policy = parse_generation_spec(q.rotate ? "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
-                                                 : "progressive:msb=6,lsb=2,threshold=0");
+    auto policy = parse_generation_spec(q.sink_tokens     ? "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal,sinks=5"
+                                        : q.normal_levels ? "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal"
+                                        : q.rotate        ? "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1"
+                                                          : "progressive:msb=6,lsb=2,threshold=0");
+    ASSERT_EQ(policy->kv_quantization()->normal_levels, q.normal_levels);
+    ASSERT_EQ(policy->kv_quantization()->sink_tokens, q.sink_tokens);
     attend_new_tokens(cache, 0, {queries.data(), query_heads * d}, 1, query_heads, *policy, DecodeStage::Generation,
                       context.data(), query_heads * d, traffic);
     // Dequantized rows in the model's coordinates (MSBs only for keys: threshold 0).
@@ -474,7 +483,146 @@ TEST(GenerationPolicies, GroupedQueriesOverLongQuantizedCacheMatchNaive) {
       for (int64_t i = 0; i < d; ++i)
         EXPECT_NEAR(context[static_cast<size_t>(h * d + i)], out[static_cast<size_t>(i)], 2e-5) << "head " << h << " element " << i;
     }
+    if (q.normal_levels) {
+      // Every key and value row read once per KV head: 4-bit codes and two fp16 scales per row; sink
+      // rows (the first 5 positions) at 16 bits, and close to the fp32 rows they came from.
+      const double row_bytes = d * 4.0 / 8.0 + 2 * 2.0, sink_extra = q.sink_tokens * d * 12.0 / 8.0;
+      EXPECT_DOUBLE_EQ(traffic.key_bytes, kv_heads * (n * row_bytes + sink_extra));
+      EXPECT_DOUBLE_EQ(traffic.value_bytes, kv_heads * (n * row_bytes + sink_extra));
+      EXPECT_EQ(cache.sink_slots(n), q.sink_tokens);
+      for (int64_t j = 0; j < 8; ++j) {
+        std::vector<float> key(static_cast<size_t>(d));
+        for (int64_t e = 0; e < d; ++e) key[static_cast<size_t>(e)] = cache.key_codes(0, j)[e] * cache.key_scale(0, j, 0, static_cast<int>(e / 32));
+        inverse_hadamard_rotate(key.data(), d);
+        double worst = 0;
+        for (int64_t e = 0; e < d; ++e) worst = std::max(worst, static_cast<double>(std::abs(key[static_cast<size_t>(e)] - cache.key(0, j)[e])));
+        if (j < q.sink_tokens) EXPECT_LT(worst, 2e-3) << "sink row " << j;
+        else EXPECT_GT(worst, 2e-2) << "4-bit row " << j;
+      }
+    }
   }
+}
+
+// wider=: the listed layers' codes get one more bit (finer codes, counted at that width); a layer
+// the model does not have is refused when the cache is made.
+TEST(GenerationPolicies, WiderLayersStoreAndCountOneMoreBit) {
+  const auto format = parse_generation_spec("progressive:msb=4,lsb=0,threshold=0,group=8,levels=normal,wider=1")->kv_quantization();
+  ASSERT_TRUE(format.has_value());
+  EXPECT_EQ(format->for_layer(0).msb_bits, 4);
+  EXPECT_EQ(format->for_layer(1).msb_bits, 5);
+  EXPECT_EQ(format->for_layer(7).msb_bits, 4);
+  const int64_t d = 16, n = 40;
+  KvCache cache(2, 1, d, n, format);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (int layer = 0; layer < 2; ++layer)
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t i = 0; i < d; ++i) cache.key(layer, s)[i] = cache.value(layer, s)[i] = dist(rng);
+  for (int layer = 0; layer < 2; ++layer) cache.quantize_new_rows(layer, n);
+  cache.commit(n - 1);
+  double error[2] = {0, 0};
+  std::set<int16_t> levels[2];
+  for (int layer = 0; layer < 2; ++layer)
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t i = 0; i < d; ++i) {
+        const int16_t code = cache.key_codes(layer, s)[i];
+        levels[layer].insert(code);
+        const double e = code * cache.key_scale(layer, s, 0, static_cast<int>(i / 8)) - cache.key(layer, s)[i];
+        error[layer] += e * e;
+      }
+  EXPECT_LE(levels[0].size(), 16u);
+  EXPECT_GT(levels[1].size(), 16u);
+  EXPECT_LE(levels[1].size(), 32u);
+  EXPECT_LT(error[1], 0.5 * error[0]);
+  auto policy = parse_generation_spec("progressive:msb=4,lsb=0,threshold=0,group=8,levels=normal,wider=1");
+  for (int layer = 0; layer < 2; ++layer) {
+    std::vector<float> query(static_cast<size_t>(d), 0.1f), context(static_cast<size_t>(d));
+    KvTraffic traffic;
+    attend_new_tokens(cache, layer, {query.data(), d}, 1, 1, *policy, DecodeStage::Generation, context.data(), d, traffic);
+    const double row_bytes = d * (4.0 + layer) / 8.0 + 2 * 2.0;
+    EXPECT_DOUBLE_EQ(traffic.key_bytes, n * row_bytes) << layer;
+    EXPECT_DOUBLE_EQ(traffic.value_bytes, n * row_bytes) << layer;
+  }
+  EXPECT_THROW(KvCache(1, 1, d, n, format), Error);  // layer 1 of a 1-layer model
+  EXPECT_EQ(parse_generation_spec("progressive:msb=4,lsb=0,wider=0-2/5")->describe(),
+            "progressive:msb=4,lsb=0,threshold=0.1,wider=0/1/2/5");
+  for (const char* bad : {"progressive:wider=x", "progressive:wider=3-1", "progressive:msb=8,lsb=0,wider=0", "progressive:wider=-1"})
+    EXPECT_THROW(parse_generation_spec(bad), Error) << bad;
+}
+
+// Sink slots: the positions below the count, committed or written, and they move with kv_prune.
+TEST(GenerationPolicies, SinkSlotsFollowPositions) {
+  SplitQuantization q{4, 0};
+  q.sink_tokens = 3;
+  KvCache cache(1, 1, 8, 16, q);
+  EXPECT_EQ(cache.sink_slots(2), 2);  // nothing committed: written slots 0 and 1 are positions 0, 1
+  cache.commit(2);
+  EXPECT_EQ(cache.sink_slots(3), 3);
+  EXPECT_EQ(cache.sink_slots(5), 3);
+  cache.commit(4);                                   // positions 0..5
+  cache.keep_slots(std::vector<int32_t>{0, 2, 4, 5});  // positions 0, 2, 4, 5
+  EXPECT_EQ(cache.sink_slots(4), 2);
+  EXPECT_EQ(cache.sink_slots(1), 1);
+  EXPECT_EQ(KvCache(1, 1, 8, 4, SplitQuantization{4, 0}).sink_slots(4), 0);
+}
+
+// levels=normal: the table is a Lloyd-Max quantizer of its own training distribution (each level
+// the mean of the values nearest to it, checked here on fresh samples), each value gets its
+// nearest level, the value of largest magnitude is exact, and on Gaussian groups the squared error
+// is below q4_0's evenly spaced levels at the same bits.
+TEST(GenerationPolicies, NormalLevelsAreLloydMaxAndBeatUniformLevelsOnGaussianGroups) {
+  const int64_t group = 32;
+  const std::vector<int16_t>& grid = normal_level_grid(4, group);
+  ASSERT_EQ(grid.size(), 16u);
+  EXPECT_EQ(grid.front(), -kNormalLevelGrid);
+  for (size_t k = 1; k < grid.size(); ++k) EXPECT_LT(grid[k - 1], grid[k]);
+  EXPECT_LE(grid.back(), kNormalLevelGrid);
+  EXPECT_EQ(&normal_level_grid(4, group), &grid);  // fit once
+  EXPECT_THROW(normal_level_grid(1, group), Error);
+  EXPECT_THROW(normal_level_grid(4, 0), Error);
+
+  SplitQuantization normal{4, 0, false, group};
+  normal.normal_levels = true;
+  const SplitQuantization uniform{4, 0, false, group, /*full_range=*/true};
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(group));
+  std::vector<int16_t> codes(x.size());
+  std::vector<double> level_sum(grid.size(), 0.0), level_count(grid.size(), 0.0);
+  double normal_error = 0, uniform_error = 0;
+  for (int trial = 0; trial < 4000; ++trial) {
+    for (float& v : x) v = 0.3f * dist(rng);
+    size_t largest = 0;
+    for (size_t i = 0; i < x.size(); ++i)
+      if (std::abs(x[i]) > std::abs(x[largest])) largest = i;
+    const float scale = normal.quantize(x.data(), group, codes.data());
+    const float unit = scale * kNormalLevelGrid;
+    EXPECT_EQ(unit, round_to_f16(-x[largest]));  // an fp16 scale: -largest
+    EXPECT_EQ(codes[largest], -kNormalLevelGrid);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const auto at = std::find(grid.begin(), grid.end(), codes[i]);
+      ASSERT_NE(at, grid.end());
+      const double y = x[i] / static_cast<double>(unit) * kNormalLevelGrid;
+      for (int16_t other : grid) ASSERT_LE(std::abs(y - *at), std::abs(y - other) + 1e-3) << "not the nearest level";
+      if (i != largest) {
+        level_sum[static_cast<size_t>(at - grid.begin())] += y;
+        level_count[static_cast<size_t>(at - grid.begin())] += 1;
+      }
+      const double error = SplitQuantization::full_value(codes[i], scale) - x[i];
+      normal_error += error * error;
+    }
+    const float uniform_scale = uniform.quantize(x.data(), group, codes.data());
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double error = SplitQuantization::full_value(codes[i], uniform_scale) - x[i];
+      uniform_error += error * error;
+    }
+  }
+  // Lloyd-Max: every inner level is (close to) the mean of the fresh values it took.
+  for (size_t k = 1; k < grid.size(); ++k) {
+    ASSERT_GT(level_count[k], 100.0) << k;
+    EXPECT_NEAR(level_sum[k] / level_count[k], grid[k], 0.01 * kNormalLevelGrid) << "level " << k;
+  }
+  EXPECT_LT(normal_error, 0.95 * uniform_error);
 }
 
 TEST(GenerationPolicies, HadamardRotationIsTheSignedSylvesterMatrix) {
@@ -594,11 +742,16 @@ TEST(GenerationPolicies, SpecStrings) {
   ASSERT_TRUE(format.has_value());
   EXPECT_TRUE(format->rotate && format->full_range);
   EXPECT_EQ(format->group, 32);
+  EXPECT_EQ(parse_generation_spec("progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal")->describe(),
+            "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal");
+  EXPECT_FALSE(parse_generation_spec("progressive:msb=4,lsb=0,levels=uniform")->kv_quantization()->normal_levels);
+  EXPECT_EQ(parse_generation_spec("progressive:msb=4,lsb=0,sinks=4")->describe(), "progressive:msb=4,lsb=0,threshold=0.1,sinks=4");
   for (const char* bad : {"", "foo", "dense+", "kv_prune", "kv_prune:keep=0", "kv_prune:keep=1.5", "kv_prune:keep=x",
                           "kv_prune:keep=0.5,recent=-1", "value_prune", "value_prune:k=0", "value_prune:k=2.5",
                           "value_prune:k=3,renorm=2", "value_prune:k=3,x=1", "progressive:msb=9", "progressive:msb=0",
                           "progressive:lsb=-1", "progressive:threshold=2", "progressive:threshold", "spatten:tokens=0.5",
-                          "progressive:rotate=2", "progressive:group=-1", "progressive:fullrange=yes",
+                          "progressive:rotate=2", "progressive:group=-1", "progressive:fullrange=yes", "progressive:msb=4,lsb=0,levels=nf4",
+                          "progressive:msb=4,lsb=2,levels=normal", "progressive:msb=4,lsb=0,fullrange=1,levels=normal", "progressive:sinks=-1",
                           "kv_prune:keep=0.5+kv_prune:keep=0.3", "value_prune:k=3,k=4"}) {
     EXPECT_THROW(parse_generation_spec(bad), Error) << bad;
   }

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <numeric>
+#include <random>
 
 #include <omp.h>
 
@@ -13,6 +16,70 @@
 #include "util/error.h"
 
 namespace sieve {
+
+namespace {
+
+// Lloyd-Max levels for SplitQuantization::normal_levels (see normal_level_grid): about 2^20 samples
+// in groups of `group` standard normal values (Box-Muller on a fixed-seed mt19937_64, so the table
+// does not depend on the standard library's distributions), each divided by minus the group's value
+// of largest magnitude, so they lie in [-1, 1] and that value is -1; the lowest level stays at -1.
+std::vector<int16_t> fit_normal_levels(int bits, int64_t group) {
+  const int levels = 1 << bits;
+  const int64_t groups = std::max<int64_t>((int64_t{1} << 20) / group, 64);
+  std::mt19937_64 rng(20261203);
+  auto uniform = [&] { return (static_cast<double>(rng() >> 11) + 0.5) * 0x1.0p-53; };
+  std::vector<double> samples, x(static_cast<size_t>(group));
+  samples.reserve(static_cast<size_t>(groups * group));
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t i = 0; i < group; i += 2) {
+      const double radius = std::sqrt(-2.0 * std::log(uniform())), angle = 2.0 * M_PI * uniform();
+      x[static_cast<size_t>(i)] = radius * std::cos(angle);
+      if (i + 1 < group) x[static_cast<size_t>(i + 1)] = radius * std::sin(angle);
+    }
+    const double largest = *std::max_element(x.begin(), x.end(), [](double a, double b) { return std::abs(a) < std::abs(b); });
+    for (double v : x) samples.push_back(v / -largest);
+  }
+  std::sort(samples.begin(), samples.end());
+  std::vector<double> prefix(samples.size() + 1, 0.0);
+  for (size_t i = 0; i < samples.size(); ++i) prefix[i + 1] = prefix[i] + samples[i];
+  const size_t count = static_cast<size_t>(levels);
+  std::vector<double> level(count);
+  for (size_t k = 0; k < count; ++k) level[k] = -1.0 + 2.0 * static_cast<double>(k) / static_cast<double>(count - 1);
+  for (int iteration = 0; iteration < 1000; ++iteration) {
+    double moved = 0;
+    size_t begin = 0;
+    for (size_t k = 0; k < count; ++k) {  // level k takes the samples nearer to it than to its neighbours
+      const size_t end = k + 1 < count ? static_cast<size_t>(std::lower_bound(samples.begin(), samples.end(),
+                                                                              (level[k] + level[k + 1]) / 2) - samples.begin())
+                                       : samples.size();
+      if (k > 0 && end > begin) {
+        const double mean = (prefix[end] - prefix[begin]) / static_cast<double>(end - begin);
+        moved = std::max(moved, std::abs(mean - level[k]));
+        level[k] = mean;
+      }
+      begin = end;
+    }
+    if (moved < 1e-9) break;
+  }
+  std::vector<int16_t> grid(count);
+  for (size_t k = 0; k < count; ++k) {
+    grid[k] = static_cast<int16_t>(std::lround(level[k] * kNormalLevelGrid));
+    if (k > 0 && grid[k] <= grid[k - 1]) grid[k] = static_cast<int16_t>(grid[k - 1] + 1);
+  }
+  return grid;
+}
+
+}  // namespace
+
+const std::vector<int16_t>& normal_level_grid(int bits, int64_t group) {
+  if (bits < 2 || bits > 8 || group < 1) throw Error("normal levels need 2-8 bits and a group of at least 1 value");
+  static std::mutex mutex;
+  static std::map<std::pair<int, int64_t>, std::vector<int16_t>> tables;  // references stay valid
+  std::lock_guard<std::mutex> lock(mutex);
+  auto [at, added] = tables.try_emplace({bits, group});
+  if (added) at->second = fit_normal_levels(bits, group);
+  return at->second;
+}
 
 float SplitQuantization::quantize(const float* x, int64_t n, int16_t* codes) const {
   float max_abs = 0.0f, largest = 0.0f;  // largest: the value of largest magnitude, with its sign
@@ -25,6 +92,24 @@ float SplitQuantization::quantize(const float* x, int64_t n, int16_t* codes) con
     std::fill(codes, codes + n, int16_t{0});
     return 1.0f;
   }
+  if (normal_levels) {
+    // x ~ level * unit, unit = -largest (the level -1 is `largest`); a code holds its level's grid value.
+    const std::vector<int16_t>& grid = normal_level_grid(total_bits(), n);
+    float unit = -largest;
+    if (group > 0) unit = round_to_f16(std::clamp(unit, -65504.0f, 65504.0f));  // stored in fp16
+    if (unit == 0.0f) {
+      std::fill(codes, codes + n, int16_t{0});
+      return 0.0f;
+    }
+    const float to_grid = static_cast<float>(kNormalLevelGrid) / unit;
+    for (int64_t i = 0; i < n; ++i) {
+      const float y = x[i] * to_grid;
+      auto above = std::lower_bound(grid.begin(), grid.end(), y, [](int16_t level, float v) { return level < v; });
+      if (above == grid.end() || (above != grid.begin() && y - *(above - 1) < *above - y)) --above;
+      codes[i] = *above;
+    }
+    return unit / static_cast<float>(kNormalLevelGrid);
+  }
   const int32_t low = full_range ? -(max_code() + 1) : -max_code();
   float scale = full_range ? largest / static_cast<float>(low) : max_abs / static_cast<float>(max_code());
   if (group > 0) {  // stored in fp16: clamped to its range; a scale that rounds to 0 leaves codes of 0
@@ -36,6 +121,13 @@ float SplitQuantization::quantize(const float* x, int64_t n, int16_t* codes) con
   }
   for (int64_t i = 0; i < n; ++i) codes[i] = static_cast<int16_t>(std::clamp<long>(std::lround(x[i] / scale), low, max_code()));
   return scale;
+}
+
+SplitQuantization SplitQuantization::for_layer(int layer) const {
+  SplitQuantization format = *this;
+  format.wider_layers.clear();
+  if (layer >= 0 && static_cast<size_t>(layer) < wider_layers.size() && wider_layers[static_cast<size_t>(layer)]) ++format.msb_bits;
+  return format;
 }
 
 float SplitQuantization::msb_value(int16_t code, float scale) const {
@@ -101,6 +193,10 @@ KvCache::KvCache(int layers, int heads, int64_t head_dim, int64_t capacity, std:
     if (head_dim % group != 0)
       throw Error("group=" + std::to_string(group) + " does not divide this model's head dimension " + std::to_string(head_dim));
     scale_groups_ = static_cast<int>(head_dim / group);
+    const auto& wider = quantization_->wider_layers;
+    for (size_t l = static_cast<size_t>(layers); l < wider.size(); ++l)
+      if (wider[l]) throw Error("wider layer " + std::to_string(l) + " does not exist: this model has " + std::to_string(layers) + " layers");
+    for (int l = 0; l < layers; ++l) layer_formats_.push_back(quantization_->for_layer(l));
   }
   const int64_t width = heads * head_dim;
   for (int l = 0; l < layers; ++l) {
@@ -137,20 +233,37 @@ void KvCache::quantize_new_rows(int layer, int64_t n) {
   std::vector<float> row(static_cast<size_t>(head_dim_));
   const int64_t group = head_dim_ / scale_groups_;
   // Codes and scales of one head's row (rotated first when asked); the fp32 row stays as it is.
-  auto quantize = [&](const float* x, int16_t* codes, float* scales) {
+  // Sink rows: symmetric 16-bit codes with the same scale layout, so every kernel reads them alike.
+  const SplitQuantization& layer_format = layer_formats_[static_cast<size_t>(layer)];
+  SplitQuantization sink_format;
+  sink_format.msb_bits = SplitQuantization::kSinkBits;
+  sink_format.lsb_bits = 0;
+  sink_format.group = quantization_->group;
+  auto quantize = [&](const float* x, int16_t* codes, float* scales, const SplitQuantization& format) {
     if (quantization_->rotate) {
       std::copy_n(x, head_dim_, row.begin());
       hadamard_rotate(row.data(), head_dim_);
       x = row.data();
     }
-    for (int g = 0; g < scale_groups_; ++g) scales[g] = quantization_->quantize(x + g * group, group, codes + g * group);
+    for (int g = 0; g < scale_groups_; ++g) scales[g] = format.quantize(x + g * group, group, codes + g * group);
   };
-  for (int64_t slot = size_; slot < size_ + n; ++slot)
+  for (int64_t slot = size_; slot < size_ + n; ++slot) {
+    const bool sink = tokens_seen_ + (slot - size_) < quantization_->sink_tokens;  // the slot's position
+    const SplitQuantization& format = sink ? sink_format : layer_format;
     for (int h = 0; h < heads_; ++h) {
       const int64_t at = slot * width + h * head_dim_, scale_at = slot * scale_stride() + h * scale_groups_;
-      quantize(cached.keys.row(slot) + h * head_dim_, cached.key_codes.data() + at, cached.key_scales.data() + scale_at);
-      quantize(cached.values.row(slot) + h * head_dim_, cached.value_codes.data() + at, cached.value_scales.data() + scale_at);
+      quantize(cached.keys.row(slot) + h * head_dim_, cached.key_codes.data() + at, cached.key_scales.data() + scale_at, format);
+      quantize(cached.values.row(slot) + h * head_dim_, cached.value_codes.data() + at, cached.value_scales.data() + scale_at, format);
     }
+  }
+}
+
+int64_t KvCache::sink_slots(int64_t visible) const {
+  const int sink_tokens = quantization_ ? quantization_->sink_tokens : 0;
+  const int64_t committed = std::lower_bound(positions_.begin(), positions_.begin() + size_, sink_tokens) - positions_.begin();
+  if (committed < size_) return std::min(committed, visible);
+  // Every committed slot is a sink: so are the written ones whose positions are still below the count.
+  return std::min(visible, size_ + std::max<int64_t>(0, sink_tokens - tokens_seen_));
 }
 
 void KvCache::commit(int64_t n) {
@@ -299,7 +412,7 @@ void attend_group_quantized(const KvCache& cache, int layer, int g, int group, i
                             float scale, const GenerationPolicy& policy, float* context, std::vector<float>& scores,
                             std::vector<std::vector<int32_t>>& rows, QuantizedScratch& scratch,
                             std::vector<std::vector<float>>& received, KvTraffic& total) {
-  const SplitQuantization& format = *cache.quantization();
+  const SplitQuantization& format = cache.layer_quantization(layer);
   const RowKernels& kernels = row_kernels();
   const int64_t d = cache.head_dim(), width = cache.heads() * d, column = g * d;
   const int64_t scale_group = d / cache.scale_groups();
@@ -371,9 +484,16 @@ void attend_group_quantized(const KvCache& cache, int layer, int g, int group, i
   const int64_t values_read = rows_read(rows, visible, scratch.value_read);
   const int bits = format.msb_bits + (refetched ? format.lsb_bits : 0);
   const double scale_bytes = static_cast<double>(cache.scale_groups() * format.scale_bytes());
-  total.key_bytes += static_cast<double>(visible) * (static_cast<double>(d * bits) / 8.0 + scale_bytes);
+  // Sink rows (positions ascend with the slots) are read at their own width, keys and values.
+  const int64_t sinks = cache.sink_slots(visible);
+  const int64_t sink_values_read = std::count(scratch.value_read.begin(), scratch.value_read.begin() + sinks, 1);
+  const double sink_extra_key_bits = static_cast<double>(SplitQuantization::kSinkBits - bits),
+               sink_extra_value_bits = static_cast<double>(SplitQuantization::kSinkBits - format.total_bits());
+  total.key_bytes += static_cast<double>(visible) * (static_cast<double>(d * bits) / 8.0 + scale_bytes) +
+                     static_cast<double>(sinks * d) * sink_extra_key_bits / 8.0;
+  total.value_bytes += static_cast<double>(sink_values_read * d) * sink_extra_value_bits / 8.0;
   total.key_elements += static_cast<double>(visible * d);
-  total.key_bits += static_cast<double>(visible * d * bits);
+  total.key_bits += static_cast<double>(visible * d * bits) + static_cast<double>(sinks * d) * sink_extra_key_bits;
   total.lsb_refetches += refetched ? 1 : 0;
   total.refetched_key_elements += refetched ? static_cast<double>(visible * d) : 0.0;
   total.head_reads += 1;

@@ -36,6 +36,23 @@ struct SplitQuantization {
   // Use all 2^b codes, as llama.cpp's q4_0 does: scale = (the value of largest magnitude) / -2^(b-1),
   // codes in [-2^(b-1), 2^(b-1) - 1]; one level more than the symmetric codes.
   bool full_range = false;
+  // Non-uniform levels (NF4-like; not SpAtten's, not llama.cpp's): the 2^b levels are fit by
+  // Lloyd-Max to groups of Gaussian values divided by the group's value of largest magnitude (what
+  // rotated rows look like), with one level pinned at -1 so that value stays exact, as q4_0's rule
+  // keeps it. Same bytes as uniform codes: a b-bit index per element and the group's scale. Needs
+  // lsb_bits = 0: the MSBs of an index into a table are not a coarser value.
+  bool normal_levels = false;
+  // The rows of the first `sink_tokens` positions are stored at kSinkBits (fp16-like precision) and
+  // read, and counted, at that width. Not SpAtten's: the first tokens of a sequence draw a large
+  // share of every head's attention (attention sinks, StreamingLLM; IntactKV keeps them lossless),
+  // so their quantization error reaches every later token.
+  int sink_tokens = 0;
+  static constexpr int kSinkBits = 16;
+  // Layers whose codes get one more MSB than msb_bits (wider_layers[l] != 0), so a budget of bits
+  // per element can be spent where the model is most sensitive. Not SpAtten's; empty = none.
+  std::vector<uint8_t> wider_layers;
+  // This format as layer `layer` stores it (msb_bits + 1 in a wider layer).
+  SplitQuantization for_layer(int layer) const;
 
   int total_bits() const { return msb_bits + lsb_bits; }
   int32_t max_code() const { return (1 << (total_bits() - 1)) - 1; }
@@ -49,6 +66,14 @@ struct SplitQuantization {
   int32_t msb_midpoint() const { return lsb_bits > 0 ? 1 << (lsb_bits - 1) : 0; }  // in code units
   static float full_value(int16_t code, float scale) { return static_cast<float>(code) * scale; }
 };
+
+// The levels of SplitQuantization::normal_levels for 2^bits levels and groups of `group` values,
+// ascending, first -1, stored on a grid of 1 / kNormalLevelGrid so that a cached code can hold its
+// level's value (level * grid) and every kernel reads it as an integer code times a scale (the
+// scale divided by the grid): the table lookup is done once, when the row is quantized. Fit once
+// per (bits, group) from a fixed seed, so every cache and run gets the same table.
+inline constexpr int32_t kNormalLevelGrid = 4096;
+const std::vector<int16_t>& normal_level_grid(int bits, int64_t group);
 
 // The rotation of SplitQuantization::rotate on one row of n (a power of two) values, in place;
 // inverse_hadamard_rotate undoes it.
@@ -81,6 +106,8 @@ class KvCache {
   int heads() const { return heads_; }
   int64_t head_dim() const { return head_dim_; }
   const std::optional<SplitQuantization>& quantization() const { return quantization_; }
+  // The format of one layer's codes (SplitQuantization::for_layer); only with quantization.
+  const SplitQuantization& layer_quantization(int layer) const { return layer_formats_[static_cast<size_t>(layer)]; }
   // The token position of each slot.
   std::span<const int32_t> positions() const { return {positions_.data(), static_cast<size_t>(size_)}; }
 
@@ -99,6 +126,8 @@ class KvCache {
   int scale_groups() const { return scale_groups_; }  // scales per row of a head
   int64_t scale_stride() const { return static_cast<int64_t>(heads_) * scale_groups_; }
 
+  // How many of the first `visible` slots (written ones after size() included) hold sink rows.
+  int64_t sink_slots(int64_t visible) const;
   // Quantizes the written rows (when quantized) of slots [size(), size() + n) in one layer.
   void quantize_new_rows(int layer, int64_t n);
   // The n slots written after size() become part of the cache.
@@ -115,6 +144,7 @@ class KvCache {
   int heads_ = 0, scale_groups_ = 1;
   int64_t head_dim_ = 0, capacity_ = 0, size_ = 0, tokens_seen_ = 0;
   std::optional<SplitQuantization> quantization_;
+  std::vector<SplitQuantization> layer_formats_;  // per layer, when quantized
   std::vector<Layer> layers_;
   std::vector<int32_t> positions_;
 };

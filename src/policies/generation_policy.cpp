@@ -106,6 +106,12 @@ std::string ProgressiveQuantization::describe() const {
   if (format_.rotate) text += ",rotate=1";
   if (format_.group > 0) text += ",group=" + std::to_string(format_.group);
   if (format_.full_range) text += ",fullrange=1";
+  if (format_.normal_levels) text += ",levels=normal";
+  if (format_.sink_tokens > 0) text += ",sinks=" + std::to_string(format_.sink_tokens);
+  std::string wider;
+  for (size_t l = 0; l < format_.wider_layers.size(); ++l)
+    if (format_.wider_layers[l]) wider += (wider.empty() ? "" : "/") + std::to_string(l);
+  if (!wider.empty()) text += ",wider=" + wider;
   return text;
 }
 

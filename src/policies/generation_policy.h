@@ -13,15 +13,19 @@
 //                                kept probabilities as they are (the dropped ones count as zero),
 //                                which is what reading only their V rows means; renorm=1 rescales
 //                                them to sum to 1.
-//   progressive[:msb=M,lsb=L,threshold=T,rotate=0|1,group=G,fullrange=0|1]
-//                                (defaults 4, 4, 0.1, 0, 0, 0)
+//   progressive[:msb=M,lsb=L,threshold=T,rotate=0|1,group=G,fullrange=0|1,levels=uniform|normal,sinks=N,
+//                                wider=a-b/c] (defaults 4, 4, 0.1, 0, 0, 0, uniform, 0, none)
 //                                progressive quantization: K and V cached as (M+L)-bit symmetric
 //                                per-row codes; a step's probabilities are computed from the keys'
 //                                M MSBs, and only when their maximum is below T are the L LSBs
 //                                fetched and the probabilities recomputed. V is read at M+L bits.
 //                                Not SpAtten's, off by default (SplitQuantization): rotate=1
 //                                rotates rows before quantizing them, group=G keeps one fp16
-//                                scale per G elements, fullrange=1 uses all 2^(M+L) codes.
+//                                scale per G elements, fullrange=1 uses all 2^(M+L) codes,
+//                                levels=normal (with lsb=0) indexes 2^M Lloyd-Max levels fit
+//                                to Gaussian groups instead of evenly spaced ones, sinks=N keeps
+//                                the first N tokens' rows at 16 bits, wider= gives the listed
+//                                layers (0-based) one more MSB.
 //   dense                        none of these; `a+b` composes. Parsed by parse_generation_spec
 //                                (policies/policy_spec.h).
 #include <memory>

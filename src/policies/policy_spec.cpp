@@ -1,5 +1,6 @@
 #include "policies/policy_spec.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <map>
@@ -20,7 +21,7 @@ const char* const kPolicySpecHelp =
     "compose with '+'";
 
 const char* const kGenerationSpecHelp =
-    "dense | kv_prune:keep=R[,recent=N] | value_prune:k=K[,renorm=0|1] | progressive[:msb=M,lsb=L,threshold=T,rotate=0|1,group=G,fullrange=0|1]; "
+    "dense | kv_prune:keep=R[,recent=N] | value_prune:k=K[,renorm=0|1] | progressive[:msb=M,lsb=L,threshold=T,rotate=0|1,group=G,fullrange=0|1,levels=uniform|normal,sinks=N,wider=a-b/c]; "
     "compose with '+'";
 
 namespace {
@@ -83,14 +84,14 @@ std::pair<std::string, std::map<std::string, std::string>> parse_one(const std::
 }
 
 // "2-5", "0/3/5", "0-1/4": 0-based layer indices -> a per-layer mask.
-std::vector<uint8_t> parse_layer_set(const std::string& text, int layers) {
+std::vector<uint8_t> parse_layer_set(const std::string& text, int layers, const std::string& what = "cta layers") {
   std::vector<uint8_t> on(static_cast<size_t>(layers), 0);
   for (const auto& part : split(text, '/')) {
     const size_t dash = part.find('-');
-    auto index = [&](const std::string& t) { return parse_integer(t, "cta layers", 0, layers - 1); };
+    auto index = [&](const std::string& t) { return parse_integer(t, what, 0, layers - 1); };
     const int a = index(part.substr(0, dash));
     const int b = dash == std::string::npos ? a : index(part.substr(dash + 1));
-    if (b < a) throw Error("policy: cta layers=" + text + ": empty range " + part);
+    if (b < a) throw Error("policy: " + what + "=" + text + ": empty range " + part);
     for (int i = a; i <= b; ++i) on[static_cast<size_t>(i)] = 1;
   }
   return on;
@@ -179,7 +180,7 @@ std::unique_ptr<GenerationPolicyChain> parse_generation_spec(const std::string& 
       {"dense", {}},
       {"kv_prune", {"keep", "recent"}},
       {"value_prune", {"k", "renorm"}},
-      {"progressive", {"msb", "lsb", "threshold", "rotate", "group", "fullrange"}},
+      {"progressive", {"msb", "lsb", "threshold", "rotate", "group", "fullrange", "levels", "sinks", "wider"}},
   };
   // An integer option in [low, high], or `fallback` when absent.
   auto integer = [](const std::map<std::string, std::string>& p, const std::string& key, int fallback, int low, int high) {
@@ -204,11 +205,27 @@ std::unique_ptr<GenerationPolicyChain> parse_generation_spec(const std::string& 
       if (!p.count("k")) throw Error("policy: value_prune needs k=K (values read per head and step, >= 1)");
       chain->add(std::make_unique<LocalValuePruner>(integer(p, "k", 0, 1, 1 << 24), integer(p, "renorm", 0, 0, 1) == 1));
     } else if (name == "progressive") {
-      SplitQuantization format{integer(p, "msb", 4, 1, 8), integer(p, "lsb", 4, 0, 8), integer(p, "rotate", 0, 0, 1) == 1,
-                               integer(p, "group", 0, 0, 4096), integer(p, "fullrange", 0, 0, 1) == 1};
+      SplitQuantization format;
+      format.msb_bits = integer(p, "msb", 4, 1, 8);
+      format.lsb_bits = integer(p, "lsb", 4, 0, 8);
+      format.rotate = integer(p, "rotate", 0, 0, 1) == 1;
+      format.group = integer(p, "group", 0, 0, 4096);
+      format.full_range = integer(p, "fullrange", 0, 0, 1) == 1;
       // A signed code needs a sign bit and a magnitude bit: with 1 bit the largest code is 0 and
       // the scale divides by it.
       if (format.total_bits() < 2) throw Error("policy: progressive needs msb + lsb >= 2 bits, got " + std::to_string(format.total_bits()));
+      const std::string levels = p.count("levels") ? p.at("levels") : "uniform";
+      if (levels != "uniform" && levels != "normal")
+        throw Error("policy: progressive levels must be uniform or normal, got '" + levels + "'");
+      format.normal_levels = levels == "normal";
+      format.sink_tokens = integer(p, "sinks", 0, 0, 1 << 20);
+      // The model's depth is not known here: the cache refuses layers the model does not have.
+      if (p.count("wider")) format.wider_layers = parse_layer_set(p.at("wider"), 1024, "progressive wider");
+      if (format.msb_bits + 1 > 8 && std::find(format.wider_layers.begin(), format.wider_layers.end(), 1) != format.wider_layers.end())
+        throw Error("policy: progressive wider= needs msb <= 7");
+      if (format.normal_levels && (format.lsb_bits != 0 || format.full_range))
+        throw Error("policy: progressive levels=normal needs lsb=0 (its codes index a table, they have no MSB part) "
+                    "and sets its own range (no fullrange=1)");
       const double threshold = p.count("threshold") ? fraction(p, "threshold", false) : 0.1;
       chain->add(std::make_unique<ProgressiveQuantization>(format, threshold));
     }
