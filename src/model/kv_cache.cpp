@@ -92,15 +92,21 @@ float SplitQuantization::quantize(const float* x, int64_t n, int16_t* codes) con
     std::fill(codes, codes + n, int16_t{0});
     return 1.0f;
   }
-  if (normal_levels) {
-    // x ~ level * unit, unit = -largest (the level -1 is `largest`); a code holds its level's grid value.
-    const std::vector<int16_t>& grid = normal_level_grid(total_bits(), n);
-    float unit = -largest;
-    if (group > 0) unit = round_to_f16(std::clamp(unit, -65504.0f, 65504.0f));  // stored in fp16
+  // Uniform codes count multiples of the unit; normal levels scale their table by it (x ~ level *
+  // unit, unit = -largest, so the level -1 is `largest`).
+  const int32_t low = full_range ? -(max_code() + 1) : -max_code();
+  float unit = normal_levels ? -largest
+               : full_range  ? largest / static_cast<float>(low)
+                             : max_abs / static_cast<float>(max_code());
+  if (group > 0) {  // stored in fp16: clamped to its range; a unit that rounds to 0 leaves codes of 0
+    unit = round_to_f16(std::clamp(unit, -65504.0f, 65504.0f));
     if (unit == 0.0f) {
       std::fill(codes, codes + n, int16_t{0});
       return 0.0f;
     }
+  }
+  if (normal_levels) {  // a code holds its level's grid value: kernels read it as code x scale
+    const std::vector<int16_t>& grid = normal_level_grid(total_bits(), n);
     const float to_grid = static_cast<float>(kNormalLevelGrid) / unit;
     for (int64_t i = 0; i < n; ++i) {
       const float y = x[i] * to_grid;
@@ -110,17 +116,8 @@ float SplitQuantization::quantize(const float* x, int64_t n, int16_t* codes) con
     }
     return unit / static_cast<float>(kNormalLevelGrid);
   }
-  const int32_t low = full_range ? -(max_code() + 1) : -max_code();
-  float scale = full_range ? largest / static_cast<float>(low) : max_abs / static_cast<float>(max_code());
-  if (group > 0) {  // stored in fp16: clamped to its range; a scale that rounds to 0 leaves codes of 0
-    scale = round_to_f16(std::clamp(scale, -65504.0f, 65504.0f));
-    if (scale == 0.0f) {
-      std::fill(codes, codes + n, int16_t{0});
-      return 0.0f;
-    }
-  }
-  for (int64_t i = 0; i < n; ++i) codes[i] = static_cast<int16_t>(std::clamp<long>(std::lround(x[i] / scale), low, max_code()));
-  return scale;
+  for (int64_t i = 0; i < n; ++i) codes[i] = static_cast<int16_t>(std::clamp<long>(std::lround(x[i] / unit), low, max_code()));
+  return unit;
 }
 
 SplitQuantization SplitQuantization::for_layer(int layer) const {
