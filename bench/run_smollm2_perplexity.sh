@@ -4,6 +4,11 @@
 #              chosen here and nowhere else)
 #   report     dense and the chosen policies on chunks 20-59 (never used for choosing)
 #   full       dense on the whole file (592 chunks)
+#   heldout    the 4-bit pick against llama.cpp's q4_0 cache on chunks 60-299, in llama.cpp's protocol
+#              (--context-steps: the whole chunk reads the quantized cache). Chunks 0-59 (calibrate +
+#              report above) chose it; these 240 were never looked at before (240, not all 532 left:
+#              llama.cpp's q4_0 cache runs at ~7 s a chunk here). Per-chunk NLLs go to the JSON, for
+#              tools/compare_perplexity.py against the llama.cpp run on the same chunks.
 # Results: out/smollm2/*.json (tools/decoder_policy_table.py turns them into the README table).
 # Usage: bash bench/run_smollm2_perplexity.sh calibrate|report|full [POLICY ...]
 set -euo pipefail
@@ -36,7 +41,8 @@ CANDIDATES=(
   "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal,sinks=4"
   "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,fullrange=1,sinks=4"
 )
-mode="${1:?calibrate, report or full}"
+mode="${1:?calibrate, report, full or heldout}"
+extra=()
 shift
 policies=("$@")
 case "$mode" in
@@ -49,9 +55,11 @@ case "$mode" in
       "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal"
       "progressive:msb=4,lsb=0,threshold=0,rotate=1,group=64,levels=normal") ;;
   full) first=0; count=0; policies=() ;;
+  heldout) first=60; count=240; extra=(--context-steps)
+    [[ ${#policies[@]} -gt 0 ]] || policies=("progressive:msb=4,lsb=0,threshold=0,rotate=1,group=32,levels=normal") ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
 args=()
 for p in "${policies[@]}"; do args+=(--policy "$p"); done
 "$SIEVE" perplexity --model "$MODEL" --data "$DATA" --protocol chunks --window 512 --first-window "$first" \
-  --max-windows "$count" --threads 2 "${args[@]}" --json "$OUT/ppl_${mode}.json"
+  --max-windows "$count" --threads 2 "${args[@]}" "${extra[@]}" --json "$OUT/ppl_${mode}.json"

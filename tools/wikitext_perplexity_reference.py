@@ -98,17 +98,26 @@ def llama_cpp_logits(gguf_path: Path, threads: int, ctx: int, type_k: str, type_
     return run, {"llama_cpp_python": __version__, "type_k": type_k, "type_v": type_v, "flash_attn": flash_attn}
 
 
+def llama_cpp_tokens(gguf_path: Path, text: Path) -> np.ndarray:
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
+    return np.asarray(llm.tokenize(text.read_bytes(), add_bos=False, special=False), dtype=np.int32)
+
+
 def perplexity(run, ids: np.ndarray, ctx: int, limit=None, progress=True, first: int = 0):
-    total, count = 0.0, 0
+    total, count, per_chunk = 0.0, 0, []
     start = time.perf_counter()
     chunks = chunks_of(ids, ctx, limit, first)
     for k, tokens in enumerate(chunks):
         nll, n = chunk_nll(run(tokens), tokens)
         total, count = total + nll, count + n
+        per_chunk.append(nll / n)
         if progress and (k % 10 == 9 or k == len(chunks) - 1):
             log(f"[{k + 1}/{len(chunks)}] ppl {math.exp(total / count):.4f}")
     return {"ppl": math.exp(total / count), "mean_nll": total / count, "tokens_scored": count,
-            "first_chunk": first, "chunks": len(chunks), "seconds": round(time.perf_counter() - start, 2)}
+            "first_chunk": first, "chunks": len(chunks), "seconds": round(time.perf_counter() - start, 2),
+            "chunk_mean_nll": per_chunk}  # Sieve's JSON calls the same list window_mean_nll
 
 
 def main():
@@ -126,12 +135,20 @@ def main():
     # llama.cpp's own default (flash_attn auto) turns it on for the CPU backend.
     parser.add_argument("--no-flash-attn", action="store_true", help="llama_cpp: disable flash attention")
     parser.add_argument("--tokenize-only", action="store_true", help="write the ids cache and stop")
+    parser.add_argument("--llama-cpp-tokenizer", action="store_true",
+                        help="make the ids cache with llama.cpp's tokenizer (whole file, no BOS, control "
+                             "tokens as text, as its perplexity tool does) where transformers' GGUF loader "
+                             "is missing: it needs torch")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     gguf_path = args.gguf or default_gguf()
 
     if args.ids_cache.is_file() and args.ids_cache.stat().st_mtime > args.text.stat().st_mtime:
         ids = np.load(args.ids_cache)
+    elif args.llama_cpp_tokenizer:
+        ids = llama_cpp_tokens(gguf_path, args.text)
+        args.ids_cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(args.ids_cache, lambda h: np.save(h, ids), mode="wb")
     else:
         ids = wikitext_tokens(gguf_path, args.ids_cache, args.text)  # needs transformers
     log(f"{args.text.name}: {len(ids)} tokens, {len(ids) // args.ctx} chunks of {args.ctx}")

@@ -68,6 +68,8 @@ PerplexityResult evaluate_perplexity(const Decoder& model, std::span<const int32
   for (const Window& w : plan_windows(n, setup)) {
     if (w.begin + w.context >= w.end) continue;  // a last window holding only context: nothing to score
     DecodingSession session(model, policy, w.end - w.begin);
+    const double nll_before = nll;
+    const int64_t scored_before = r.tokens_scored;
     const auto token = [&](int64_t t) { return ids[static_cast<size_t>(t)]; };
     if (setup.scoring == PerplexityScoring::Prefill) {
       // Row t - 1 - begin of the window's logits predicts token t.
@@ -108,6 +110,7 @@ PerplexityResult evaluate_perplexity(const Decoder& model, std::span<const int32
         }
       }
     }
+    r.window_mean_nll.push_back((nll - nll_before) / static_cast<double>(r.tokens_scored - scored_before));
     traffic.add(session.traffic());
     r.steps += session.steps();
     ++r.windows;

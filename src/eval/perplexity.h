@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "model/decoder.h"
 
@@ -50,6 +51,9 @@ struct PerplexityResult {
   double lsb_refetch_rate = 0;   // fraction of (step, layer, KV head) reads that fetched LSBs
   double mean_cached_tokens = 0; // cache size after each step
   double tokens_per_second = 0;  // scored tokens per second of wall time
+  // Mean NLL of each window, in order: two settings run on the same windows are compared window by
+  // window (a paired difference and its standard error), which tells a real gap from noise.
+  std::vector<double> window_mean_nll;
   KvTraffic traffic;             // totals behind the KV statistics (what `sieve sim` replays)
 };
 

@@ -93,7 +93,8 @@ void run(const PerplexityOptions& o) {
                        {"scoring", this_setup.scoring == PerplexityScoring::Prefill ? "prefill" : "steps"},
                        {"kv_bytes_per_token", r.kv_bytes_per_token}, {"kv_bytes_vs_dense", ratio},
                        {"mean_key_bits", r.mean_key_bits}, {"lsb_refetch_rate", r.lsb_refetch_rate},
-                       {"mean_cached_tokens", r.mean_cached_tokens}, {"tokens_per_second", r.tokens_per_second}});
+                       {"mean_cached_tokens", r.mean_cached_tokens}, {"tokens_per_second", r.tokens_per_second},
+                       {"window_mean_nll", r.window_mean_nll}});
   }
   if (!o.trace_path.empty()) {
     write_file_atomically(o.trace_path, [&](std::ostream& file) { file << sim::trace_to_json(trace).dump(2) << "\n"; });
