@@ -1,7 +1,10 @@
 // WordPiece tokenization of arbitrary bytes with the default model's real vocabulary (uncased,
 // accents stripped) and a cased variant: invalid UTF-8 may only be refused with sieve::Error, and
-// every id must be in the vocabulary. The first byte picks the max_length and whether the rest is
+// every id must be in the vocabulary; pieces() (QA's byte offsets) must give ranges inside the text,
+// in order, and the same ids as encode() when nothing is truncated. The first byte picks the max_length and whether the rest is
 // split into a pair at the first NUL.
+#include <algorithm>
+
 #include "fuzz_common.h"
 #include "tokenizers/wordpiece.h"
 
@@ -15,6 +18,18 @@ const sieve::WordPieceTokenizer& cased() {
   static const auto tokenizer = sieve::WordPieceTokenizer::from_vocab_file(
       sieve::fuzz::repo_path("models/all-MiniLM-L6-v2/vocab.txt"), {.lowercase = false, .strip_accents = false});
   return tokenizer;
+}
+
+void check_pieces(const sieve::WordPieceTokenizer& tokenizer, std::string_view text) {
+  const sieve::TextPieces pieces = tokenizer.pieces(text);
+  if (pieces.ids.size() != pieces.byte_ranges.size()) std::abort();
+  size_t previous_begin = 0;
+  for (const auto& [begin, end] : pieces.byte_ranges) {
+    if (begin > end || end > text.size() || begin < previous_begin) std::abort();
+    previous_begin = begin;
+  }
+  const sieve::Encoding whole = tokenizer.encode(text, pieces.ids.size() + 2);
+  if (!std::equal(pieces.ids.begin(), pieces.ids.end(), whole.ids.begin() + 1, whole.ids.end() - 1)) std::abort();
 }
 
 void check(const sieve::WordPieceTokenizer& tokenizer, const sieve::Encoding& encoding, size_t max_length) {
@@ -44,6 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(*tokenizer,
             as_pair ? tokenizer->encode_pair(pair.first, pair.second, max_length) : tokenizer->encode(text, max_length), max_length);
     });
+    fuzz::expect_only_sieve_errors([&] { check_pieces(*tokenizer, text); });
   }
   return 0;
 }

@@ -122,6 +122,49 @@ TEST(TokenizerParity, MatchesHuggingFaceOnEveryCase) {
   model_dir_tally.report();
 }
 
+// ---- Byte offsets of pieces, against Hugging Face ----------------------------------------------
+
+std::string describe(const std::vector<std::pair<size_t, size_t>>& ranges) {
+  std::ostringstream out;
+  for (const auto& [begin, end] : ranges) out << '[' << begin << ',' << end << ") ";
+  return out.str();
+}
+
+// tests/data/wordpiece_offsets_reference.json (tools/make_wordpiece_offsets_reference.py): HF's fast
+// tokenizer's offset_mapping for all-MiniLM-L6-v2, in bytes, on SQuAD texts and edge cases.
+TEST(TokenizerOffsets, PiecesMatchHuggingFaceOffsets) {
+  const fs::path model_dir = SIEVE_DEFAULT_MODEL_DIR;  // the fixture's model, whatever SIEVE_DEFAULT_MODEL says
+  SIEVE_REQUIRE_FILE(model_dir / "tokenizer.json");
+  const fs::path fixture_path = fs::path(SIEVE_TEST_DATA_DIR) / "wordpiece_offsets_reference.json";
+  std::ifstream file(fixture_path);
+  ASSERT_TRUE(file) << fixture_path << " is missing";
+  const json fixture = json::parse(file);
+  ASSERT_EQ(fixture.at("model"), "all-MiniLM-L6-v2");
+  const WordPieceTokenizer tokenizer = WordPieceTokenizer::from_model_dir(model_dir);
+
+  size_t matched = 0, reported = 0;
+  const json& cases = fixture.at("cases");
+  for (const json& c : cases) {
+    const std::string text = c.at("text").get<std::string>();
+    const auto want_ids = c.at("ids").get<std::vector<int32_t>>();
+    const auto want_ranges = c.at("byte_ranges").get<std::vector<std::pair<size_t, size_t>>>();
+    const TextPieces got = tokenizer.pieces(text);
+    const Encoding encoded = tokenizer.encode(text, size_t{1} << 20);
+    const std::vector<int32_t> encoded_inner(encoded.ids.begin() + 1, encoded.ids.end() - 1);
+    if (got.ids == want_ids && got.byte_ranges == want_ranges && encoded_inner == want_ids) {
+      ++matched;
+    } else if (reported++ < 10) {
+      ADD_FAILURE() << c.at("source").get<std::string>() << " text " << json(text).dump() << "\n  want ids "
+                    << describe(want_ids) << "\n  got ids  " << describe(got.ids) << "\n  encode   "
+                    << describe(encoded_inner) << "\n  want ranges " << describe(want_ranges)
+                    << "\n  got ranges  " << describe(got.byte_ranges);
+    }
+  }
+  std::cout << "[ offsets  ] " << matched << " of " << cases.size() << " texts match\n";
+  EXPECT_EQ(matched, cases.size());
+  EXPECT_GE(cases.size(), 100u) << "expected at least 100 texts in " << fixture_path;
+}
+
 // ---- Hand-written cases on a tiny vocab --------------------------------------------------------
 
 // A scratch directory per test, removed afterwards.
@@ -257,6 +300,21 @@ TEST_F(TinyVocabTest, InvalidUtf8ThrowsWithTheByteOffset) {
     EXPECT_NE(message.find("invalid UTF-8 " + where), std::string::npos) << message;
   }
   EXPECT_NE(error_of([&] { t.encode_pair("fine", "bad\x80"); }).find("second text"), std::string::npos);
+}
+
+TEST_F(TinyVocabTest, PiecesGiveTheBytesEachPieceCameFrom) {
+  const WordPieceTokenizer t = tokenizer();
+  // "É" (bytes 10-11) becomes "e" once its accent is stripped; the CJK characters are 3 bytes each.
+  const TextPieces p = t.pieces("Hello, CAFÉ 中文[MASK]unaffable qq");
+  EXPECT_EQ(p.ids, (std::vector<int32_t>{5, 12, 14, 16, 17, 4, 7, 8, 9, 1}));
+  EXPECT_EQ(p.byte_ranges, (std::vector<std::pair<size_t, size_t>>{
+                               {0, 5}, {5, 6}, {7, 12}, {13, 16}, {16, 19}, {19, 25}, {25, 27}, {27, 30}, {30, 34},
+                               {35, 37}}));  // ... un ##aff ##able, and [UNK] for all of "qq"
+  // A dropped character inside a piece is covered, one after its last character is not (as in HF).
+  EXPECT_EQ(t.pieces("hel\x01lo a\xCC\x81").byte_ranges, (std::vector<std::pair<size_t, size_t>>{{0, 6}, {7, 8}}));
+  EXPECT_TRUE(t.pieces(" \t ").ids.empty());
+  EXPECT_NE(error_of([&] { t.pieces("ab\x80"); }).find("invalid UTF-8 at byte 2"), std::string::npos);
+  EXPECT_THROW(t.pieces("\xED\xA0\x80"), Error);
 }
 
 TEST_F(TinyVocabTest, MissingOrBrokenFilesThrow) {

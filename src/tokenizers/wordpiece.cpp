@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <sstream>
 #include <limits>
+#include <numeric>
+#include <span>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <utility>
@@ -198,6 +200,57 @@ std::pair<size_t, size_t> longest_first_lengths(size_t first, size_t second, siz
   return first > second ? std::pair{keep_longer, keep_shorter} : std::pair{keep_shorter, keep_longer};
 }
 
+// Removes the characters `drop` selects from text, and their entries from origins when given.
+template <typename Drop>
+void erase_characters(std::u32string& text, std::vector<size_t>* origins, Drop drop) {
+  if (!origins) {
+    std::erase_if(text, drop);
+    return;
+  }
+  size_t kept = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (drop(text[i])) continue;
+    text[kept] = text[i];
+    (*origins)[kept++] = (*origins)[i];
+  }
+  text.resize(kept);
+  origins->resize(kept);
+}
+
+// Turns spans, byte ranges of word's pieces, into ranges of the characters they came from, given
+// the origin of each of word's characters: a piece runs from the origin of its first character to
+// the end of its last one's, as HF maps it.
+void word_spans_to_origins(std::string_view word, std::span<const size_t> char_origins,
+                           std::span<std::pair<size_t, size_t>> spans) {
+  std::vector<size_t> byte_origins;
+  byte_origins.reserve(word.size());
+  size_t character = 0;
+  for (size_t byte = 0; byte < word.size(); ++byte) {
+    if (byte > 0 && !unicode::is_utf8_continuation_byte(word[byte])) ++character;
+    byte_origins.push_back(char_origins[character]);
+  }
+  for (auto& [begin, end] : spans) {
+    begin = byte_origins[begin];
+    end = byte_origins[end - 1] + 1;
+  }
+}
+
+// Where text went through map (map(c, out) appends what c becomes), gives each character out of
+// it the origin of the character it came from, replacing text's origins by the output's. Tracking
+// origins apart from the mapping keeps encode's loops as they were.
+template <typename Map>
+void map_origins(std::u32string_view text, std::vector<size_t>& origins, Map map) {
+  std::vector<size_t> mapped;
+  mapped.reserve(origins.size());
+  std::u32string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    out.clear();
+    map(text[i], out);
+    mapped.insert(mapped.end(), out.size(), origins[i]);
+  }
+  origins = std::move(mapped);
+}
+
 }  // namespace
 
 WordPieceTokenizer::WordPieceTokenizer(std::vector<std::string> tokens_by_id, const std::string& source,
@@ -344,6 +397,24 @@ Encoding WordPieceTokenizer::encode_pair(std::string_view first, std::string_vie
   return make_encoding(std::move(ids), std::move(type_ids), truncated);
 }
 
+TextPieces WordPieceTokenizer::pieces(std::string_view text) const {
+  TextPieces result;
+  append_text_ids(text, "text", result.ids, &result.byte_ranges);
+  // The ranges are in code points so far; text is valid UTF-8 here, so each byte that does not
+  // continue a sequence starts the next code point.
+  std::vector<size_t> char_starts;
+  char_starts.reserve(text.size() + 1);
+  for (size_t byte = 0; byte < text.size(); ++byte) {
+    if (!unicode::is_utf8_continuation_byte(text[byte])) char_starts.push_back(byte);
+  }
+  char_starts.push_back(text.size());
+  for (auto& [begin, end] : result.byte_ranges) {
+    begin = char_starts[begin];
+    end = char_starts[end];
+  }
+  return result;
+}
+
 Encoding WordPieceTokenizer::make_encoding(std::vector<int32_t> ids, std::vector<int32_t> type_ids,
                                            bool truncated) const {
   Encoding encoding;
@@ -355,8 +426,8 @@ Encoding WordPieceTokenizer::make_encoding(std::vector<int32_t> ids, std::vector
   return encoding;
 }
 
-void WordPieceTokenizer::append_text_ids(std::string_view text, std::string_view what,
-                                         std::vector<int32_t>& ids) const {
+void WordPieceTokenizer::append_text_ids(std::string_view text, std::string_view what, std::vector<int32_t>& ids,
+                                         Spans* spans) const {
   const std::u32string code_points = unicode::decode_utf8(text, what);
   const std::u32string_view all(code_points);
   const auto anywhere = [](size_t) { return true; };
@@ -368,73 +439,112 @@ void WordPieceTokenizer::append_text_ids(std::string_view text, std::string_view
       ++pos;
       continue;
     }
-    append_segment_ids(all.substr(segment_start, pos - segment_start), ids);
+    append_segment_ids(all, segment_start, pos, ids, spans);
     ids.push_back(added.value);
+    if (spans) spans->emplace_back(pos, pos + added.length);
     pos += added.length;
     segment_start = pos;
   }
-  append_segment_ids(all.substr(segment_start), ids);
+  append_segment_ids(all, segment_start, all.size(), ids, spans);
 }
 
-std::u32string WordPieceTokenizer::normalize(std::u32string_view text) const {
+std::u32string WordPieceTokenizer::normalize(std::u32string_view text, std::vector<size_t>* origins) const {
+  // Each step maps character by character; with origins, every character a step writes (one
+  // replacing, or one of several expanding, a character) takes the origin of the character it
+  // came from, as HF's alignments do.
+  if (origins) {
+    origins->resize(text.size());
+    std::iota(origins->begin(), origins->end(), size_t{0});
+  }
+  const auto clean = [this](char32_t c, std::u32string& out) {
+    if (c == 0 || c == 0xFFFD || unicode::is_control(c)) return;
+    if (unicode::is_whitespace(c)) {
+      out.push_back(U' ');
+    } else if (options_.split_cjk && unicode::is_cjk_ideograph(c)) {
+      out.append({U' ', c, U' '});
+    } else {
+      out.push_back(c);
+    }
+  };
   std::u32string cleaned;
   cleaned.reserve(text.size());
-  for (const char32_t c : text) {
-    if (c == 0 || c == 0xFFFD || unicode::is_control(c)) continue;
-    if (unicode::is_whitespace(c)) {
-      cleaned.push_back(U' ');
-    } else if (options_.split_cjk && unicode::is_cjk_ideograph(c)) {
-      cleaned.append({U' ', c, U' '});
-    } else {
-      cleaned.push_back(c);
-    }
-  }
+  for (const char32_t c : text) clean(c, cleaned);
+  if (origins) map_origins(text, *origins, clean);
   if (options_.strip_accents.value_or(options_.lowercase)) {
     std::u32string decomposed;
     unicode::append_nfd(cleaned, decomposed);
-    std::erase_if(decomposed, unicode::is_nonspacing_mark);
+    // Decomposing character by character gives as many characters as decomposing the text; where
+    // canonical reordering then swaps marks of neighbouring characters, origins stay by position,
+    // as HF's alignments do.
+    const auto decompose = [](char32_t c, std::u32string& out) {
+      unicode::append_nfd(std::u32string_view(&c, 1), out);
+    };
+    if (origins) map_origins(cleaned, *origins, decompose);
+    erase_characters(decomposed, origins, unicode::is_nonspacing_mark);
     cleaned = std::move(decomposed);
   }
   if (options_.lowercase) {
     std::u32string lowered;
     lowered.reserve(cleaned.size());
     for (const char32_t c : cleaned) unicode::append_lowercase(c, lowered);
+    if (origins) map_origins(cleaned, *origins, unicode::append_lowercase);
     cleaned = std::move(lowered);
   }
   return cleaned;
 }
 
-void WordPieceTokenizer::append_segment_ids(std::u32string_view segment, std::vector<int32_t>& ids) const {
+void WordPieceTokenizer::append_segment_ids(std::u32string_view text, size_t begin, size_t end,
+                                            std::vector<int32_t>& ids, Spans* spans) const {
+  std::vector<size_t> origins;  // with spans: per normalized character, its index in text
+  const std::u32string normalized = normalize(text.substr(begin, end - begin), spans ? &origins : nullptr);
+  for (size_t& origin : origins) origin += begin;
   std::string word;  // UTF-8, the form the vocab is in
   size_t word_chars = 0;
-  const auto finish_word = [&] {
+  // word holds the normalized characters just before word_end (a pointer into normalized, so that
+  // the loop below walks characters as fast as before spans were added).
+  const auto finish_word = [&](const char32_t* word_end) {
     if (word.empty()) return;
-    append_word_ids(word, word_chars, ids);
+    const size_t first_new = ids.size();
+    append_word_ids(word, word_chars, ids, spans);
+    if (spans) {
+      const size_t first_char = static_cast<size_t>(word_end - normalized.data()) - word_chars;
+      word_spans_to_origins(word, std::span(origins).subspan(first_char, word_chars),
+                            std::span(*spans).subspan(first_new));
+    }
     word.clear();
     word_chars = 0;
   };
-  for (const char32_t c : normalize(segment)) {
+  for (const char32_t& c : normalized) {
     if (unicode::is_whitespace(c)) {
-      finish_word();
+      finish_word(&c);
     } else if (unicode::is_punctuation(c)) {
-      finish_word();
+      finish_word(&c);
       unicode::append_utf8(c, word);
       word_chars = 1;
-      finish_word();
+      finish_word(&c + 1);
     } else {
       unicode::append_utf8(c, word);
       ++word_chars;
     }
   }
-  finish_word();
+  finish_word(normalized.data() + normalized.size());
 }
 
-void WordPieceTokenizer::append_word_ids(std::string_view word, size_t char_count, std::vector<int32_t>& ids) const {
-  if (char_count > static_cast<size_t>(options_.max_input_chars_per_word)) {
+void WordPieceTokenizer::append_word_ids(std::string_view word, size_t char_count, std::vector<int32_t>& ids,
+                                         Spans* spans) const {
+  const size_t first_piece = ids.size();
+  const auto unknown_word = [&] {  // [UNK] covers the whole word
+    ids.resize(first_piece);
     ids.push_back(unk_id_);
+    if (spans) {
+      spans->resize(first_piece);
+      spans->emplace_back(0, word.size());
+    }
+  };
+  if (char_count > static_cast<size_t>(options_.max_input_chars_per_word)) {
+    unknown_word();
     return;
   }
-  const size_t first_piece = ids.size();
   // A piece may only end between two characters, never inside one's UTF-8 bytes.
   const auto at_character_end = [&](size_t start) {
     return [&word, start](size_t length) {
@@ -445,11 +555,11 @@ void WordPieceTokenizer::append_word_ids(std::string_view word, size_t char_coun
     const PrefixTrie<char>& pieces = start == 0 ? word_start_pieces_ : continuation_pieces_;
     const auto match = pieces.longest_prefix(word.substr(start), at_character_end(start));
     if (match.length == 0) {  // some stretch matches no piece: the whole word is unknown
-      ids.resize(first_piece);
-      ids.push_back(unk_id_);
+      unknown_word();
       return;
     }
     ids.push_back(match.value);
+    if (spans) spans->emplace_back(start, start + match.length);
     start += match.length;
   }
 }

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "tokenizers/prefix_trie.h"
@@ -38,6 +39,12 @@ struct Encoding {
   bool truncated = false;  // whether max_length cut tokens off
 };
 
+// A text's pieces with where each came from, as WordPieceTokenizer::pieces gives them.
+struct TextPieces {
+  std::vector<int32_t> ids;
+  std::vector<std::pair<size_t, size_t>> byte_ranges;  // one per id: [begin, end) in the text
+};
+
 class WordPieceTokenizer {
  public:
   // Reads vocab.txt, or the WordPiece vocab inside tokenizer.json when vocab.txt is absent.
@@ -55,6 +62,15 @@ class WordPieceTokenizer {
   // [CLS] first [SEP] second [SEP]; max_length must be at least 3. An empty second text counts
   // as none, giving encode(first), because transformers does so.
   Encoding encode_pair(std::string_view first, std::string_view second, size_t max_length = 512) const;
+  // The pieces of `text` without [CLS]/[SEP] and without truncation, with the byte range
+  // [begin, end) in `text` each one came from: what extractive QA needs to cut an answer out of
+  // its context. ids equal encode(text)'s ids between [CLS] and [SEP]. Throws Error for invalid
+  // UTF-8. The ranges are Hugging Face's offset_mapping (fast tokenizer, add_special_tokens=False)
+  // in bytes instead of characters: a piece runs from the start of the original character its
+  // first normalized character came from to the end of its last one's, so pieces of one
+  // decomposed character (a Hangul syllable's jamo) each cover all of it; [UNK] covers its word;
+  // an added token typed in the text covers its match.
+  TextPieces pieces(std::string_view text) const;
 
   int32_t cls_id() const { return cls_id_; }
   int32_t sep_id() const { return sep_id_; }
@@ -84,12 +100,22 @@ class WordPieceTokenizer {
                      const SpecialTokenNames& names, const std::vector<std::string>& added_tokens,
                      const std::string& continuing_prefix);
 
-  // Appends the ids of text, without special tokens around it.
-  void append_text_ids(std::string_view text, std::string_view what, std::vector<int32_t>& ids) const;
-  // Steps 2-4 for a stretch of text holding no added token.
-  void append_segment_ids(std::u32string_view segment, std::vector<int32_t>& ids) const;
-  std::u32string normalize(std::u32string_view text) const;
-  void append_word_ids(std::string_view word, size_t char_count, std::vector<int32_t>& ids) const;
+  // [begin, end) ranges, one per id, of what each id came from; only pieces() asks for them, and
+  // encode's path passes none, so it does no extra work. Each function below says its unit.
+  using Spans = std::vector<std::pair<size_t, size_t>>;
+
+  // Appends the ids of text, without special tokens around it; spans (if any) get code point
+  // ranges of text.
+  void append_text_ids(std::string_view text, std::string_view what, std::vector<int32_t>& ids,
+                       Spans* spans = nullptr) const;
+  // Steps 2-4 for text[begin, end), a stretch holding no added token; spans get code point ranges
+  // of text.
+  void append_segment_ids(std::u32string_view text, size_t begin, size_t end, std::vector<int32_t>& ids,
+                          Spans* spans) const;
+  // origins (if any) gets, for each character returned, the index in text of the one it came from.
+  std::u32string normalize(std::u32string_view text, std::vector<size_t>* origins) const;
+  // spans get byte ranges of word.
+  void append_word_ids(std::string_view word, size_t char_count, std::vector<int32_t>& ids, Spans* spans) const;
   Encoding make_encoding(std::vector<int32_t> ids, std::vector<int32_t> type_ids, bool truncated) const;
 
   std::vector<std::string> tokens_;  // by id
