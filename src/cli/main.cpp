@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   sieve::cli::register_embed(app);
   sieve::cli::register_classify(app);
+  sieve::cli::register_qa(app);
   sieve::cli::register_tokenize(app);
   sieve::cli::register_bench(app);
   sieve::cli::register_eval(app);

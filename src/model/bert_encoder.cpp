@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "attention/fused_attention.h"
@@ -164,6 +165,10 @@ BertEncoder BertEncoder::load(const std::filesystem::path& model_dir) {
     enc.classifier_w_ = transposed(file.load_f32("classifier.weight", {labels, H}));
     enc.classifier_b_ = file.load_f32("classifier.bias", {labels});
     if (!enc.has_pooler()) throw Error("checkpoint has a classifier but no pooler: " + weights_path.string());
+  }
+  if (file.contains("qa_outputs.weight")) {  // BertForQuestionAnswering, also outside the prefix
+    enc.qa_w_ = transposed(file.load_f32("qa_outputs.weight", {2, H}));
+    enc.qa_b_ = file.load_f32("qa_outputs.bias", {2});
   }
   if (c.hidden_act != Activation::GeluErf)
     throw Error("unsupported hidden_act in " + (model_dir / "config.json").string() + " (supported for BERT: gelu)");
@@ -685,6 +690,23 @@ std::vector<float> BertEncoder::pooler_output(const SequenceOutput& out) const {
   gemm(1, H, H, {cls.data(), H}, {pooler_w_.data(), H}, pooled.data(), H);
   for (int64_t c = 0; c < H; ++c) pooled[static_cast<size_t>(c)] = std::tanh(pooled[static_cast<size_t>(c)] + pooler_b_.data()[c]);
   return pooled;
+}
+
+BertEncoder::SpanLogits BertEncoder::span_logits(const SequenceOutput& out, size_t length) const {
+  if (!has_qa_head()) throw Error("this checkpoint has no question-answering head (qa_outputs)");
+  const int64_t H = config_.hidden_size, rows = out.hidden.dim(0);
+  std::vector<float> both(static_cast<size_t>(rows * 2));
+  gemm(rows, 2, H, {out.hidden.data(), H}, {qa_w_.data(), 2}, both.data(), 2);
+  SpanLogits logits;
+  logits.start.assign(length, -std::numeric_limits<float>::infinity());
+  logits.end = logits.start;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto position = static_cast<size_t>(out.positions[static_cast<size_t>(r)]);
+    if (position >= length) throw Error("span_logits: row at position " + std::to_string(position) + " of an input of " + std::to_string(length));
+    logits.start[position] = both[static_cast<size_t>(2 * r)] + qa_b_.data()[0];
+    logits.end[position] = both[static_cast<size_t>(2 * r + 1)] + qa_b_.data()[1];
+  }
+  return logits;
 }
 
 std::vector<float> BertEncoder::classify(const SequenceOutput& out) const {

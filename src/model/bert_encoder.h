@@ -110,6 +110,8 @@ class BertEncoder {
   bool has_pooler() const { return !pooler_w_.empty(); }
   bool has_classifier() const { return !classifier_w_.empty(); }
   int num_labels() const { return has_classifier() ? static_cast<int>(classifier_w_.dim(1)) : 0; }
+  // An extractive question-answering head (BertForQuestionAnswering's qa_outputs: [2, H]).
+  bool has_qa_head() const { return !qa_w_.empty(); }
 
   std::vector<SequenceOutput> forward(std::span<const EncoderInput> inputs, const ForwardOptions& options = {},
                                       ForwardStats* stats = nullptr) const;
@@ -124,6 +126,13 @@ class BertEncoder {
   // Sequence-classification logits: the early exit's if the sequence exited, else
   // classifier(pooler_output). Requires has_classifier().
   std::vector<float> classify(const SequenceOutput& out) const;
+  // Question answering: start and end logits of every position of an input of `length` tokens,
+  // qa_outputs(h) per surviving row. A position with no row (pruned or skimmed) gets -infinity,
+  // so no answer can start or end there. Requires has_qa_head().
+  struct SpanLogits {
+    std::vector<float> start, end;
+  };
+  SpanLogits span_logits(const SequenceOutput& out, size_t length) const;
 
  private:
   // A weight's other copies: for --precision bf16 and int8, each made by the first set_precision()
@@ -184,6 +193,7 @@ class BertEncoder {
   std::vector<Layer> layers_;
   Tensor pooler_w_, pooler_b_;          // pooler_w_ is [H, H] transposed
   Tensor classifier_w_, classifier_b_;  // classifier_w_ is [H, labels]
+  Tensor qa_w_, qa_b_;                  // qa_w_ is [H, 2]: start, end
 };
 
 }  // namespace sieve

@@ -95,6 +95,7 @@ void register_perplexity(CLI::App& app);  // decoder perplexity (perplexity.cpp)
 void register_sim(CLI::App& app);         // accelerator models (sim.cpp)
 void register_bench_decoder(CLI::App& app);  // decoder speed (bench_decoder.cpp)
 void register_serve(CLI::App& app);       // HTTP server (serve.cpp, over serving/)
+void register_qa(CLI::App& app);          // extractive question answering (qa.cpp)
 
 }  // namespace sieve::cli
 

@@ -7,6 +7,7 @@
 #include "cli/commands/common.h"
 #include "eval/embedding_eval.h"
 #include "eval/evaluator.h"
+#include "eval/squad.h"
 #include "util/error.h"
 #include "policies/policy_spec.h"
 #include "sim/workload_trace.h"
@@ -21,6 +22,8 @@ struct EvalCommandOptions {
   std::vector<std::string> policies;
   size_t limit = 0;
   std::string pool = "frozen", long_inputs = "truncate";  // embedding data only; "both" measures both
+  std::string squad_split = "eval";                       // SQuAD data only
+  size_t doc_stride = QaOptions{}.doc_stride;
 };
 
 std::string join_fractions(const std::vector<double>& v, const char* fmt) {
@@ -112,7 +115,48 @@ void run_embedding_eval(const EvalCommandOptions& o, const std::vector<ScoredPai
   std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
 }
 
+// SQuAD v1.1 JSON: exact match and F1 (official definitions), per setting against dense.
+void run_squad_eval(EvalCommandOptions o) {
+  const SquadData data = load_squad(o.data);
+  const std::vector<SquadQuestion> questions = squad_questions(data, parse_squad_split(o.squad_split));
+  if (!o.model.batch_size_given) o.model.batch_size = 1;  // latency per window by default, as for labelled data
+  const TextModel model = load_model(o.model);
+  SquadEvalOptions eo;
+  eo.qa.batch_size = o.model.batch_size;
+  eo.qa.doc_stride = o.doc_stride;
+  if (o.model.max_length) eo.qa.max_length = o.model.max_length;
+  eo.limit = o.limit;
+  const auto results = evaluate_squad(model, data, questions, o.policies, eo);
+
+  std::printf("SQuAD v1.1, %s split: %zu questions, %zu windows of <= %zu tokens (stride %zu)\n", o.squad_split.c_str(),
+              results[0].questions, results[0].windows, eo.qa.max_length, eo.qa.doc_stride);
+  std::printf("%-44s %8s %8s %8s %9s %9s %10s %8s\n", "policy", "EM", "F1", "agree", "GFLOPs/q", "FLOPs red", "ms/question", "speedup");
+  for (const auto& r : results)
+    std::printf("%-44s %8.2f %8.2f %8.4f %9.4f %8.2fx %10.3f %7.2fx\n", r.spec.c_str(), r.exact_match, r.f1, r.agreement_with_dense,
+                r.gflops_per_question, r.flops_reduction, r.latency_ms_per_question, r.speedup);
+  std::printf("tokens kept per layer (fraction of dense):\n");
+  for (const auto& r : results) std::printf("  %-42s [%s]\n", r.spec.c_str(), join_fractions(r.tokens_kept, "%.2f").c_str());
+
+  if (o.json_out.empty()) return;
+  nlohmann::json j{{"model", o.model.model_dir.empty() ? default_model_dir().string() : o.model.model_dir},
+                   {"data", o.data}, {"split", o.squad_split}, {"questions", results[0].questions}, {"windows", results[0].windows},
+                   {"max_length", eo.qa.max_length}, {"doc_stride", eo.qa.doc_stride}, {"batch_size", eo.qa.batch_size},
+                   {"threads", o.model.threads}, {"results", nlohmann::json::array()}};
+  for (const auto& r : results)
+    j["results"].push_back({{"policy", r.spec}, {"description", r.description}, {"exact_match", r.exact_match}, {"f1", r.f1},
+                            {"agreement_with_dense", r.agreement_with_dense}, {"gflops_per_question", r.gflops_per_question},
+                            {"flops_reduction", r.flops_reduction}, {"latency_ms_per_question", r.latency_ms_per_question},
+                            {"total_seconds", r.total_seconds}, {"speedup", r.speedup}, {"tokens_kept_per_layer", r.tokens_kept}});
+  write_file_atomically(o.json_out, [&](std::ostream& out) { out << j.dump(2) << "\n"; });
+  std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
+}
+
+bool is_json_file(const std::string& path) { return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0; }
+
 void run(EvalCommandOptions o) {
+  if (is_json_file(o.data)) return run_squad_eval(std::move(o));
+  if (o.squad_split != "eval" || o.doc_stride != QaOptions{}.doc_stride)
+    throw Error("--split and --doc-stride apply to SQuAD data (a .json file)");
   EvalData loaded = load_eval_data(o.data);
   if (loaded.labelled.empty()) return run_embedding_eval(o, loaded.pairs);
   if (o.pool != "frozen" || o.long_inputs != "truncate")
@@ -179,13 +223,17 @@ void register_eval(CLI::App& app) {
   auto o = std::make_shared<EvalCommandOptions>();
   CLI::App* cmd = app.add_subcommand("eval", "Accuracy (labelled data) or embedding fidelity (sentence pairs: STS-B score -> Spearman, no score -> retrieval), GFLOPs and speedup of pruning policies vs dense");
   add_model_options(*cmd, o->model);
-  cmd->add_option("--data", o->data, "GLUE TSV (sentence<TAB>label with a header) or HF parquet file")->required();
+  cmd->add_option("--data", o->data, "GLUE TSV (sentence<TAB>label with a header), HF parquet file, or SQuAD v1.1 JSON")->required();
   cmd->add_option("--policy,-p", o->policies, std::string("Policy spec, repeatable: ") + kPolicySpecHelp);
   cmd->add_option("--limit", o->limit, "Evaluate only the first N examples");
   cmd->add_option("--pool", o->pool, "Embedding data: pooling of pruned tokens, frozen (default), survivors or both")
       ->check(CLI::IsMember({"frozen", "survivors", "both"}));
   cmd->add_option("--long", o->long_inputs, "Embedding data: over-long inputs, truncate (default), chunk or both")
       ->check(CLI::IsMember({"truncate", "chunk", "both"}));
+  cmd->add_option("--split", o->squad_split, "SQuAD data: the articles to answer on (eval/calibration/train, split by article: src/eval/squad.h)")
+      ->check(CLI::IsMember({"train", "calibration", "eval"}))->capture_default_str();
+  cmd->add_option("--doc-stride", o->doc_stride, "SQuAD data: tokens shared by consecutive windows of a long context")
+      ->check(CLI::Range(0, 4096))->capture_default_str();
   cmd->add_option("--json", o->json_out, "Write results as JSON to FILE");
   cmd->add_option("--trace", o->trace_out, "Write what each setting computed per input (forward sequence) and layer (tokens, "
                   "heads, CTA clusters) to FILE, for `sieve sim`");
