@@ -182,9 +182,11 @@ TEST(Gemm, MatchesNaiveProductWithStridesAndBeta) {
 struct NaiveAttention {
   std::vector<float> out, received;
   float magnitude = 0.0f;
+  std::vector<double> probs;  // [n][n]
 };
 NaiveAttention naive_attention(const std::vector<float>& qkv, int64_t n, int64_t d, int64_t stride) {
   NaiveAttention r{std::vector<float>(static_cast<size_t>(n * d), 0.0f), std::vector<float>(static_cast<size_t>(n), 0.0f)};
+  r.probs.resize(static_cast<size_t>(n * n));
   for (int64_t i = 0; i < n; ++i) {
     std::vector<double> p(static_cast<size_t>(n));
     double mx = -1e30, sum = 0;
@@ -197,6 +199,7 @@ NaiveAttention naive_attention(const std::vector<float>& qkv, int64_t n, int64_t
     for (auto& v : p) sum += (v = std::exp(v - mx));
     for (int64_t j = 0; j < n; ++j) {
       p[j] /= sum;
+      r.probs[static_cast<size_t>(i * n + j)] = p[j];
       r.received[j] += static_cast<float>(p[j]);
       for (int64_t c = 0; c < d; ++c) r.out[i * d + c] += static_cast<float>(p[j] * qkv[j * stride + 2 * d + c]);
     }
@@ -218,11 +221,30 @@ TEST_P(FusedAttentionTest, MatchesNaiveAttentionAndStatistics) {
     float magnitude = 0.0f;
     HeadView view{qkv.data(), qkv.data() + d, qkv.data() + 2 * d, stride, out.data(), d};
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-    if (use_portable) portable::fused_attention(view, n, d, scale, {received.data(), &magnitude});
-    else ASSERT_TRUE(avx512::fused_attention(view, n, d, scale, {received.data(), &magnitude}));
+    // Block-Skim's diagonal blocks: row 0 in none (a special token), then entries of up to 6 rows
+    // in tiles of 8, so each tile has a border the kernel must leave alone.
+    constexpr int64_t kTile = 8, kRows = 6;
+    std::vector<int32_t> row_block(static_cast<size_t>(n), -1), first_row, end_row;
+    for (int64_t r = 1; r < n; r += kRows) {
+      first_row.push_back(static_cast<int32_t>(r));
+      end_row.push_back(static_cast<int32_t>(std::min(n, r + kRows)));
+      for (int64_t i = r; i < end_row.back(); ++i) row_block[static_cast<size_t>(i)] = static_cast<int32_t>(first_row.size() - 1);
+    }
+    std::vector<float> tiles(first_row.size() * kTile * kTile, -1.0f);
+    HeadStatistics stats{received.data(), &magnitude, {row_block.data(), first_row.data(), end_row.data(), kTile, tiles.data()}};
+    if (use_portable) portable::fused_attention(view, n, d, scale, stats);
+    else ASSERT_TRUE(avx512::fused_attention(view, n, d, scale, stats));
     EXPECT_LT(max_abs_diff(out, expected.out), 1e-5f) << (use_portable ? "portable" : "avx512");
     EXPECT_LT(max_abs_diff(received, expected.received), 1e-4f);
     EXPECT_NEAR(magnitude, expected.magnitude, 1e-3f * expected.magnitude);
+    for (size_t b = 0; b < first_row.size(); ++b)
+      for (int64_t i = 0; i < kTile; ++i)
+        for (int64_t j = 0; j < kTile; ++j) {
+          const float got = tiles[(b * kTile + static_cast<size_t>(i)) * kTile + static_cast<size_t>(j)];
+          const int64_t qi = first_row[b] + i, kj = first_row[b] + j;
+          if (qi < end_row[b] && kj < end_row[b]) EXPECT_NEAR(got, expected.probs[static_cast<size_t>(qi * n + kj)], 1e-6) << b << " " << i << " " << j;
+          else EXPECT_EQ(got, -1.0f) << "outside block " << b << " at " << i << ", " << j;
+        }
   }
 }
 

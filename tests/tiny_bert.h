@@ -113,10 +113,14 @@ struct MaskedReference {
   }
 
   // Returns the final hidden rows for every original position; layer_inputs (if given) gets the
-  // rows entering each layer, [layer][position][hidden], for checking token freezing.
+  // rows entering each layer, [layer][position][hidden], for checking token freezing; probs (if
+  // given) the attention probabilities, [layer][head][query position][key position] (0 for keys
+  // not alive and heads not computed).
+  using Probabilities = std::vector<std::vector<std::vector<std::vector<double>>>>;
   std::vector<std::vector<double>> forward(const std::vector<int32_t>& ids, const std::vector<std::set<int>>& alive,
                                            const std::vector<std::set<int>>& heads,
-                                           std::vector<std::vector<std::vector<double>>>* layer_inputs = nullptr) const {
+                                           std::vector<std::vector<std::vector<double>>>* layer_inputs = nullptr,
+                                           Probabilities* probs = nullptr) const {
     const int n = static_cast<int>(ids.size()), H = s.hidden, d = s.hidden / s.heads;
     std::vector<std::vector<double>> h(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(H)));
     for (int t = 0; t < n; ++t) {
@@ -135,6 +139,7 @@ struct MaskedReference {
         v[t] = linear(h[t], p(pre + "attention.self.value.weight"), p(pre + "attention.self.value.bias"), H, H);
       }
       std::vector<std::vector<double>> next(static_cast<size_t>(n));
+      if (probs) probs->emplace_back(s.heads, std::vector<std::vector<double>>(n, std::vector<double>(n, 0.0)));
       for (int i = 0; i < n; ++i) {
         std::vector<double> ctx(static_cast<size_t>(H), 0.0);
         for (int hd : heads[l]) {
@@ -150,6 +155,7 @@ struct MaskedReference {
           size_t idx = 0;
           for (int j : alive[l]) {
             for (int c = 0; c < d; ++c) ctx[hd * d + c] += sc[idx] / sum * v[j][hd * d + c];
+            if (probs) probs->back()[hd][i][j] = sc[idx] / sum;
             ++idx;
           }
         }

@@ -4,13 +4,18 @@
 OUT/minilm-qa/         the default model (all-MiniLM-L6-v2) as a BertForQuestionAnswering whose
                        qa_outputs head is random (seeded): parity of the head, the windows and the
                        span decoding does not need a trained head, and no registry package has one.
+OUT/minilm-qa/blockskim/  random (seeded) Block-Skim predictors, one per layer (tools/train_qa.py's
+                       module and file format), BatchNorm with random running statistics.
 OUT/qa_reference.json  per case: question, context, gold answers, max_length, doc_stride; per window the ids,
                        type ids and transformers' fp32 start/end logits; the best answer as
                        transformers' run_qa.py postprocessing (utils_qa.postprocess_qa_predictions,
                        re-implemented below: n-best 20, max answer 30 tokens) picks it, as byte
                        offsets into the context, the score margin to the runner-up, and its
                        exact match and F1 by evaluate-v1.1.py's definitions (copied below);
-                       normalize_cases: that script's normalize_answer on tricky strings.
+                       normalize_cases: that script's normalize_answer on tricky strings;
+                       blockskim: for the first windows, every layer's predictor logits on every
+                       context block of transformers' attention maps (blocks of 32 from the first
+                       context token, the last one zero-padded).
 Cases: the first 5 questions of the first paragraph of each evaluation article of SQuAD v1.1 dev
 (src/eval/squad.h: article i with i % 4 == 3) at max_length 384 / stride 128, and each article's
 first one again at max_length 96 / stride 24, so its context spans several windows.
@@ -34,8 +39,10 @@ import numpy as np
 
 from common import is_up_to_date, quiet_libraries, write_atomically
 
+TRAIN_QA = Path(__file__).resolve().parent / "train_qa.py"  # the Block-Skim module and file format
 SQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad" / "dev-v1.1.json"
 N_BEST, MAX_ANSWER = 20, 30
+BLOCK_SIZE, SKIM_CASES = 32, 6
 TOKENIZER_FILES = ["vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
 
@@ -116,7 +123,7 @@ def main():
     parser.add_argument("--squad", type=Path, default=SQUAD_DEV)
     args = parser.parse_args()
     reference = args.out / "qa_reference.json"
-    if is_up_to_date(reference, [args.model / "model.safetensors", Path(__file__)]):
+    if is_up_to_date(reference, [args.model / "model.safetensors", Path(__file__), TRAIN_QA]):
         print(f"{reference} is up to date")
         return 0
     if not args.squad.is_file():
@@ -128,7 +135,7 @@ def main():
     from transformers import AutoTokenizer, BertForQuestionAnswering
 
     torch.manual_seed(0)
-    model = BertForQuestionAnswering.from_pretrained(str(args.model)).eval()
+    model = BertForQuestionAnswering.from_pretrained(str(args.model), attn_implementation="eager").eval()
     with torch.no_grad():  # a head with logits of a few units, so spans differ clearly
         model.qa_outputs.weight.normal_(0.0, 0.3)
         model.qa_outputs.bias.copy_(torch.tensor([0.1, -0.1]))
@@ -139,7 +146,23 @@ def main():
             shutil.copy(args.model / name, model_out / name)
     tokenizer = AutoTokenizer.from_pretrained(str(args.model), use_fast=True)
 
-    out_cases = []
+    from train_qa import BlockSkim, diagonal_blocks, save_block_skim
+
+    heads, layers = model.config.num_attention_heads, model.config.num_hidden_layers
+    skims = torch.nn.ModuleList(BlockSkim(heads, BLOCK_SIZE) for _ in range(layers))
+    with torch.no_grad():
+        for skim in skims:
+            for bn in (skim.bn1, skim.bn2):
+                bn.running_mean.normal_(0.0, 0.1)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.normal_(1.0, 0.2)
+                bn.bias.normal_(0.0, 0.2)
+            skim.conv1.weight.mul_(50.0)  # probabilities in a tile are ~1/n: make the logits depend on them
+            skim.fc.weight.mul_(5.0)
+    skims.eval()
+    save_block_skim(skims, model_out, BLOCK_SIZE, heads)
+
+    out_cases, skim_cases = [], []
     for case in cases(args.squad):
         enc = tokenizer(case["question"].lstrip(), case["context"], truncation="only_second",
                         max_length=case["max_length"], stride=case["doc_stride"],
@@ -155,6 +178,15 @@ def main():
                             "start_logits": [round(float(x), 6) for x in out.start_logits[0]],
                             "end_logits": [round(float(x), 6) for x in out.end_logits[0]],
                             "char_offsets": offsets})
+        if len(skim_cases) < SKIM_CASES:
+            with torch.no_grad():
+                out = model(input_ids=torch.tensor([windows[0]["ids"]]), token_type_ids=torch.tensor([windows[0]["type_ids"]]),
+                            output_attentions=True)
+                sequence = enc.sequence_ids(0)
+                context = [k for k, s_id in enumerate(sequence) if s_id == 1]
+                logits = [skims[l](torch.stack(diagonal_blocks(out.attentions[l][0], context[0], context[-1] + 1, BLOCK_SIZE)))
+                          for l in range(layers)]
+            skim_cases.append({"case": len(out_cases), "logits": [[[round(float(v), 6) for v in b] for b in l] for l in logits]})
         answer = best_answer(case["context"], windows)
         for w in windows:
             del w["char_offsets"]
@@ -166,7 +198,8 @@ def main():
     info = {"model": str(args.model), "head": "qa_outputs ~ N(0, 0.3), seed 0, bias [0.1, -0.1]",
             "n_best": N_BEST, "max_answer_length": MAX_ANSWER, "torch": torch.__version__,
             "transformers": __import__("transformers").__version__, "cases": out_cases,
-            "normalize_cases": [{"text": t, "normalized": normalize_answer(t)} for t in NORMALIZE_CASES]}
+            "normalize_cases": [{"text": t, "normalized": normalize_answer(t)} for t in NORMALIZE_CASES],
+            "blockskim": {"block_size": BLOCK_SIZE, "cases": skim_cases}}
     write_atomically(reference, lambda h: json.dump(info, h))
     windows = sum(len(c["windows"]) for c in out_cases)
     print(f"wrote {reference}: {len(out_cases)} cases, {windows} windows; model in {model_out}")

@@ -23,6 +23,7 @@ void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float sc
       scores[j] = dot * scale;
     }
     portable::kRowKernels.softmax(scores.data(), n);
+    store_diagonal_block_row(stats.diagonal, i, scores.data());
     float* out = head.out + i * head.out_stride;
     for (int64_t c = 0; c < head_dim; ++c) out[c] = 0.0f;
     for (int64_t j = 0; j < n; ++j) {

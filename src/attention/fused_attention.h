@@ -4,6 +4,7 @@
 // idea on a CPU). The statistics pruning policies need are produced in the same pass:
 //  - received[j] += sum_i P[i, j]   (how much attention token j receives from all queries)
 //  - *output_magnitude += sum |O|   (the head's output magnitude, SpAtten's head importance)
+//  - the diagonal blocks of P       (Block-Skim's input: P[i, j] with i and j in the same block)
 #include <cstdint>
 
 namespace sieve {
@@ -17,10 +18,31 @@ struct HeadView {
   int64_t out_stride;
 };
 
+// Rows [first_row[b], end_row[b]) form diagonal block b (at most size rows; rows outside every
+// block have row_block -1). P[i, j] for i and j in block b is written to
+// probs[(b * size + i - first_row[b]) * size + j - first_row[b]]; the rest of each size x size tile
+// is left as it is (the caller zeroes it).
+struct DiagonalBlocksOut {
+  const int32_t* row_block = nullptr;  // [n]
+  const int32_t* first_row = nullptr;  // [blocks]
+  const int32_t* end_row = nullptr;    // [blocks]
+  int64_t size = 0;
+  float* probs = nullptr;              // [blocks][size][size]
+};
+
 struct HeadStatistics {
   float* received = nullptr;          // [n], accumulated into; null = not needed
   float* output_magnitude = nullptr;  // scalar, accumulated into; null = not needed
+  DiagonalBlocksOut diagonal;         // probs null = not needed
 };
+
+// Copies the diagonal-block part of probability row i (P[i, 0..n)) where `out` asks for it.
+inline void store_diagonal_block_row(const DiagonalBlocksOut& out, int64_t i, const float* row) {
+  if (!out.probs || out.row_block[i] < 0) return;
+  const int64_t b = out.row_block[i], first = out.first_row[b], last = out.end_row[b];
+  float* dst = out.probs + (b * out.size + (i - first)) * out.size;
+  for (int64_t j = first; j < last; ++j) dst[j - first] = row[j];
+}
 
 // Attention over n tokens with head dimension head_dim; scale is usually 1/sqrt(head_dim).
 void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats);

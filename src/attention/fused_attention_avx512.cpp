@@ -42,7 +42,10 @@ void attend(const HeadView& head, int64_t n, float scale, HeadStatistics stats) 
       }
       for (int r = 0; r < kQueryBlock; ++r) _mm512_storeu_ps(probs + r * padded + jb, acc[r]);
     }
-    for (int r = 0; r < rows; ++r) kRowKernels.softmax(probs + r * padded, n);
+    for (int r = 0; r < rows; ++r) {
+      kRowKernels.softmax(probs + r * padded, n);
+      store_diagonal_block_row(stats.diagonal, i0 + r, probs + r * padded);
+    }
 
     __m512 out[kQueryBlock][kVecs];
     for (auto& row : out)

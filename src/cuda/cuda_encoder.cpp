@@ -317,6 +317,8 @@ std::vector<SequenceOutput> CudaBertEncoder::forward(std::span<const EncoderInpu
   if (policy && options.freeze_pruned_tokens)
     throw Error("the CUDA encoder does not freeze pruned tokens yet (pool over the survivors: --pool survivors)");
   const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
+  if (needs.diagonal_block_size > 0)
+    throw Error("the CUDA encoder does not produce diagonal attention blocks (Block-Skim): run it on the CPU");
   if (policy) {
     // Compressed token attention is a CPU-only backend so far: refuse rather than silently run dense.
     for (int l = 0; l < num_layers; ++l)

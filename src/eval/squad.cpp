@@ -198,7 +198,7 @@ std::vector<SquadEvalResult> evaluate_squad(const TextModel& model, const SquadD
   std::vector<std::string> settings{"dense"};
   settings.insert(settings.end(), specs.begin(), specs.end());
   std::vector<std::unique_ptr<PolicyChain>> policies;
-  for (const auto& s : settings) policies.push_back(parse_policy_spec(s, enc.config(), model.exits()));
+  for (const auto& s : settings) policies.push_back(parse_policy_spec(s, enc.config(), model.exits(), model.block_skim()));
 
   std::vector<QaWindow> windows;
   for (size_t q = 0; q < n; ++q) {

@@ -316,7 +316,8 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
                                   const std::vector<PackedSequence>& seqs, const Tensor& x,
                                   Tensor& qkv, Tensor& context, Tensor& out,
                                   std::vector<std::vector<float>>* received,
-                                  std::vector<std::vector<float>>* head_magnitude, ForwardStats& stats) const {
+                                  std::vector<std::vector<float>>* head_magnitude, std::vector<DiagonalBlocks>* diagonal,
+                                  int64_t diagonal_size, ForwardStats& stats) const {
   const int64_t H = config_.hidden_size, d = head_dim_, rows = x.dim(0);
   const int heads = static_cast<int>(config_.num_attention_heads);
   const RowKernels& k = row_kernels();
@@ -404,6 +405,11 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
     HeadStatistics hs;
     if (received) hs.received = (*received)[items[it].seq].data() + h * s.length();
     if (head_magnitude) hs.output_magnitude = &(*head_magnitude)[items[it].seq][static_cast<size_t>(h)];
+    if (diagonal) {
+      DiagonalBlocks& blocks = (*diagonal)[items[it].seq];
+      hs.diagonal = {blocks.row_block.data(), blocks.first_row.data(), blocks.end_row.data(), diagonal_size,
+                     blocks.probs.data() + h * blocks.blocks() * diagonal_size * diagonal_size};
+    }
     if (cta && cta->shared) {
       const SharedCta& sc = shared_cta[items[it].seq];
       const int64_t k0 = sc.z.ct0.clusters, kc = sc.z.ct1.clusters + sc.z.ct2.clusters, n = s.length();
@@ -591,8 +597,15 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
   if (!layers_.empty() && !layers_.front().qkv_copies.has(precision))
     throw Error(std::string("forward: ") + precision_name(precision) + " asked for, but its weight copies were never made (set_precision first)");
   const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
+  // Block-Skim numbers its blocks from each input's first non-special token.
+  std::vector<int32_t> first_plain(inputs.size(), 0);
+  for (const PackedSequence& s : seqs) {
+    const auto plain = std::find(s.is_special.begin(), s.is_special.end(), 0);
+    first_plain[static_cast<size_t>(s.input_index)] = static_cast<int32_t>(plain - s.is_special.begin());
+  }
   if (policy) policy->begin(seqs, num_layers, heads);
   std::vector<std::vector<float>> received, head_magnitude;
+  std::vector<DiagonalBlocks> diagonal;
   for (int l = 0; policy && l < num_layers; ++l) {
     if (!policy->attention_backend(l)) continue;
     stats.cta.per_example.assign(inputs.size(), {});
@@ -612,16 +625,22 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
       w.tokens = static_cast<int32_t>(s.length()), w.heads = static_cast<int32_t>(s.heads.size());
     }
     const CtaConfig* cta = policy ? policy->attention_backend(l) : nullptr;
+    const int64_t block_size = needs.diagonal_block_size;
+    if (block_size > 0 && cta) throw Error("diagonal attention blocks (Block-Skim) cannot be read from a CTA layer");
+    diagonal.clear();
+    for (const PackedSequence& s : seqs) {
+      if (block_size > 0) diagonal.push_back(make_diagonal_blocks(s, first_plain[static_cast<size_t>(s.input_index)], block_size, heads));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     attention_block(precision, layer, l, cta ? &cta->layers[static_cast<size_t>(l)] : nullptr, seqs, x, qkv, context, attn,
                     needs.attention_received ? &received : nullptr, needs.head_magnitude ? &head_magnitude : nullptr,
-                    stats);
+                    block_size > 0 ? &diagonal : nullptr, block_size, stats);
     stats.attention_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     std::vector<std::vector<uint8_t>> drop_after_ffn;  // keep masks applied after the FFN, if deferred
     if (policy) {
       bool any_dropped = false;
-      const AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, &attn};
+      const AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, &attn, diagonal, block_size};
       PruneDecision decision = decide_pruning(*policy, view, seqs, &any_dropped);
       if (any_dropped && decision.drop_before_ffn) {
         // x still holds this layer's input, the dropped tokens' last complete layer output.

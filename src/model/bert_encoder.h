@@ -182,7 +182,8 @@ class BertEncoder {
   void attention_block(Precision precision, const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
                        const std::vector<PackedSequence>& seqs, const Tensor& x,
                        Tensor& qkv, Tensor& context, Tensor& out, std::vector<std::vector<float>>* received,
-                       std::vector<std::vector<float>>* head_magnitude, ForwardStats& stats) const;
+                       std::vector<std::vector<float>>* head_magnitude, std::vector<DiagonalBlocks>* diagonal,
+                       int64_t diagonal_size, ForwardStats& stats) const;
   const Layer::CtaSplitWeights& cta_split_weights(const Layer& layer) const;
   void ffn_block(Precision precision, const Layer& layer, const Tensor& x, Tensor& intermediate, Tensor& out, ForwardStats& stats) const;
 

@@ -117,7 +117,7 @@ QuestionAnswerer::QuestionAnswerer(const TextModel& model, QaOptions options) : 
   const auto positions = static_cast<size_t>(model_.encoder().config().max_position_embeddings);
   if (options_.max_length > positions)
     throw Error("qa: max length " + std::to_string(options_.max_length) + " exceeds the model's " + std::to_string(positions) + " positions");
-  policy_ = parse_policy_spec(options_.policy, model_.encoder().config(), model_.exits());
+  policy_ = parse_policy_spec(options_.policy, model_.encoder().config(), model_.exits(), model_.block_skim());
 }
 
 std::vector<std::vector<QaAnswer>> QuestionAnswerer::answer(const std::vector<QaQuery>& queries, EmbedStats* stats_out) {

@@ -63,6 +63,8 @@ TextModel TextModel::load(const std::filesystem::path& model_dir, const std::fil
     model.exits_ = ExitHeads::load(exits_dir, model.encoder_.config());
   else if (std::filesystem::exists(model_dir / "exits" / "exits.json"))
     model.exits_ = ExitHeads::load(model_dir / "exits", model.encoder_.config());
+  if (std::filesystem::exists(model_dir / "blockskim" / "blockskim.json"))
+    model.block_skim_ = BlockSkimModules::load(model_dir / "blockskim", model.encoder_.config());
   const auto modules_file = model_dir / "modules.json";
   if (const json modules = read_json_file_if_exists(modules_file, kMaxSmallJsonBytes); !modules.is_null()) {
     if (!modules.is_array()) throw Error(modules_file.string() + ": must be a JSON array of modules");

@@ -10,6 +10,7 @@
 
 #include "model/bert_encoder.h"
 #include "model/exit_heads.h"
+#include "policies/block_skim.h"
 #include "tokenizers/wordpiece.h"
 
 namespace sieve {
@@ -44,6 +45,8 @@ class TextModel {
   Pooling pooling() const { return pooling_; }
   // Early-exit classifiers from <model>/exits/ (tools/train_exits.py), or null when there are none.
   const ExitHeads* exits() const { return exits_ ? &*exits_ : nullptr; }
+  // Block-Skim's relevance predictors from <model>/blockskim/ (tools/train_qa.py), or null.
+  const BlockSkimModules* block_skim() const { return block_skim_ ? &*block_skim_ : nullptr; }
   bool normalize() const { return normalize_; }
 
   // Tokenizes; texts longer than max_length are truncated and flagged. Throws Error on invalid UTF-8.
@@ -62,6 +65,7 @@ class TextModel {
   Pooling pooling_ = Pooling::Cls;
   bool normalize_ = false;
   std::optional<ExitHeads> exits_;
+  std::optional<BlockSkimModules> block_skim_;
 };
 
 // Directory used when --model is not given: $SIEVE_MODEL, else the one setup.sh installs.

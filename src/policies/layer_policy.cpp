@@ -1,8 +1,31 @@
 #include "policies/layer_policy.h"
 
+#include "util/error.h"
+
 #include <algorithm>
 
 namespace sieve {
+
+DiagonalBlocks make_diagonal_blocks(const PackedSequence& seq, int32_t first_plain, int64_t size, int heads) {
+  DiagonalBlocks blocks;
+  const int64_t n = seq.length();
+  blocks.row_block.assign(static_cast<size_t>(n), -1);
+  for (int64_t r = 0; r < n; ++r) {
+    if (seq.is_special[static_cast<size_t>(r)]) continue;
+    const auto number = static_cast<int32_t>((seq.positions[static_cast<size_t>(r)] - first_plain) / size);
+    // A new block where the number changes or a special token interrupts the run.
+    const bool continues = r > 0 && blocks.row_block[static_cast<size_t>(r - 1)] >= 0 && blocks.number.back() == number;
+    if (!continues) {
+      blocks.number.push_back(number);
+      blocks.first_row.push_back(static_cast<int32_t>(r));
+      blocks.end_row.push_back(static_cast<int32_t>(r));
+    }
+    ++blocks.end_row.back();
+    blocks.row_block[static_cast<size_t>(r)] = static_cast<int32_t>(blocks.number.size() - 1);
+  }
+  blocks.probs.assign(static_cast<size_t>(heads * blocks.blocks() * size * size), 0.0f);
+  return blocks;
+}
 
 PruneDecision decide_pruning(LayerPolicy& policy, const AttentionLayerView& view, std::vector<PackedSequence>& seqs,
                              bool* any_dropped) {
@@ -41,6 +64,10 @@ PolicyNeeds PolicyChain::needs() const {
     const PolicyNeeds n = p->needs();
     all.attention_received |= n.attention_received;
     all.head_magnitude |= n.head_magnitude;
+    if (n.diagonal_block_size > 0 && all.diagonal_block_size > 0 && n.diagonal_block_size != all.diagonal_block_size)
+      throw Error("two policies ask for diagonal attention blocks of different sizes (" + std::to_string(all.diagonal_block_size) +
+                  " and " + std::to_string(n.diagonal_block_size) + ")");
+    if (n.diagonal_block_size > 0) all.diagonal_block_size = n.diagonal_block_size;
   }
   return all;
 }

@@ -20,6 +20,23 @@ struct CtaConfig;  // attention/cta.h
 struct PolicyNeeds {
   bool attention_received = false;  // per sequence, head and token: sum over queries of P[q, token]
   bool head_magnitude = false;      // per sequence and head: sum of |head output|
+  int64_t diagonal_block_size = 0;  // > 0: the diagonal blocks of the attention maps (Block-Skim)
+};
+
+// Block-Skim's view of one sequence in one layer. Its non-special tokens are cut into blocks of
+// `size` by original position, counted from the first non-special one (for a QA window: the
+// context, block k = context tokens k*size .. (k+1)*size - 1); a block that lost tokens keeps its
+// number, and a special token inside a block (a pair's middle [SEP]) splits it in two entries.
+// For each head, the attention probabilities among the rows of each block present.
+struct DiagonalBlocks {
+  std::vector<int32_t> number;     // [blocks]: the block number k of each entry, ascending
+  std::vector<int32_t> first_row;  // [blocks]: entry b is rows [first_row[b], end_row[b])
+  std::vector<int32_t> end_row;    // [blocks]
+  std::vector<int32_t> row_block;  // [rows]: the entry of each row, -1 for special rows
+  // [heads][blocks][size][size]: P[i, j] for rows i, j of the block at [i - first][j - first],
+  // zero beyond the block's rows and for heads no longer computed.
+  std::vector<float> probs;
+  int64_t blocks() const { return static_cast<int64_t>(number.size()); }
 };
 
 // What a layer exposes after its attention block (Add & LayerNorm done, FFN not yet run).
@@ -34,6 +51,10 @@ struct AttentionLayerView {
   // head_magnitude[s][h]: sum of |output| of head h of sequence s in this layer (0 if not computed).
   std::span<const std::vector<float>> head_magnitude;
   const Tensor* hidden = nullptr;  // [rows, hidden], the attention block's output
+  // diagonal_blocks[s]: Block-Skim's blocks of sequence s (blocks of diagonal_block_size). Empty
+  // unless a policy asked for them.
+  std::span<const DiagonalBlocks> diagonal_blocks;
+  int64_t diagonal_block_size = 0;
 };
 
 // What the policies decide; the forward pass starts it at "keep everything" and policies clear bits.
@@ -94,6 +115,10 @@ class PolicyChain : public LayerPolicy {
  private:
   std::vector<std::unique_ptr<LayerPolicy>> policies_;
 };
+
+// The blocks of `seq` as DiagonalBlocks describes them, probabilities zeroed for `heads` heads;
+// first_plain: the original position of the input's first non-special token.
+DiagonalBlocks make_diagonal_blocks(const PackedSequence& seq, int32_t first_plain, int64_t size, int heads);
 
 // One layer's pruning step, the same for every backend: starts the decision at "keep everything",
 // asks `policy` (which sees `view`), then applies the encoder's rules (special tokens stay, a

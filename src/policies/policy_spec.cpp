@@ -17,7 +17,8 @@ namespace sieve {
 
 const char* const kPolicySpecHelp =
     "dense | spatten:tokens=R[,heads=R][,start=L][,at=ffn|next] | spatten:token_ratios=r/r/..[,head_ratios=r/r/..] | "
-    "ltp:final=T[,at=ffn|next] | ltp:thresholds=t/t/.. | exit:tau=U | cta:w=W[,l=6][,seed=S][,layers=a-b/c][,share=head|layer]; "
+    "ltp:final=T[,at=ffn|next] | ltp:thresholds=t/t/.. | exit:tau=U | cta:w=W[,l=6][,seed=S][,layers=a-b/c][,share=head|layer] | "
+    "blockskim:threshold=P[,layers=a-b/c][,at=next|ffn] (QA models with <model>/blockskim/); "
     "compose with '+'";
 
 const char* const kGenerationSpecHelp =
@@ -106,7 +107,8 @@ PrunePoint parse_point(const std::map<std::string, std::string>& p) {
 
 }  // namespace
 
-std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const ModelConfig& config, const ExitHeads* exits) {
+std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const ModelConfig& config, const ExitHeads* exits,
+                                               const BlockSkimModules* block_skim) {
   const int layers = static_cast<int>(config.num_hidden_layers);
   const std::map<std::string, std::set<std::string>> allowed{
       {"dense", {}},
@@ -114,6 +116,7 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
       {"ltp", {"final", "thresholds", "at"}},
       {"exit", {"tau"}},
       {"cta", {"w", "l", "seed", "layers", "share"}},
+      {"blockskim", {"threshold", "layers", "at"}},
   };
   auto chain = std::make_unique<PolicyChain>();
   bool seen_cta = false;
@@ -165,6 +168,14 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
       chain->add(std::make_unique<CtaBackend>(CtaConfig::make(w, l, static_cast<uint64_t>(seed), std::move(on),
                                                               config.hidden_size, static_cast<int>(config.num_attention_heads),
                                                               share == "layer")));
+    } else if (name == "blockskim") {
+      if (!block_skim) throw Error("policy: blockskim needs Block-Skim predictors in <model>/blockskim/ (make them with tools/train_qa.py)");
+      const double threshold = p.count("threshold") ? parse_number(p.at("threshold"), "blockskim threshold") : 0.5;
+      if (!(threshold >= 0.0 && threshold <= 1.0)) throw Error("policy: blockskim threshold=" + p.at("threshold") + " is outside [0, 1]");
+      std::vector<uint8_t> on = p.count("layers") ? parse_layer_set(p.at("layers"), layers) : std::vector<uint8_t>(static_cast<size_t>(layers), 1);
+      if (!p.count("layers")) on.back() = 0;  // skimming after the last layer saves nothing
+      const PrunePoint point = p.count("at") ? parse_point(p) : PrunePoint::NextLayer;  // the released code: from the next layer
+      chain->add(std::make_unique<BlockSkimPolicy>(*block_skim, threshold, std::move(on), point));
     } else if (name == "ltp") {
       if (p.count("final") == p.count("thresholds")) throw Error("policy: ltp needs exactly one of final=T or thresholds=t/t/...");
       std::vector<double> t = p.count("final") ? ThresholdPruner::linear_thresholds(parse_number(p.at("final"), "final"), layers)

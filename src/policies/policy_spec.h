@@ -11,6 +11,11 @@
 //                                        attention of all layers or of the listed ones (0-based,
 //                                        ranges a-b, separated by '/'); clustering per head (the
 //                                        default) or once per layer; composes with the others
+//   blockskim:threshold=0.5[,layers=0-4][,at=next|ffn]
+//                                        Block-Skim (policies/block_skim.h): context blocks whose
+//                                        predictor gives P(keep) < threshold are skimmed; needs the
+//                                        predictors in <model>/blockskim/ (tools/train_qa.py);
+//                                        layers default to all but the last, at to next
 // joined with '+' to compose, e.g. "ltp:final=0.02+spatten:heads=0.75".
 // tokens/heads: keep ratio reached at the last layer, linearly from layer `start` (default 1).
 // at=ffn drops tokens before the current layer's FFN (default; saves that FFN); at=next drops them
@@ -20,14 +25,16 @@
 
 #include "model/exit_heads.h"
 #include "model/model_config.h"
+#include "policies/block_skim.h"
 #include "policies/layer_policy.h"
 
 namespace sieve {
 
 // Throws sieve::Error on an unknown policy or key, a ratio outside [0, 1], a list of the wrong length.
-// `exits` is needed only by "exit" (the model's exit classifiers); it must outlive the policy.
+// `exits` is needed only by "exit" (the model's exit classifiers), `block_skim` only by
+// "blockskim" (its predictors); both must outlive the policy.
 std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const ModelConfig& config,
-                                               const ExitHeads* exits = nullptr);
+                                               const ExitHeads* exits = nullptr, const BlockSkimModules* block_skim = nullptr);
 
 extern const char* const kPolicySpecHelp;
 

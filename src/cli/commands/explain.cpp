@@ -88,7 +88,7 @@ std::string render(const std::vector<std::string>& tokens, const std::vector<Lay
 void run(const ExplainOptions& o) {
   const TextModel model = load_model(o.model);
   const BertEncoder& enc = model.encoder();
-  auto chain = parse_policy_spec(o.policy, enc.config(), model.exits());
+  auto chain = parse_policy_spec(o.policy, enc.config(), model.exits(), model.block_skim());
   PruningTrace trace(chain.get());
   const EncodedBatch batch = model.encode({TextPair{o.text, o.pair}}, o.model.max_length);
   const auto outputs = enc.forward(batch.inputs, {&trace});
