@@ -271,7 +271,7 @@ def main():
             if args.alpha > 0:
                 s_loss, r, c = skim_loss(skims, tap, batch, args.block_size, args.beta)
                 loss = loss + args.alpha * s_loss
-                skim_sum += float(s_loss)
+                skim_sum += float(s_loss.detach())
                 right, count = right + r, count + c
             qa_sum += float(out.loss)
             opt.zero_grad()

@@ -200,11 +200,9 @@ std::vector<SquadEvalResult> evaluate_squad(const TextModel& model, const SquadD
   std::vector<std::unique_ptr<PolicyChain>> policies;
   for (const auto& s : settings) policies.push_back(parse_policy_spec(s, enc.config(), model.exits(), model.block_skim()));
 
-  std::vector<QaWindow> windows;
-  for (size_t q = 0; q < n; ++q) {
-    std::vector<QaWindow> mine = make_qa_windows(model.tokenizer(), {all[q].question, data.contexts[all[q].paragraph]}, q, options.qa);
-    std::move(mine.begin(), mine.end(), std::back_inserter(windows));
-  }
+  std::vector<QaQuery> queries;
+  for (size_t q = 0; q < n; ++q) queries.push_back({all[q].question, data.contexts[all[q].paragraph]});
+  const std::vector<QaWindow> windows = make_qa_windows(model.tokenizer(), queries, options.qa);
   std::vector<EncoderInput> inputs;
   for (const QaWindow& w : windows) inputs.push_back(w.input);
 
@@ -238,18 +236,11 @@ std::vector<SquadEvalResult> evaluate_squad(const TextModel& model, const SquadD
     r.description = policies[s]->describe();
     r.questions = n;
     r.windows = windows.size();
-    std::vector<std::vector<const QaWindow*>> by_question(n);
-    std::vector<std::vector<BertEncoder::SpanLogits>> logits_by_question(n);
-    for (size_t w = 0; w < windows.size(); ++w) {
-      by_question[windows[w].question_index].push_back(&windows[w]);
-      logits_by_question[windows[w].question_index].push_back(std::move(logits[s][w]));
-    }
+    const auto answers = decode_answers(queries, windows, std::move(logits[s]), options.qa);
     double em = 0, f1 = 0;
     size_t agree = 0;
     for (size_t q = 0; q < n; ++q) {
-      const std::string& context = data.contexts[all[q].paragraph];
-      const std::vector<QaAnswer> answers = decode_answers(context, by_question[q], logits_by_question[q], options.qa);
-      r.predictions.push_back(answers.empty() ? std::string() : answers.front().text);
+      r.predictions.push_back(answers[q].empty() ? std::string() : answers[q].front().text);
       em += squad_exact_match(r.predictions.back(), all[q].answers);
       f1 += squad_f1(r.predictions.back(), all[q].answers);
       agree += r.predictions.back() == results[0].predictions[q];

@@ -109,6 +109,30 @@ std::vector<QaAnswer> decode_answers(const std::string& context, const std::vect
   return candidates;
 }
 
+std::vector<QaWindow> make_qa_windows(const WordPieceTokenizer& tokenizer, const std::vector<QaQuery>& queries,
+                                      const QaOptions& options) {
+  std::vector<QaWindow> windows;
+  for (size_t q = 0; q < queries.size(); ++q) {
+    std::vector<QaWindow> mine = make_qa_windows(tokenizer, queries[q], q, options);
+    std::move(mine.begin(), mine.end(), std::back_inserter(windows));
+  }
+  return windows;
+}
+
+std::vector<std::vector<QaAnswer>> decode_answers(const std::vector<QaQuery>& queries, const std::vector<QaWindow>& windows,
+                                                  std::vector<BertEncoder::SpanLogits> logits, const QaOptions& options) {
+  if (windows.size() != logits.size()) throw Error("decode_answers: one set of logits per window");
+  std::vector<std::vector<const QaWindow*>> by_query(queries.size());
+  std::vector<std::vector<BertEncoder::SpanLogits>> logits_by_query(queries.size());
+  for (size_t w = 0; w < windows.size(); ++w) {
+    by_query.at(windows[w].question_index).push_back(&windows[w]);
+    logits_by_query[windows[w].question_index].push_back(std::move(logits[w]));
+  }
+  std::vector<std::vector<QaAnswer>> answers(queries.size());
+  for (size_t q = 0; q < queries.size(); ++q) answers[q] = decode_answers(queries[q].context, by_query[q], logits_by_query[q], options);
+  return answers;
+}
+
 QuestionAnswerer::QuestionAnswerer(const TextModel& model, QaOptions options) : model_(model), options_(std::move(options)) {
   if (!model_.encoder().has_qa_head())
     throw Error("this model has no question-answering head (qa_outputs.weight); tools/train_qa.py makes one");
@@ -121,11 +145,7 @@ QuestionAnswerer::QuestionAnswerer(const TextModel& model, QaOptions options) : 
 }
 
 std::vector<std::vector<QaAnswer>> QuestionAnswerer::answer(const std::vector<QaQuery>& queries, EmbedStats* stats_out) {
-  std::vector<QaWindow> windows;
-  for (size_t q = 0; q < queries.size(); ++q) {
-    std::vector<QaWindow> mine = make_qa_windows(model_.tokenizer(), queries[q], q, options_);
-    std::move(mine.begin(), mine.end(), std::back_inserter(windows));
-  }
+  const std::vector<QaWindow> windows = make_qa_windows(model_.tokenizer(), queries, options_);
   std::vector<EncoderInput> inputs;
   inputs.reserve(windows.size());
   for (const QaWindow& w : windows) inputs.push_back(w.input);
@@ -147,18 +167,8 @@ std::vector<std::vector<QaAnswer>> QuestionAnswerer::answer(const std::vector<Qa
     }
   }
   stats.sequences = windows.size();
-
-  std::vector<std::vector<QaAnswer>> answers(queries.size());
-  std::vector<std::vector<const QaWindow*>> by_query(queries.size());
-  std::vector<std::vector<BertEncoder::SpanLogits>> logits_by_query(queries.size());
-  for (size_t w = 0; w < windows.size(); ++w) {
-    by_query[windows[w].question_index].push_back(&windows[w]);
-    logits_by_query[windows[w].question_index].push_back(std::move(logits[w]));
-  }
-  for (size_t q = 0; q < queries.size(); ++q)
-    answers[q] = decode_answers(queries[q].context, by_query[q], logits_by_query[q], options_);
   if (stats_out) *stats_out = std::move(stats);
-  return answers;
+  return decode_answers(queries, windows, std::move(logits), options_);
 }
 
 }  // namespace sieve

@@ -55,10 +55,18 @@ struct QaQuery {
 std::vector<QaWindow> make_qa_windows(const WordPieceTokenizer& tokenizer, const QaQuery& query, size_t question_index,
                                       const QaOptions& options);
 
+// The windows of every query, in order (question_index: the query's place in `queries`).
+std::vector<QaWindow> make_qa_windows(const WordPieceTokenizer& tokenizer, const std::vector<QaQuery>& queries,
+                                      const QaOptions& options);
+
 // The n-best answers of one question from its windows' logits (window w: logits[w]), best first;
 // empty when no valid span exists (every context token pruned, say).
 std::vector<QaAnswer> decode_answers(const std::string& context, const std::vector<const QaWindow*>& windows,
                                      const std::vector<BertEncoder::SpanLogits>& logits, const QaOptions& options);
+// The same for every query at once: windows and logits as make_qa_windows(queries) and the
+// encoder gave them, one set of logits per window.
+std::vector<std::vector<QaAnswer>> decode_answers(const std::vector<QaQuery>& queries, const std::vector<QaWindow>& windows,
+                                                  std::vector<BertEncoder::SpanLogits> logits, const QaOptions& options);
 
 // Not thread-safe: a policy keeps per-call state. Use one QuestionAnswerer per thread.
 class QuestionAnswerer {
