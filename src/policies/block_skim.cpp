@@ -4,6 +4,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "kernels/gemm.h"
 #include "model/safetensors.h"
 #include "util/error.h"
 #include "util/json_file.h"
@@ -13,32 +14,34 @@ namespace sieve {
 namespace {
 
 // out[co] = BN(conv3x3(in)[co]) then ReLU then 2x2 average pooling: [C][S][S] -> [C][S/2][S/2].
+// The convolution is one GEMM over the 3x3 neighbourhoods laid out as columns (im2col): weight
+// [C][C*9] times columns [C*9][S*S].
 void conv_bn_relu_pool(const std::vector<float>& weight, const std::vector<float>& scale, const std::vector<float>& shift,
-                       const float* in, int64_t channels, int64_t size, std::vector<float>& conv, float* out) {
-  conv.assign(static_cast<size_t>(channels * size * size), 0.0f);
+                       const float* in, int64_t channels, int64_t size, std::vector<float>& columns, std::vector<float>& conv,
+                       float* out) {
+  const int64_t pixels = size * size, depth = channels * 9;
+  columns.assign(static_cast<size_t>(depth * pixels), 0.0f);
+  for (int64_t ci = 0; ci < channels; ++ci)
+    for (int64_t dy = -1; dy <= 1; ++dy)
+      for (int64_t dx = -1; dx <= 1; ++dx) {
+        float* col = columns.data() + ((ci * 3 + dy + 1) * 3 + dx + 1) * pixels;
+        const float* src = in + ci * pixels;
+        for (int64_t y = std::max<int64_t>(0, -dy); y < std::min(size, size - dy); ++y)
+          for (int64_t x = std::max<int64_t>(0, -dx); x < std::min(size, size - dx); ++x) col[y * size + x] = src[(y + dy) * size + x + dx];
+      }
+  conv.resize(static_cast<size_t>(channels * pixels));
+  gemm(channels, pixels, depth, {weight.data(), depth}, {columns.data(), pixels}, conv.data(), pixels);
   for (int64_t co = 0; co < channels; ++co) {
-    float* dst = conv.data() + co * size * size;
-    for (int64_t ci = 0; ci < channels; ++ci) {
-      const float* src = in + ci * size * size;
-      const float* w = weight.data() + (co * channels + ci) * 9;
-      for (int64_t dy = -1; dy <= 1; ++dy)
-        for (int64_t dx = -1; dx <= 1; ++dx) {
-          const float wv = w[(dy + 1) * 3 + (dx + 1)];
-          for (int64_t y = std::max<int64_t>(0, -dy); y < std::min(size, size - dy); ++y) {
-            const float* s = src + (y + dy) * size + dx;
-            float* d = dst + y * size;
-            for (int64_t x = std::max<int64_t>(0, -dx); x < std::min(size, size - dx); ++x) d[x] += wv * s[x];
-          }
-        }
-    }
-    for (int64_t e = 0; e < size * size; ++e) dst[e] = std::max(0.0f, dst[e] * scale[static_cast<size_t>(co)] + shift[static_cast<size_t>(co)]);
+    float* row = conv.data() + co * pixels;
+    const float a = scale[static_cast<size_t>(co)], b = shift[static_cast<size_t>(co)];
+    for (int64_t e = 0; e < pixels; ++e) row[e] = std::max(0.0f, row[e] * a + b);
   }
   const int64_t half = size / 2;
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t y = 0; y < half; ++y)
       for (int64_t x = 0; x < half; ++x) {
-        const float* s = conv.data() + c * size * size + 2 * y * size + 2 * x;
-        out[(c * half + y) * half + x] = 0.25f * (s[0] + s[1] + s[size] + s[size + 1]);
+        const float* p = conv.data() + c * pixels + 2 * y * size + 2 * x;
+        out[(c * half + y) * half + x] = 0.25f * (p[0] + p[1] + p[size] + p[size + 1]);
       }
 }
 
@@ -99,11 +102,11 @@ BlockSkimModules BlockSkimModules::load(const std::filesystem::path& dir, const 
 std::array<float, 2> BlockSkimModules::logits(int layer, const float* tile) const {
   const Layer& l = layers_.at(static_cast<size_t>(layer));
   const int64_t C = channels_, S = size_;
-  thread_local std::vector<float> conv, pooled1, pooled2;
+  thread_local std::vector<float> columns, conv, pooled1, pooled2;
   pooled1.resize(static_cast<size_t>(C * (S / 2) * (S / 2)));
   pooled2.resize(static_cast<size_t>(C * (S / 4) * (S / 4)));
-  conv_bn_relu_pool(l.conv1.weight, l.conv1.scale, l.conv1.shift, tile, C, S, conv, pooled1.data());
-  conv_bn_relu_pool(l.conv2.weight, l.conv2.scale, l.conv2.shift, pooled1.data(), C, S / 2, conv, pooled2.data());
+  conv_bn_relu_pool(l.conv1.weight, l.conv1.scale, l.conv1.shift, tile, C, S, columns, conv, pooled1.data());
+  conv_bn_relu_pool(l.conv2.weight, l.conv2.scale, l.conv2.shift, pooled1.data(), C, S / 2, columns, conv, pooled2.data());
   std::array<float, 2> out = l.fc_bias;
   for (int k = 0; k < 2; ++k) {
     const float* w = l.fc_weight.data() + static_cast<size_t>(k) * pooled2.size();
