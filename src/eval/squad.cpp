@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -25,9 +26,7 @@ constexpr uint64_t kMaxSquadBytes = 64ull << 20;  // the v1.1 dev set is 4.9 MB,
 const json& field(const json& object, const char* key, json::value_t type, const std::string& where) {
   if (!object.is_object()) throw Error(where + " is not a JSON object");
   const auto it = object.find(key);
-  const bool ok = it != object.end() &&
-                  (it->type() == type || (type == json::value_t::number_unsigned && it->is_number_integer() && it->get<int64_t>() >= 0));
-  if (!ok) throw Error(where + ": missing or mistyped field '" + key + "'");
+  if (it == object.end() || it->type() != type) throw Error(where + ": missing or mistyped field '" + key + "'");
   return *it;
 }
 
@@ -86,7 +85,9 @@ SquadData load_squad(const std::filesystem::path& path) {
         for (size_t k = 0; k < answers.size(); ++k) {
           const std::string at_answer = at_question + ".answers[" + std::to_string(k) + "]";
           question.answers.push_back(field(answers[k], "text", json::value_t::string, at_answer).get<std::string>());
-          question.answer_starts.push_back(field(answers[k], "answer_start", json::value_t::number_unsigned, at_answer).get<size_t>());
+          if (!answers[k].is_object() || !answers[k].contains("answer_start")) throw Error(at_answer + ": missing field 'answer_start'");
+          question.answer_starts.push_back(static_cast<size_t>(
+              json_integer(answers[k].at("answer_start"), 0, std::numeric_limits<int64_t>::max(), at_answer + ": 'answer_start'")));
         }
         data.questions.push_back(std::move(question));
       }

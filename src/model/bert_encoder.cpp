@@ -599,9 +599,11 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
   const PolicyNeeds needs = policy ? policy->needs() : PolicyNeeds{};
   // Block-Skim numbers its blocks from each input's first non-special token.
   std::vector<int32_t> first_plain(inputs.size(), 0);
-  for (const PackedSequence& s : seqs) {
-    const auto plain = std::find(s.is_special.begin(), s.is_special.end(), 0);
-    first_plain[static_cast<size_t>(s.input_index)] = static_cast<int32_t>(plain - s.is_special.begin());
+  if (needs.diagonal_block_size > 0) {
+    for (const PackedSequence& s : seqs) {
+      const auto plain = std::find(s.is_special.begin(), s.is_special.end(), 0);
+      first_plain[static_cast<size_t>(s.input_index)] = static_cast<int32_t>(plain - s.is_special.begin());
+    }
   }
   if (policy) policy->begin(seqs, num_layers, heads);
   std::vector<std::vector<float>> received, head_magnitude;

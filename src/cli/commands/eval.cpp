@@ -1,6 +1,7 @@
 // sieve eval: accuracy, GFLOPs, tokens/heads kept and wall-clock speedup of pruning policies on a
 // GLUE-format data set, each against dense in the same run.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -151,10 +152,8 @@ void run_squad_eval(EvalCommandOptions o) {
   std::fprintf(stderr, "wrote %s\n", o.json_out.c_str());
 }
 
-bool is_json_file(const std::string& path) { return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0; }
-
 void run(EvalCommandOptions o) {
-  if (is_json_file(o.data)) return run_squad_eval(std::move(o));
+  if (std::filesystem::path(o.data).extension() == ".json") return run_squad_eval(std::move(o));
   if (o.squad_split != "eval" || o.doc_stride != QaOptions{}.doc_stride)
     throw Error("--split and --doc-stride apply to SQuAD data (a .json file)");
   EvalData loaded = load_eval_data(o.data);
