@@ -18,6 +18,7 @@
 #include "model/text_model.h"
 #include "policies/policy_spec.h"
 #include "reference_data.h"
+#include "test_helpers.h"
 #include "util/error.h"
 
 namespace sieve {
@@ -139,6 +140,41 @@ TEST_F(QaReference, PrunedContextTokensCannotBeAnswers) {
   // The question and the specials always stay.
   for (size_t t = 0; t < windows[0].context_begin; ++t) EXPECT_FALSE(std::isinf(logits.start[t])) << t;
   for (const QaAnswer& a : answers[0]) EXPECT_TRUE(std::isfinite(a.score));
+}
+
+// The CLI: `sieve qa` answers through QuestionAnswerer, and `sieve explain` on a QA model shows the
+// first window of the same input with the same best answer.
+TEST_F(QaReference, QaAndExplainCommandsGiveTheLibrarysAnswer) {
+  const json& c = reference_.at("cases")[0];
+  const QaQuery query{c.at("question").get<std::string>(), c.at("context").get<std::string>()};
+  const auto expected = QuestionAnswerer(*model_, QaOptions{}).answer({query})[0];
+  ASSERT_FALSE(expected.empty());
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("sieve-qa-cli-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path context = dir / "context.txt", page = dir / "explain.html";
+  std::ofstream(context) << query.context;
+  const std::string model = " --model " + testing::quoted(testing::reference_dir() / "qa" / "minilm-qa");
+  const std::string question = " -q " + testing::quoted(query.question);
+  const testing::CliResult qa = testing::run_cli("qa" + model + question + " --context-file " + testing::quoted(context));
+  ASSERT_TRUE(qa.exited && qa.code == 0) << qa.output;
+  const json answers = json::parse(qa.output).at("answers");
+  EXPECT_EQ(answers.at(0).at("text").get<std::string>(), expected[0].text);
+  EXPECT_EQ(answers.at(0).at("start").get<size_t>(), expected[0].begin);
+
+  {  // case 0 is one window without single quotes, so it passes through the shell as it is
+    ASSERT_EQ(query.context.find('\''), std::string::npos);
+    const testing::CliResult explain = testing::run_cli("explain" + model + " -o " + testing::quoted(page) + " " +
+                                                        testing::quoted(query.question) + " --pair " + testing::quoted(query.context));
+    ASSERT_TRUE(explain.exited && explain.code == 0) << explain.output;
+    std::ifstream in(page);
+    const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(html.find("<b>Answer:</b> " + expected[0].text), std::string::npos) << expected[0].text;
+  }
+  // Bad input: no context, both contexts, an empty question.
+  EXPECT_NE(testing::run_cli("qa" + model + question).code, 0);
+  EXPECT_NE(testing::run_cli("qa" + model + question + " -c x --context-file " + testing::quoted(context)).code, 0);
+  EXPECT_NE(testing::run_cli("qa" + model + " -q '' -c x").code, 0);
+  std::filesystem::remove_all(dir);
 }
 
 // Spans by hand: one window, context tokens at positions 2..5.

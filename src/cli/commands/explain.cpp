@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli/commands/common.h"
+#include "model/question_answerer.h"
 #include "policies/policy_spec.h"
 #include "policies/pruning_trace.h"
 #include "util/error.h"
@@ -90,21 +91,36 @@ void run(const ExplainOptions& o) {
   const BertEncoder& enc = model.encoder();
   auto chain = parse_policy_spec(o.policy, enc.config(), model.exits(), model.block_skim());
   PruningTrace trace(chain.get());
-  const EncodedBatch batch = model.encode({TextPair{o.text, o.pair}}, o.model.max_length);
-  const auto outputs = enc.forward(batch.inputs, {&trace});
+  // A question-answering model reads (question, context) as `sieve qa` windows it, so the page
+  // shows the input the answer came from: the first window, and its best span.
+  const bool question_answering = enc.has_qa_head() && !o.pair.empty();
+  QaOptions qa;
+  if (o.model.max_length) qa.max_length = o.model.max_length;
+  const QaQuery query{o.text, o.pair};
+  std::vector<QaWindow> windows;
+  if (question_answering) windows = make_qa_windows(model.tokenizer(), query, 0, qa);
+  const std::vector<EncoderInput> inputs =
+      question_answering ? std::vector<EncoderInput>{windows.front().input}
+                         : model.encode({TextPair{o.text, o.pair}}, o.model.max_length).inputs;
+  const auto outputs = enc.forward(inputs, {&trace});
   // The page shows the tokens the model ran on: the same ids, so every position a trace names
   // exists (tokenizing again at another length once indexed past the end).
   std::vector<std::string> tokens;
-  for (const int32_t id : batch.inputs[0].ids) tokens.push_back(model.tokenizer().token(id));
+  for (const int32_t id : inputs[0].ids) tokens.push_back(model.tokenizer().token(id));
   std::string prediction;
-  if (enc.has_classifier()) {
+  if (question_answering) {
+    const auto answers = decode_answers(o.pair, {&windows.front()}, {enc.span_logits(outputs[0], inputs[0].ids.size())}, qa);
+    prediction = "<br><b>Answer:</b> " + (answers.empty() ? std::string("(none: no context token survived)")
+                                                          : html_escape(answers.front().text));
+    if (windows.size() > 1) prediction += " <span class=note>(first of " + std::to_string(windows.size()) + " windows)</span>";
+  } else if (enc.has_classifier()) {
     const auto logits = enc.classify(outputs[0]);
     const size_t best = static_cast<size_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     const auto& names = enc.config().id2label;
     prediction = "<br><b>Prediction:</b> " + html_escape(best < names.size() ? names[best] : std::to_string(best));
   }
   const std::string html = render(tokens, trace.layers()[0], static_cast<int>(enc.config().num_attention_heads),
-                                  o.text, chain->describe(), prediction);
+                                  o.pair.empty() ? o.text : o.text + " | " + o.pair, chain->describe(), prediction);
   write_file_atomically(o.output, [&](std::ostream& out) { out << html; });
   std::string survivors;
   for (int32_t p : trace.layers()[0].back().kept) survivors += tokens.at(static_cast<size_t>(p)) + " ";
@@ -117,8 +133,8 @@ void register_explain(CLI::App& app) {
   auto o = std::make_shared<ExplainOptions>();
   CLI::App* cmd = app.add_subcommand("explain", "Write an HTML page showing which tokens and heads survive each layer");
   add_model_options(*cmd, o->model);
-  cmd->add_option("text", o->text, "Input text")->required();
-  cmd->add_option("--pair", o->pair, "Second sentence of a pair");
+  cmd->add_option("text", o->text, "Input text (the question, for a question-answering model)")->required();
+  cmd->add_option("--pair", o->pair, "Second sentence of a pair (the context, for a question-answering model)");
   cmd->add_option("--policy,-p", o->policy, std::string("Policy spec: ") + kPolicySpecHelp);
   cmd->add_option("--output,-o", o->output, "HTML file to write");
   cmd->callback([o] { run(*o); });
