@@ -163,12 +163,19 @@ TEST_F(QaReference, QaAndExplainCommandsGiveTheLibrarysAnswer) {
 
   {  // case 0 is one window without single quotes, so it passes through the shell as it is
     ASSERT_EQ(query.context.find('\''), std::string::npos);
-    const testing::CliResult explain = testing::run_cli("explain" + model + " -o " + testing::quoted(page) + " " +
+    const testing::CliResult explain = testing::run_cli("explain" + model + " -p dense -o " + testing::quoted(page) + " --json " + testing::quoted(dir / "trace.json") + " " +
                                                         testing::quoted(query.question) + " --pair " + testing::quoted(query.context));
     ASSERT_TRUE(explain.exited && explain.code == 0) << explain.output;
     std::ifstream in(page);
     const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    EXPECT_NE(html.find("<b>Answer:</b> " + expected[0].text), std::string::npos) << expected[0].text;
+    EXPECT_NE(html.find("<b>Answer:</b> " + expected[0].text + "<"), std::string::npos) << expected[0].text;
+    std::ifstream trace_file(dir / "trace.json");
+    const json trace = json::parse(trace_file);
+    EXPECT_EQ(trace.at("prediction").get<std::string>(), expected[0].text);
+    EXPECT_EQ(trace.at("layers").size(), model_->encoder().config().num_hidden_layers);
+    const auto windows = make_qa_windows(model_->tokenizer(), query, 0, QaOptions{});
+    EXPECT_EQ(trace.at("tokens").size(), windows[0].input.ids.size());
+    EXPECT_EQ(trace.at("context_begin").get<size_t>(), windows[0].context_begin);
   }
   // Bad input: no context, both contexts, an empty question.
   EXPECT_NE(testing::run_cli("qa" + model + question).code, 0);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <set>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/commands/common.h"
@@ -17,7 +18,7 @@ namespace {
 
 struct ExplainOptions {
   ModelOptions model;
-  std::string text, pair, policy = "spatten:tokens=0.3,heads=0.75", output = "explain.html";
+  std::string text, pair, policy = "spatten:tokens=0.3,heads=0.75", output = "explain.html", json_output;
 };
 
 std::string html_escape(const std::string& s) {
@@ -107,21 +108,32 @@ void run(const ExplainOptions& o) {
   // exists (tokenizing again at another length once indexed past the end).
   std::vector<std::string> tokens;
   for (const int32_t id : inputs[0].ids) tokens.push_back(model.tokenizer().token(id));
-  std::string prediction;
+  std::string prediction, predicted;
   if (question_answering) {
     const auto answers = decode_answers(o.pair, {&windows.front()}, {enc.span_logits(outputs[0], inputs[0].ids.size())}, qa);
-    prediction = "<br><b>Answer:</b> " + (answers.empty() ? std::string("(none: no context token survived)")
-                                                          : html_escape(answers.front().text));
+    predicted = answers.empty() ? std::string() : answers.front().text;
+    prediction = "<br><b>Answer:</b> " + (answers.empty() ? std::string("(none: no context token survived)") : html_escape(predicted));
     if (windows.size() > 1) prediction += " <span class=note>(first of " + std::to_string(windows.size()) + " windows)</span>";
   } else if (enc.has_classifier()) {
     const auto logits = enc.classify(outputs[0]);
     const size_t best = static_cast<size_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     const auto& names = enc.config().id2label;
-    prediction = "<br><b>Prediction:</b> " + html_escape(best < names.size() ? names[best] : std::to_string(best));
+    predicted = best < names.size() ? names[best] : std::to_string(best);
+    prediction = "<br><b>Prediction:</b> " + html_escape(predicted);
   }
   const std::string html = render(tokens, trace.layers()[0], static_cast<int>(enc.config().num_attention_heads),
                                   o.pair.empty() ? o.text : o.text + " | " + o.pair, chain->describe(), prediction);
   write_file_atomically(o.output, [&](std::ostream& out) { out << html; });
+  if (!o.json_output.empty()) {
+    // The same trace for tools (tools/plot_explain.py draws it): per layer, the positions that
+    // entered attention, their mean attention received, and the positions kept.
+    nlohmann::json j{{"text", o.text}, {"pair", o.pair}, {"policy", chain->describe()}, {"prediction", predicted},
+                     {"question_answering", question_answering}, {"tokens", tokens},
+                     {"context_begin", question_answering ? windows.front().context_begin : 0}, {"layers", nlohmann::json::array()}};
+    for (const LayerTrace& t : trace.layers()[0])
+      j["layers"].push_back({{"positions", t.positions}, {"heads", t.heads}, {"importance", t.importance}, {"kept", t.kept}});
+    write_file_atomically(o.json_output, [&](std::ostream& out) { out << j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n"; });
+  }
   std::string survivors;
   for (int32_t p : trace.layers()[0].back().kept) survivors += tokens.at(static_cast<size_t>(p)) + " ";
   std::printf("survivors: %s\nwrote %s\n", survivors.c_str(), o.output.c_str());
@@ -137,6 +149,7 @@ void register_explain(CLI::App& app) {
   cmd->add_option("--pair", o->pair, "Second sentence of a pair (the context, for a question-answering model)");
   cmd->add_option("--policy,-p", o->policy, std::string("Policy spec: ") + kPolicySpecHelp);
   cmd->add_option("--output,-o", o->output, "HTML file to write");
+  cmd->add_option("--json", o->json_output, "Also write the trace as JSON (tokens; per layer: positions, heads, importance, kept)");
   cmd->callback([o] { run(*o); });
 }
 
