@@ -8,7 +8,8 @@ on validation (bench/run_evals.sh); nothing here ever reads validation.
         --family "SpAtten tokens=^spatten:tokens=[0-9.]+$" --family "pyramid=\\+exit" --out picks.json
 
 --metric chooses what the budget is in: accuracy (classification, the default), spearman (STS-B
-similarity) or recall_at_1 (retrieval pairs), all in points of 100 x the metric. Embedding files carry
+similarity) or recall_at_1 (retrieval pairs), all in points of 100 x the metric; or f1 / exact_match
+(SQuAD, already in points). Embedding files carry
 each setting's pooling in its label ("spec pool=frozen"); families match and picks print the label.
 
 Prints one picked spec per line (for a shell loop) and writes --out with every family's pick and the
@@ -21,13 +22,18 @@ import sys
 from pathlib import Path
 
 
+# Metrics a file already states in points (SQuAD's exact match and F1, 0-100); the others are fractions.
+IN_POINTS = {"f1", "exact_match"}
+
+
 def candidates(files, metric):
     """Every non-dense result of the files, each with its metric change vs its own file's dense."""
+    scale = 1 if metric in IN_POINTS else 100
     for file in files:
         results = json.loads(Path(file).read_text())["results"]
         dense = results[0]
         for r in results[1:]:
-            yield {**r, "label": r.get("label", r["policy"]), "delta_points": 100 * (r[metric] - dense[metric]),
+            yield {**r, "label": r.get("label", r["policy"]), "delta_points": scale * (r[metric] - dense[metric]),
                    "dense_" + metric: dense[metric], "file": str(file)}
 
 
@@ -42,7 +48,7 @@ def main():
     ap.add_argument("files", nargs="+", type=Path, help="sieve eval --json files measured on calibration data")
     ap.add_argument("--budget", type=float, default=1.0, help="accuracy points that may be lost vs dense")
     ap.add_argument("--family", action="append", default=[], metavar="NAME=REGEX", required=True)
-    ap.add_argument("--metric", default="accuracy", choices=["accuracy", "spearman", "recall_at_1"])
+    ap.add_argument("--metric", default="accuracy", choices=["accuracy", "spearman", "recall_at_1", "f1", "exact_match"])
     ap.add_argument("--out", type=Path, help="JSON with the picks")
     args = ap.parse_args()
     if not args.budget >= 0:
@@ -57,7 +63,7 @@ def main():
             print(f"{name}: none of {len(members)} settings within {args.budget} points", file=sys.stderr)
             continue
         keys = (args.metric, "dense_" + args.metric, "delta_points", "speedup", "flops_reduction",
-                "latency_ms_per_example", "latency_ms_per_text")
+                "latency_ms_per_example", "latency_ms_per_text", "latency_ms_per_question")
         picks.append({"family": name, "policy": best["policy"], "label": best["label"],
                       "calibration": {k: best[k] for k in keys if k in best}, "candidates": len(members)})
         print(best["label"])

@@ -13,36 +13,42 @@ namespace sieve {
 
 namespace {
 
-// out[co] = BN(conv3x3(in)[co]) then ReLU then 2x2 average pooling: [C][S][S] -> [C][S/2][S/2].
-// The convolution is one GEMM over the 3x3 neighbourhoods laid out as columns (im2col): weight
-// [C][C*9] times columns [C*9][S*S].
+// For `count` inputs [count][C][S][S]: BN(conv3x3(in)) then ReLU then 2x2 average pooling, into
+// [count][C][S/2][S/2]. The convolutions of all inputs are one GEMM over their 3x3 neighbourhoods
+// laid out as columns (im2col): weight [C][C*9] times columns [C*9][count*S*S]. Only the layout
+// loops run in parallel: the GEMM threads itself (a GEMM inside a parallel region nests thread
+// teams, which cost more than the predictor on 2 threads).
 void conv_bn_relu_pool(const std::vector<float>& weight, const std::vector<float>& scale, const std::vector<float>& shift,
-                       const float* in, int64_t channels, int64_t size, std::vector<float>& columns, std::vector<float>& conv,
-                       float* out) {
-  const int64_t pixels = size * size, depth = channels * 9;
-  columns.assign(static_cast<size_t>(depth * pixels), 0.0f);
-  for (int64_t ci = 0; ci < channels; ++ci)
-    for (int64_t dy = -1; dy <= 1; ++dy)
-      for (int64_t dx = -1; dx <= 1; ++dx) {
-        float* col = columns.data() + ((ci * 3 + dy + 1) * 3 + dx + 1) * pixels;
-        const float* src = in + ci * pixels;
-        for (int64_t y = std::max<int64_t>(0, -dy); y < std::min(size, size - dy); ++y)
-          for (int64_t x = std::max<int64_t>(0, -dx); x < std::min(size, size - dx); ++x) col[y * size + x] = src[(y + dy) * size + x + dx];
-      }
-  conv.resize(static_cast<size_t>(channels * pixels));
-  gemm(channels, pixels, depth, {weight.data(), depth}, {columns.data(), pixels}, conv.data(), pixels);
-  for (int64_t co = 0; co < channels; ++co) {
-    float* row = conv.data() + co * pixels;
-    const float a = scale[static_cast<size_t>(co)], b = shift[static_cast<size_t>(co)];
-    for (int64_t e = 0; e < pixels; ++e) row[e] = std::max(0.0f, row[e] * a + b);
-  }
+                       const float* in, int64_t count, int64_t channels, int64_t size, std::vector<float>& columns,
+                       std::vector<float>& conv, float* out) {
+  const int64_t pixels = size * size, depth = channels * 9, width = count * pixels;
+  columns.assign(static_cast<size_t>(depth * width), 0.0f);
+#pragma omp parallel for collapse(2) schedule(static) if (count > 1)
+  for (int64_t i = 0; i < count; ++i)
+    for (int64_t ci = 0; ci < channels; ++ci)
+      for (int64_t dy = -1; dy <= 1; ++dy)
+        for (int64_t dx = -1; dx <= 1; ++dx) {
+          float* col = columns.data() + ((ci * 3 + dy + 1) * 3 + dx + 1) * width + i * pixels;
+          const float* src = in + (i * channels + ci) * pixels;
+          const int64_t x0 = std::max<int64_t>(0, -dx), run = size - (dx < 0 ? -dx : dx);
+          for (int64_t y = std::max<int64_t>(0, -dy); y < std::min(size, size - dy); ++y)
+            std::copy_n(src + (y + dy) * size + x0 + dx, run, col + y * size + x0);
+        }
+  conv.resize(static_cast<size_t>(channels * width));
+  gemm(channels, width, depth, {weight.data(), depth}, {columns.data(), width}, conv.data(), width);
   const int64_t half = size / 2;
-  for (int64_t c = 0; c < channels; ++c)
-    for (int64_t y = 0; y < half; ++y)
-      for (int64_t x = 0; x < half; ++x) {
-        const float* p = conv.data() + c * pixels + 2 * y * size + 2 * x;
-        out[(c * half + y) * half + x] = 0.25f * (p[0] + p[1] + p[size] + p[size + 1]);
-      }
+#pragma omp parallel for collapse(2) schedule(static) if (count > 1)
+  for (int64_t i = 0; i < count; ++i)
+    for (int64_t c = 0; c < channels; ++c) {
+      float* row = conv.data() + c * width + i * pixels;
+      const float a = scale[static_cast<size_t>(c)], b = shift[static_cast<size_t>(c)];
+      for (int64_t e = 0; e < pixels; ++e) row[e] = std::max(0.0f, row[e] * a + b);
+      for (int64_t y = 0; y < half; ++y)
+        for (int64_t x = 0; x < half; ++x) {
+          const float* p = row + 2 * y * size + 2 * x;
+          out[((i * channels + c) * half + y) * half + x] = 0.25f * (p[0] + p[1] + p[size] + p[size + 1]);
+        }
+    }
 }
 
 }  // namespace
@@ -99,23 +105,27 @@ BlockSkimModules BlockSkimModules::load(const std::filesystem::path& dir, const 
   return m;
 }
 
-std::array<float, 2> BlockSkimModules::logits(int layer, const float* tile) const {
+std::vector<std::array<float, 2>> BlockSkimModules::logits(int layer, const float* tiles, int64_t count) const {
   const Layer& l = layers_.at(static_cast<size_t>(layer));
-  const int64_t C = channels_, S = size_;
+  const int64_t C = channels_, S = size_, features = C * (S / 4) * (S / 4);
   thread_local std::vector<float> columns, conv, pooled1, pooled2;
-  pooled1.resize(static_cast<size_t>(C * (S / 2) * (S / 2)));
-  pooled2.resize(static_cast<size_t>(C * (S / 4) * (S / 4)));
-  conv_bn_relu_pool(l.conv1.weight, l.conv1.scale, l.conv1.shift, tile, C, S, columns, conv, pooled1.data());
-  conv_bn_relu_pool(l.conv2.weight, l.conv2.scale, l.conv2.shift, pooled1.data(), C, S / 2, columns, conv, pooled2.data());
-  std::array<float, 2> out = l.fc_bias;
-  for (int k = 0; k < 2; ++k) {
-    const float* w = l.fc_weight.data() + static_cast<size_t>(k) * pooled2.size();
-    double acc = 0.0;
-    for (size_t e = 0; e < pooled2.size(); ++e) acc += static_cast<double>(w[e]) * pooled2[e];
-    out[static_cast<size_t>(k)] += static_cast<float>(acc);
-  }
+  pooled1.resize(static_cast<size_t>(count * C * (S / 2) * (S / 2)));
+  pooled2.resize(static_cast<size_t>(count * features));
+  conv_bn_relu_pool(l.conv1.weight, l.conv1.scale, l.conv1.shift, tiles, count, C, S, columns, conv, pooled1.data());
+  conv_bn_relu_pool(l.conv2.weight, l.conv2.scale, l.conv2.shift, pooled1.data(), count, C, S / 2, columns, conv, pooled2.data());
+  std::vector<std::array<float, 2>> out(static_cast<size_t>(count), l.fc_bias);
+  for (int64_t i = 0; i < count; ++i)
+    for (int k = 0; k < 2; ++k) {
+      const float* w = l.fc_weight.data() + static_cast<size_t>(k * features);
+      const float* f = pooled2.data() + i * features;
+      double acc = 0.0;
+      for (int64_t e = 0; e < features; ++e) acc += static_cast<double>(w[e]) * f[e];
+      out[static_cast<size_t>(i)][static_cast<size_t>(k)] += static_cast<float>(acc);
+    }
   return out;
 }
+
+std::array<float, 2> BlockSkimModules::logits(int layer, const float* tile) const { return logits(layer, tile, 1).front(); }
 
 double BlockSkimModules::flops_per_block() const {
   const double C = static_cast<double>(channels_), S = static_cast<double>(size_);
@@ -149,22 +159,35 @@ void BlockSkimPolicy::after_attention(const AttentionLayerView& view, PruneDecis
   if (view.layer >= static_cast<int>(layers_.size()) || !layers_[static_cast<size_t>(view.layer)]) return;
   if (point_ == PrunePoint::BeforeFfn) decision.drop_before_ffn = true;
   const int64_t S = modules_.block_size(), tile_size = S * S, heads = view.num_heads;
-  tile_.resize(static_cast<size_t>(heads * tile_size));
-  for (size_t s = 0; s < view.sequences.size(); ++s) {
-    const DiagonalBlocks& blocks = view.diagonal_blocks[s];
-    const int64_t count = blocks.blocks();
-    for (int64_t b = 0; b < count; ++b) {
-      // The tile as the predictor reads it: [heads][S][S] (the view keeps [heads][blocks][S][S]).
+  // Every block of every sequence, scored a chunk at a time (one GEMM per convolution per chunk;
+  // the chunk bounds the im2col columns to a few MB).
+  constexpr int64_t kChunk = 16;
+  blocks_.clear();
+  for (size_t s = 0; s < view.sequences.size(); ++s)
+    for (int64_t b = 0; b < view.diagonal_blocks[s].blocks(); ++b) blocks_.push_back({s, b});
+  const auto total = static_cast<int64_t>(blocks_.size());
+  for (int64_t first = 0; first < total; first += kChunk) {
+    const int64_t count = std::min(kChunk, total - first);
+    // The tiles as the predictor reads them: [block][heads][S][S] (the view keeps [heads][blocks][S][S]).
+    tiles_.resize(static_cast<size_t>(count * heads * tile_size));
+    for (int64_t i = 0; i < count; ++i) {
+      const auto [s, b] = blocks_[static_cast<size_t>(first + i)];
+      const DiagonalBlocks& blocks = view.diagonal_blocks[s];
       for (int64_t h = 0; h < heads; ++h)
-        std::copy_n(blocks.probs.data() + (h * count + b) * tile_size, tile_size, tile_.data() + h * tile_size);
-      const std::array<float, 2> z = modules_.logits(view.layer, tile_.data());
-      flops_ += modules_.flops_per_block();
-      const double keep = 1.0 / (1.0 + std::exp(static_cast<double>(z[0]) - static_cast<double>(z[1])));  // softmax(z)[1]
+        std::copy_n(blocks.probs.data() + (h * blocks.blocks() + b) * tile_size, tile_size, tiles_.data() + (i * heads + h) * tile_size);
+    }
+    const auto z = modules_.logits(view.layer, tiles_.data(), count);
+    for (int64_t i = 0; i < count; ++i) {
+      const auto& zi = z[static_cast<size_t>(i)];
+      const double keep = 1.0 / (1.0 + std::exp(static_cast<double>(zi[0]) - static_cast<double>(zi[1])));  // softmax(z)[1]
       if (keep >= threshold_) continue;
+      const auto [s, b] = blocks_[static_cast<size_t>(first + i)];
+      const DiagonalBlocks& blocks = view.diagonal_blocks[s];
       for (int32_t r = blocks.first_row[static_cast<size_t>(b)]; r < blocks.end_row[static_cast<size_t>(b)]; ++r)
         decision.keep_token[s][static_cast<size_t>(r)] = 0;
     }
   }
+  flops_ += modules_.flops_per_block() * static_cast<double>(total);
 }
 
 }  // namespace sieve

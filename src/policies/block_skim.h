@@ -16,6 +16,7 @@
 // is not needed with packed rows: each sequence keeps exactly the blocks its predictor keeps.
 #include <array>
 #include <filesystem>
+#include <utility>
 #include <vector>
 
 #include "model/model_config.h"
@@ -32,6 +33,8 @@ class BlockSkimModules {
   int layers() const { return static_cast<int>(layers_.size()); }
   // (skim, keep) logits of one block from its tile, [heads][size][size] (zero-padded).
   std::array<float, 2> logits(int layer, const float* tile) const;
+  // The same for `count` tiles at once, [count][heads][size][size]: one GEMM per convolution.
+  std::vector<std::array<float, 2>> logits(int layer, const float* tiles, int64_t count) const;
   // Multiply-adds x 2 of one logits() call.
   double flops_per_block() const;
 
@@ -68,7 +71,8 @@ class BlockSkimPolicy : public LayerPolicy {
   std::vector<uint8_t> layers_;
   PrunePoint point_;
   double flops_ = 0.0;
-  std::vector<float> tile_;
+  std::vector<std::pair<size_t, int64_t>> blocks_;  // (sequence, block) of the layer being scored
+  std::vector<float> tiles_;                        // a chunk of blocks' tiles
 };
 
 }  // namespace sieve
