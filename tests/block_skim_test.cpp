@@ -1,10 +1,12 @@
 // Block-Skim's input: the diagonal blocks of every head's attention map, as the encoder hands them
 // to a policy, against the naive masked reference (tiny random BERT), with nothing pruned and after
-// tokens left; and the block bookkeeping by hand.
+// tokens left; and the block bookkeeping by hand. The predictors against PyTorch's modules, one
+// block at a time and batched, and a batch skimming what each window alone skims.
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <set>
 
 #include "model/bert_encoder.h"
@@ -148,18 +150,58 @@ TEST(BlockSkim, PredictorsEqualThePyTorchModules) {
     for (size_t l = 0; l < logits.size(); ++l) {
       const DiagonalBlocks& b = recorder.blocks[l][0];
       ASSERT_EQ(static_cast<size_t>(b.blocks()), logits[l].size()) << "layer " << l;
+      // Each block alone, and all blocks of the layer in one batched call (the policy's way).
+      std::vector<float> tiles(static_cast<size_t>(b.blocks() * heads * size * size));
       for (int64_t k = 0; k < b.blocks(); ++k) {
         for (int h = 0; h < heads; ++h)
           std::copy_n(b.probs.data() + (h * b.blocks() + k) * size * size, size * size, tile.data() + h * size * size);
+        std::copy(tile.begin(), tile.end(), tiles.begin() + k * heads * size * size);
         const auto z = modules.logits(static_cast<int>(l), tile.data());
         for (size_t e = 0; e < 2; ++e) worst = std::max(worst, std::abs(z[e] - logits[l][static_cast<size_t>(k)][e].get<float>()));
         ++compared;
       }
+      const auto batched = modules.logits(static_cast<int>(l), tiles.data(), b.blocks());
+      ASSERT_EQ(batched.size(), static_cast<size_t>(b.blocks()));
+      for (int64_t k = 0; k < b.blocks(); ++k)
+        for (size_t e = 0; e < 2; ++e)
+          worst = std::max(worst, std::abs(batched[static_cast<size_t>(k)][e] - logits[l][static_cast<size_t>(k)][e].get<float>()));
     }
   }
   EXPECT_GT(compared, 30u);
   EXPECT_LT(worst, 2e-4f);
   std::printf("Block-Skim predictors: %zu (layer, block) logit pairs, max error %.2e\n", compared, static_cast<double>(worst));
+}
+
+// The policy scores the blocks of all sequences of a batch together, in chunks: a batch must skim
+// exactly what each window alone skims (12 questions -> well over one chunk of 16 blocks).
+TEST(BlockSkim, BatchedSkimsWhatEachWindowAloneSkims) {
+  const auto path = testing::reference_dir() / "qa" / "qa_reference.json";
+  SIEVE_REQUIRE_FILE(path);
+  std::ifstream in(path);
+  const nlohmann::json reference = nlohmann::json::parse(in);
+  const TextModel model = TextModel::load(testing::reference_dir() / "qa" / "minilm-qa");
+  std::vector<QaQuery> queries;
+  for (size_t c = 0; c < 12; ++c)
+    queries.push_back({reference.at("cases")[c].at("question").get<std::string>(), reference.at("cases")[c].at("context").get<std::string>()});
+  for (const char* spec : {"blockskim:threshold=0.5", "blockskim:threshold=0.5,at=ffn"}) {
+    QaOptions one, batched;
+    one.policy = batched.policy = spec;
+    one.batch_size = 1;
+    batched.batch_size = 12;
+    EmbedStats one_stats, batched_stats;
+    const auto alone = QuestionAnswerer(model, one).answer(queries, &one_stats);
+    const auto together = QuestionAnswerer(model, batched).answer(queries, &batched_stats);
+    EXPECT_EQ(one_stats.forward.tokens_per_layer, batched_stats.forward.tokens_per_layer) << spec;
+    const int64_t computed = std::accumulate(one_stats.forward.tokens_per_layer.begin(), one_stats.forward.tokens_per_layer.end(), int64_t{0});
+    EXPECT_LT(computed, one_stats.tokens_in * static_cast<int64_t>(one_stats.forward.tokens_per_layer.size())) << spec << ": nothing skimmed";
+    for (size_t q = 0; q < queries.size(); ++q) {
+      ASSERT_EQ(alone[q].size(), together[q].size()) << spec << " question " << q;
+      for (size_t k = 0; k < alone[q].size(); ++k) {
+        EXPECT_EQ(alone[q][k].text, together[q][k].text) << spec << " question " << q;
+        EXPECT_NEAR(alone[q][k].score, together[q][k].score, 1e-4) << spec << " question " << q;
+      }
+    }
+  }
 }
 
 TEST(BlockSkim, SkimmingNothingEqualsDenseAndSkimmingAllLeavesNoAnswer) {
