@@ -2,8 +2,8 @@
 // policy kept for one input (SpAtten's "As a visual treat, the film is almost perfect." -> "film perfect").
 #include <cstdio>
 #include <fstream>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "cli/commands/common.h"
