@@ -68,7 +68,12 @@ def main():
     for layer in range(meta["layers"]):
         skim = BlockSkim(heads, block_size)
         prefix = f"layer.{layer}."
-        skim.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=False)
+        # The export leaves out BatchNorm's num_batches_tracked; any other missing or extra tensor
+        # would leave random weights behind and make the AUC meaningless.
+        result = skim.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=False)
+        missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+        if missing or result.unexpected_keys:
+            sys.exit(f"{args.model}/blockskim: layer {layer}: missing {missing}, unexpected {result.unexpected_keys}")
         skims.append(skim.eval())
     tap = AttentionTap(model)
 

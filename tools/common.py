@@ -65,3 +65,9 @@ def quiet_libraries():
 
 def log(message: str):
     print(message, file=sys.stderr, flush=True)
+
+
+def points_per_unit(metric: str) -> int:
+    """How `sieve eval --json` results convert to points: SQuAD's exact match and F1 are already
+    in points (0-100); accuracy, Spearman and recall are fractions."""
+    return 1 if metric in ("f1", "exact_match") else 100

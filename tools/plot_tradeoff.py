@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_atomically  # noqa: E402
+from common import points_per_unit, write_atomically  # noqa: E402
 
 
 def load_points(files, groups, metric="accuracy"):
     """{group name: [(speedup, flops_reduction, metric in points, spec)]}, and the dense anchors."""
-    scale = 1 if metric in ("f1", "exact_match") else 100  # SQuAD's scores are already in points
+    scale = points_per_unit(metric)
     points = {name: [] for name, _ in groups}
     dense = []
     for file in files:

@@ -21,14 +21,14 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Metrics a file already states in points (SQuAD's exact match and F1, 0-100); the others are fractions.
-IN_POINTS = {"f1", "exact_match"}
+from common import points_per_unit  # noqa: E402
 
 
 def candidates(files, metric):
     """Every non-dense result of the files, each with its metric change vs its own file's dense."""
-    scale = 1 if metric in IN_POINTS else 100
+    scale = points_per_unit(metric)
     for file in files:
         results = json.loads(Path(file).read_text())["results"]
         dense = results[0]
