@@ -223,9 +223,19 @@ TEST(TileSparseGemm, CountsTilesAndRejectsBadArguments) {
   EXPECT_THROW(gemm_tile_sparse(1, {a.data(), 32}, s, c.data(), 48, 0.5f), Error);
 }
 
-// A tiny checkpoint whose encoder weights lost `sparsity` of their 16 x 16 tiles (in Hugging
-// Face's [out, in] layout, as tools/train_tile_pruning.py prunes them).
-std::filesystem::path tile_pruned_bert(const testing::TinyBertShape& shape, double sparsity) {
+// The loader's tile depth follows the grid the weight was pruned on; a dense weight stays 16 deep.
+TEST(TileSparseGemm, BestTileDepthFollowsThePruningGrid) {
+  EXPECT_EQ(best_tile_k(masked_weight(384, 1536, 16, 0.7, 3)), 16);
+  EXPECT_EQ(best_tile_k(masked_weight(384, 1536, 8, 0.7, 3)), 8);
+  EXPECT_EQ(best_tile_k(masked_weight(384, 1536, 4, 0.7, 3)), 4);
+  EXPECT_EQ(best_tile_k(masked_weight(1536, 384, 4, 0.5, 4)), 4);
+  EXPECT_EQ(best_tile_k(masked_weight(96, 64, 16, 0.0, 5)), 16);
+  EXPECT_EQ(best_tile_k(Tensor({37, 20})), 16);  // all zero: every depth skips everything
+}
+
+// A tiny checkpoint whose encoder weights lost `sparsity` of their tiles of 16 outputs x `tile_in`
+// inputs (in Hugging Face's [out, in] layout, as tools/train_tile_pruning.py prunes them).
+std::filesystem::path tile_pruned_bert(const testing::TinyBertShape& shape, double sparsity, int64_t tile_in = 16) {
   const auto dir = testing::make_tiny_bert("tiles", shape);
   const auto file = SafetensorsFile::open(dir / "model.safetensors");
   std::map<std::string, Tensor> tensors;
@@ -238,9 +248,9 @@ std::filesystem::path tile_pruned_bert(const testing::TinyBertShape& shape, doub
       continue;
     if (t.rank() != 2) continue;
     for (int64_t o0 = 0; o0 < t.dim(0); o0 += 16)
-      for (int64_t i0 = 0; i0 < t.dim(1); i0 += 16)
+      for (int64_t i0 = 0; i0 < t.dim(1); i0 += tile_in)
         if (zero(rng))
-          for (int64_t o = o0; o < o0 + 16; ++o) std::fill(t.row(o) + i0, t.row(o) + i0 + 16, 0.0f);
+          for (int64_t o = o0; o < o0 + 16; ++o) std::fill(t.row(o) + i0, t.row(o) + i0 + tile_in, 0.0f);
   }
   std::vector<std::pair<std::string, const Tensor*>> list;
   for (const auto& [n, t] : tensors) list.emplace_back(n, &t);
@@ -248,14 +258,18 @@ std::filesystem::path tile_pruned_bert(const testing::TinyBertShape& shape, doub
   return dir;
 }
 
-TEST(TileSparseEncoder, PrunedModelEqualsTheDenseEngineOnTheSameWeights) {
+class TileSparseEncoder : public ::testing::TestWithParam<int64_t> {};  // the tile depth pruned on
+
+TEST_P(TileSparseEncoder, PrunedModelEqualsTheDenseEngineOnTheSameWeights) {
   const testing::TinyBertShape shape{3, 64, 4, 128, 120, 64, 0};  // head size 16: heads sit on the tile grid
-  const auto dir = tile_pruned_bert(shape, 0.6);
+  const auto dir = tile_pruned_bert(shape, 0.6, GetParam());
   BertEncoder sparse = BertEncoder::load(dir), dense = BertEncoder::load(dir);
   sparse.set_tile_sparse(0.0);
   dense.set_tile_sparse(2.0);
   EXPECT_EQ(sparse.tile_sparse_summary().sparse_weights, 12);
   EXPECT_GT(sparse.tile_sparse_summary().skipped_tiles, 0.4);
+  EXPECT_EQ(sparse.tile_sparse_summary().finest_tile_k, GetParam());
+  EXPECT_EQ(sparse.tile_sparse_summary().deepest_tile_k, GetParam());
   EXPECT_EQ(dense.tile_sparse_summary().sparse_weights, 0);
   const std::vector<EncoderInput> inputs = testing::precision_test_inputs();
   // Dense, then with SpAtten's token and head pruning (pruned heads read column / row blocks of the
@@ -277,10 +291,10 @@ TEST(TileSparseEncoder, PrunedModelEqualsTheDenseEngineOnTheSameWeights) {
 // round every GEMM's input to bf16, so a summation-order difference can move an activation by one
 // bf16 step (2^-8 relative) and the next layers carry it: the bound (worst 0.05, mean 2e-3 on
 // hidden states of magnitude ~1) is half of bf16_test's bf16-vs-fp32 one, not fp32's 1e-4.
-TEST(TileSparseEncoder, Bf16PrunedModelEqualsTheDenseBf16Engine) {
+TEST_P(TileSparseEncoder, Bf16PrunedModelEqualsTheDenseBf16Engine) {
   if (!bf16_gemm_available()) GTEST_SKIP() << "no bf16 matmul in oneDNN on this CPU";
   const testing::TinyBertShape shape{3, 64, 4, 128, 120, 64, 0};
-  const auto dir = tile_pruned_bert(shape, 0.6);
+  const auto dir = tile_pruned_bert(shape, 0.6, GetParam());
   BertEncoder sparse = BertEncoder::load(dir), dense = BertEncoder::load(dir);
   sparse.set_tile_sparse(0.0);
   dense.set_tile_sparse(2.0);
@@ -298,7 +312,9 @@ TEST(TileSparseEncoder, Bf16PrunedModelEqualsTheDenseBf16Engine) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(TileSparseEncoder, LoadPicksSparseWeightsOnlyAboveTheCrossover) {
+INSTANTIATE_TEST_SUITE_P(TileDepths, TileSparseEncoder, ::testing::Values(16, 4));
+
+TEST(TileSparseLoad, LoadPicksSparseWeightsOnlyAboveTheCrossover) {
   const testing::TinyBertShape shape{2, 64, 4, 128, 120, 64, 0};
   const auto dense_dir = testing::make_tiny_bert("tiles-dense", shape);
   EXPECT_EQ(BertEncoder::load(dense_dir).tile_sparse_summary().sparse_weights, 0);  // nothing zero: nothing changes

@@ -18,6 +18,12 @@ fine-tuning", tensor-tile pruning):
 - `--scheme attention-aware` is E.T.'s variant for self-attention (its released encoder_prune_test:
   Q, K, O and the FFN tile-pruned, V row-pruned): V loses whole output rows (the same number in each
   head), so the attention's P.V product shrinks with it.
+- Knowledge distillation (`--distill-alpha`, default 0.9; 0 turns it off): the unpruned start model
+  is the teacher (or `--teacher`), and the loss is (1 - alpha) x cross-entropy + alpha x T^2 x KL(teacher || student)
+  on logits softened by `--temperature` (Hinton et al.; what block and movement pruning of BERT train
+  with). E.T. fine-tunes on labels only; `--distill-alpha 0` is that reading.
+- The learning rate stays at --lr while sparsity ramps and decays linearly to --lr-floor x lr over
+  each target's recovery steps (then starts again for the next target).
 Embeddings, pooler and classifier are not pruned. Knobs are judged on the calibration slice of the
 training split only; validation is left to `sieve eval`, once.
 """
@@ -102,6 +108,10 @@ def main():
     ap.add_argument("--recover-steps", type=int, default=300)
     ap.add_argument("--mask-every", type=int, default=25, help="recompute masks every N steps while ramping")
     ap.add_argument("--lr", type=float, default=3e-5)
+    ap.add_argument("--lr-floor", type=float, default=1.0, help="lr at the end of recovery, as a fraction of --lr")
+    ap.add_argument("--distill-alpha", type=float, default=0.9, help="weight of the teacher's soft labels (0: labels only)")
+    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--teacher", help="unpruned classifier to distill from (default: --model)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -120,6 +130,11 @@ def main():
     model = AutoModelForSequenceClassification.from_pretrained(args.model)
     model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
     heads = model.config.num_attention_heads
+    teacher = None
+    if args.distill_alpha > 0:
+        teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher or args.model).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     weights = prunable_weights(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
 
@@ -157,9 +172,19 @@ def main():
             if batch is None:
                 stream = batches(train, args.batch_size, True, rng)
                 batch = next(stream)
+            for group in opt.param_groups:
+                done = max(0, step - args.ramp_steps) / max(1, args.recover_steps)
+                group["lr"] = args.lr * (1 - (1 - args.lr_floor) * done)
             model.train()
-            loss = model(**encode(tokenizer, batch, args.max_length),
-                         labels=torch.tensor([r[1] for r in batch])).loss
+            inputs = encode(tokenizer, batch, args.max_length)
+            logits = model(**inputs).logits
+            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([r[1] for r in batch]))
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = torch.softmax(teacher(**inputs).logits / args.temperature, -1)
+                kd = torch.nn.functional.kl_div(torch.log_softmax(logits / args.temperature, -1), soft,
+                                                reduction="batchmean") * args.temperature ** 2
+                loss = (1 - args.distill_alpha) * loss + args.distill_alpha * kd
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -178,6 +203,7 @@ def main():
                   "target_sparsity": target, "pruned_weight_fraction": zeros / total,
                   "calibration_accuracy": acc, "start_calibration_accuracy": base_acc,
                   "ramp_steps": args.ramp_steps, "recover_steps": args.recover_steps, "lr": args.lr,
+                  "lr_floor": args.lr_floor, "distill_alpha": args.distill_alpha, "temperature": args.temperature,
                   "batch_size": args.batch_size, "seconds": round(time.time() - start, 1),
                   "torch": torch.__version__, "threads": args.threads,
                   "weights": {n: round(float((~masks[n]).float().mean()), 4) for n, _ in weights}}

@@ -54,6 +54,17 @@ double tile_sparsity(const Tensor& wt, int64_t tile_k) {
   return total == 0 ? 0.0 : static_cast<double>(zero) / static_cast<double>(total);
 }
 
+int64_t best_tile_k(const Tensor& wt) {
+  int64_t best = 16;
+  double best_work = 0.0;
+  for (const int64_t tile_k : {16, 8, 4}) {
+    const double tiles = static_cast<double>((wt.dim(0) + tile_k - 1) / tile_k);
+    const double work = (1.0 - tile_sparsity(wt, tile_k)) * tiles * (static_cast<double>(tile_k) + kTileOverheadRows);
+    if (tile_k == 16 || work < best_work) best = tile_k, best_work = work;
+  }
+  return best;
+}
+
 TileSparseMatrix to_tile_sparse(const Tensor& wt, int64_t tile_k) {
   check_tile_k(tile_k);
   if (wt.rank() != 2) throw Error("tile-sparse weight must be 2-D, got " + wt.shape_string());

@@ -48,6 +48,13 @@ TileSparseMatrix to_tile_sparse(const Tensor& wt, int64_t tile_k = 16);
 void add_bf16_tiles(TileSparseMatrix& s);
 // Fraction of all-zero tiles of Wt, without building the sparse copy (what the loader checks).
 double tile_sparsity(const Tensor& wt, int64_t tile_k = 16);
+// The tile depth (16, 8 or 4 inputs) at which the kernel has least work on Wt: pruning on a finer
+// grid (tools/train_tile_pruning.py --tile 16x4) leaves few all-zero 16-deep tiles, while on a
+// 16 x 16 grid the deeper tile pays less per-tile overhead. The work model, kept tiles x (tile_k +
+// kTileOverheadRows), is fitted to sieve_tile_sparse_bench (tile_k 4 vs 16 at equal sparsity:
+// 1.0-1.25x the time). Ties go to the deeper tile.
+inline constexpr double kTileOverheadRows = 1.2;
+int64_t best_tile_k(const Tensor& wt);
 
 // A block of the weight: rows [row0, row1) (the inputs A holds, A's column 0 being row0) and
 // columns from col0 (C's column 0). Pruned heads read such blocks: a run of live heads is a column

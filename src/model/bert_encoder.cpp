@@ -230,7 +230,9 @@ void BertEncoder::set_tile_sparse(double min_sparsity, int64_t tile_k) {
   for (Layer& layer : layers_) {
     for (auto [w, copies] : layer.weights()) {
       copies->tile_sparse = {};
-      if (min_sparsity <= 1.0 && tile_sparsity(*w, tile_k) >= min_sparsity) copies->tile_sparse = to_tile_sparse(*w, tile_k);
+      if (min_sparsity > 1.0) continue;
+      const int64_t depth = tile_k > 0 ? tile_k : best_tile_k(*w);
+      if (tile_sparsity(*w, depth) >= min_sparsity) copies->tile_sparse = to_tile_sparse(*w, depth);
       if (!copies->bf16.bits.empty()) add_bf16_tiles(copies->tile_sparse);  // bf16 already set: it reads them
     }
   }
@@ -245,7 +247,11 @@ BertEncoder::TileSparseSummary BertEncoder::tile_sparse_summary() const {
       if (!copies->has_tile_sparse()) continue;
       ++summary.sparse_weights;
       const TileSparseMatrix& s = copies->tile_sparse;
-      tiles += static_cast<double>(s.total_tiles()), skipped += static_cast<double>(s.total_tiles() - s.tiles());
+      // Weighted by depth, so weights cut into 4- and 16-deep tiles count by the area they skip.
+      const auto depth = static_cast<double>(s.tile_k);
+      tiles += depth * static_cast<double>(s.total_tiles()), skipped += depth * static_cast<double>(s.total_tiles() - s.tiles());
+      summary.finest_tile_k = summary.finest_tile_k == 0 ? s.tile_k : std::min(summary.finest_tile_k, s.tile_k);
+      summary.deepest_tile_k = std::max(summary.deepest_tile_k, s.tile_k);
     }
   summary.skipped_tiles = tiles > 0 ? skipped / tiles : 0.0;
   return summary;

@@ -98,13 +98,14 @@ class BertEncoder {
   // the non-zero tiles (kernels/tile_sparse_gemm.h); other weights stay dense. load() applies
   // kDefaultTileSparsity, below which the sparse kernel is slower than dense sgemm (measured:
   // bench/gemm/tile_sparse_matmul.cpp); a value above 1 turns it off. bf16 GEMMs read the copy's
-  // bf16 tiles (even tile_k); int8 stays dense.
+  // bf16 tiles (even tile_k); int8 stays dense. tile_k 0 picks each weight's depth (best_tile_k).
   static constexpr double kDefaultTileSparsity = 0.5;
-  void set_tile_sparse(double min_sparsity, int64_t tile_k = 16);
+  void set_tile_sparse(double min_sparsity, int64_t tile_k = 0);
   // How many of the layers' weights read a tile-sparse copy, and the fraction of their tiles skipped.
   struct TileSparseSummary {
     int sparse_weights = 0, weights = 0;
-    double skipped_tiles = 0.0;  // over the sparse weights' tiles
+    double skipped_tiles = 0.0;  // fraction of the sparse weights' area in skipped tiles
+    int64_t finest_tile_k = 0, deepest_tile_k = 0;  // tile depths chosen (0: no sparse weight)
   };
   TileSparseSummary tile_sparse_summary() const;
   bool has_pooler() const { return !pooler_w_.empty(); }

@@ -151,7 +151,8 @@ std::string json_number(double value) {
 
 nlohmann::json tile_sparse_json(const BertEncoder& encoder) {
   const BertEncoder::TileSparseSummary s = encoder.tile_sparse_summary();
-  return {{"sparse_weights", s.sparse_weights}, {"weights", s.weights}, {"skipped_tiles", s.skipped_tiles}};
+  return {{"sparse_weights", s.sparse_weights}, {"weights", s.weights}, {"skipped_tiles", s.skipped_tiles},
+          {"tile_k", {s.finest_tile_k, s.deepest_tile_k}}};
 }
 
 nlohmann::json eval_result_json(const EvalResult& r) {

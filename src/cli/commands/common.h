@@ -77,7 +77,7 @@ std::string json_escape(const std::string& s);
 std::string json_number(double value);
 
 // One evaluator result as JSON, the same in `sieve eval --json` and `sieve tune --json`.
-// What set_tile_sparse chose: {sparse_weights, weights, skipped_tiles}.
+// What set_tile_sparse chose: {sparse_weights, weights, skipped_tiles, tile_k: [finest, deepest]}.
 nlohmann::json tile_sparse_json(const BertEncoder& encoder);
 nlohmann::json eval_result_json(const EvalResult& r);
 
