@@ -191,6 +191,8 @@ def main():
             opt.zero_grad()
             if (step + 1) % 100 == 0:
                 print(f"target {target}: step {step + 1} loss {loss.item():.4f} {time.time() - t0:.0f}s", flush=True)
+        if args.ramp_steps + args.recover_steps == 0:  # one-shot magnitude pruning, no training
+            masks = make_masks(target)
         apply(masks)
         zeros = sum(int((~masks[n]).sum()) for n, _ in weights)
         total = sum(masks[n].numel() for n, _ in weights)

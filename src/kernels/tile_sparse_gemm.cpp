@@ -54,6 +54,13 @@ double tile_sparsity(const Tensor& wt, int64_t tile_k) {
   return total == 0 ? 0.0 : static_cast<double>(zero) / static_cast<double>(total);
 }
 
+// A kept tile costs as much as this many more input rows of it (loop and index overhead, the
+// output block's accumulators reloaded). Fitted to sieve_tile_sparse_bench at tile_k 4 vs 16, equal
+// random sparsity 50-90 %, MiniLM's shapes (2026-12-04, 2-vCPU AMD EPYC: t4 took 1.41x t16's time
+// in the median, i.e. 2.5 rows; 1.2 at 800 rows of A, 6.6 at one row;
+// docs/results/tile-sparse/gemm-microbench-amd-t*.txt).
+constexpr double kTileOverheadRows = 2.5;
+
 int64_t best_tile_k(const Tensor& wt) {
   int64_t best = 16;
   double best_work = 0.0;

@@ -50,10 +50,9 @@ void add_bf16_tiles(TileSparseMatrix& s);
 double tile_sparsity(const Tensor& wt, int64_t tile_k = 16);
 // The tile depth (16, 8 or 4 inputs) at which the kernel has least work on Wt: pruning on a finer
 // grid (tools/train_tile_pruning.py --tile 16x4) leaves few all-zero 16-deep tiles, while on a
-// 16 x 16 grid the deeper tile pays less per-tile overhead. The work model, kept tiles x (tile_k +
-// kTileOverheadRows), is fitted to sieve_tile_sparse_bench (tile_k 4 vs 16 at equal sparsity:
-// 1.0-1.25x the time). Ties go to the deeper tile.
-inline constexpr double kTileOverheadRows = 1.2;
+// 16 x 16 grid the deeper tile pays less per-tile overhead. Work model: kept tiles x (tile_k + a
+// per-tile overhead in input rows, fitted to sieve_tile_sparse_bench; tile_sparse_gemm.cpp). Ties
+// go to the deeper tile.
 int64_t best_tile_k(const Tensor& wt);
 
 // A block of the weight: rows [row0, row1) (the inputs A holds, A's column 0 being row0) and
