@@ -231,6 +231,11 @@ TEST(TileSparseGemm, BestTileDepthFollowsThePruningGrid) {
   EXPECT_EQ(best_tile_k(masked_weight(1536, 384, 4, 0.5, 4)), 4);
   EXPECT_EQ(best_tile_k(masked_weight(96, 64, 16, 0.0, 5)), 16);
   EXPECT_EQ(best_tile_k(Tensor({37, 20})), 16);  // all zero: every depth skips everything
+  // Only depths that reach the minimum sparsity compete: a 4-grid mask at 50 % has ~6 % zero
+  // 16-deep tiles, so at a 0.3 minimum depth 16 is out, and nothing reaches 0.6.
+  const Tensor w = masked_weight(384, 1536, 4, 0.5, 6);
+  EXPECT_EQ(best_tile_k(w, 0.3), 4);
+  EXPECT_EQ(best_tile_k(w, 0.6), 0);
 }
 
 // A tiny checkpoint whose encoder weights lost `sparsity` of their tiles of 16 outputs x `tile_in`

@@ -61,13 +61,15 @@ double tile_sparsity(const Tensor& wt, int64_t tile_k) {
 // docs/results/tile-sparse/gemm-microbench-amd-t*.txt).
 constexpr double kTileOverheadRows = 2.5;
 
-int64_t best_tile_k(const Tensor& wt) {
-  int64_t best = 16;
+int64_t best_tile_k(const Tensor& wt, double min_sparsity) {
+  int64_t best = 0;
   double best_work = 0.0;
   for (const int64_t tile_k : {16, 8, 4}) {
+    const double sparsity = tile_sparsity(wt, tile_k);
+    if (sparsity < min_sparsity) continue;
     const double tiles = static_cast<double>((wt.dim(0) + tile_k - 1) / tile_k);
-    const double work = (1.0 - tile_sparsity(wt, tile_k)) * tiles * (static_cast<double>(tile_k) + kTileOverheadRows);
-    if (tile_k == 16 || work < best_work) best = tile_k, best_work = work;
+    const double work = (1.0 - sparsity) * tiles * (static_cast<double>(tile_k) + kTileOverheadRows);
+    if (best == 0 || work < best_work) best = tile_k, best_work = work;
   }
   return best;
 }

@@ -52,8 +52,9 @@ double tile_sparsity(const Tensor& wt, int64_t tile_k = 16);
 // grid (tools/train_tile_pruning.py --tile 16x4) leaves few all-zero 16-deep tiles, while on a
 // 16 x 16 grid the deeper tile pays less per-tile overhead. Work model: kept tiles x (tile_k + a
 // per-tile overhead in input rows, fitted to sieve_tile_sparse_bench; tile_sparse_gemm.cpp). Ties
-// go to the deeper tile.
-int64_t best_tile_k(const Tensor& wt);
+// go to the deeper tile. Only depths at which at least `min_sparsity` of the tiles are zero compete
+// (below it the sparse kernel loses to dense sgemm); 0 when none qualifies.
+int64_t best_tile_k(const Tensor& wt, double min_sparsity = 0.0);
 
 // A block of the weight: rows [row0, row1) (the inputs A holds, A's column 0 being row0) and
 // columns from col0 (C's column 0). Pruned heads read such blocks: a run of live heads is a column
