@@ -231,8 +231,11 @@ void BertEncoder::set_tile_sparse(double min_sparsity, int64_t tile_k) {
     for (auto [w, copies] : layer.weights()) {
       copies->tile_sparse = {};
       if (min_sparsity > 1.0) continue;
-      const int64_t depth = tile_k > 0 ? tile_k : best_tile_k(*w, min_sparsity);
-      if (depth > 0 && tile_sparsity(*w, depth) >= min_sparsity) copies->tile_sparse = to_tile_sparse(*w, depth);
+      // best_tile_k already left out the depths below min_sparsity; a fixed depth is checked here.
+      const int64_t depth = tile_k == 0                                  ? best_tile_k(*w, min_sparsity)
+                            : tile_sparsity(*w, tile_k) >= min_sparsity ? tile_k
+                                                                         : 0;
+      if (depth > 0) copies->tile_sparse = to_tile_sparse(*w, depth);
       if (!copies->bf16.bits.empty()) add_bf16_tiles(copies->tile_sparse);  // bf16 already set: it reads them
     }
   }
