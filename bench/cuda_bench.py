@@ -2,7 +2,7 @@
 """Sieve CUDA vs PyTorch on the same GPU, in one run (issue 6).
 
 Measures, for a BERT-base-sized model (12 layers, hidden 768, 12 heads, FP16):
-  attention alone   Sieve's fused two-pass kernel (with and without the pruning statistics)
+  attention alone   Sieve's fused kernels (one pass; two passes without and with the pruning statistics)
                     vs torch.nn.functional.scaled_dot_product_attention on [batch, 12, seq, 64]
   end to end        Sieve CUDA (dense and pruned policies) vs Hugging Face BertModel, eager
                     attention and SDPA attention, both .half() on the device
@@ -124,15 +124,17 @@ def run_sieve(args, model_dir, attention_only):
 
 def table(results):
     by = {(r["engine"], r.get("policy", ""), r["seq"], r["batch"]): r["median_ms"] for r in results}
-    lines = ["| seq | batch | Sieve attn ms | Sieve attn+stats ms | SDPA ms | Sieve/SDPA |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| seq | batch | Sieve 1-pass ms | Sieve 2-pass ms | Sieve 2-pass+stats ms | SDPA ms | Sieve 1-pass/SDPA |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     keys = sorted({(r["seq"], r["batch"]) for r in results})
     for seq, batch in keys:
         a = by.get(("sieve-cuda-attention", "", seq, batch))
+        two = by.get(("sieve-cuda-attention-two-pass", "", seq, batch))
         s = by.get(("sieve-cuda-attention+stats", "", seq, batch))
         t = by.get(("torch-sdpa-attention", "", seq, batch))
         if a and t:
-            lines.append(f"| {seq} | {batch} | {a:.3f} | {s:.3f} | {t:.3f} | {a / t:.2f} |")
+            fmt = lambda x: f"{x:.3f}" if x else "-"
+            lines.append(f"| {seq} | {batch} | {a:.3f} | {fmt(two)} | {fmt(s)} | {t:.3f} | {a / t:.2f} |")
     policies = sorted({r.get("policy") for r in results if r["engine"] == "sieve-cuda"})
     lines += ["", "| seq | batch | HF eager ms | HF sdpa ms | " + " | ".join(f"Sieve {p} ms" for p in policies) + " |",
               "|---:|---:|---:|---:|" + "---:|" * len(policies)]
@@ -171,16 +173,28 @@ def main():
         sys.exit("cuda_bench.py: torch sees no CUDA device")
     model_dir = args.model or make_random_bert_base(args.scratch, torch, transformers)
 
-    results = []
-    sieve_attn = run_sieve(args, model_dir, attention_only=True)
-    sieve_e2e = run_sieve(args, model_dir, attention_only=False)
-    results += sieve_attn["results"] + sieve_e2e["results"]
+    # Each part is recorded even when another fails: device time is scarce, a rerun may not be possible.
+    results, errors = [], []
+    sieve_attn, sieve_e2e = {}, {}
+    for name, attention_only in (("attention", True), ("end-to-end", False)):
+        try:
+            part = run_sieve(args, model_dir, attention_only)
+        except (subprocess.CalledProcessError, OSError, ValueError) as e:
+            errors.append(f"sieve {name}: {e}")
+            print(f"cuda_bench.py: sieve {name} failed: {e}", file=sys.stderr)
+            continue
+        results += part["results"]
+        if attention_only:
+            sieve_attn = part
+        else:
+            sieve_e2e = part
     if not args.skip_torch:
         results += bench_torch(args, torch, transformers, model_dir)
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name(0),
-        "sieve_device": sieve_e2e.get("device"),
+        "sieve_device": sieve_e2e.get("device") or sieve_attn.get("device"),
+        "errors": errors,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "model": model_dir,
@@ -194,6 +208,8 @@ def main():
         json.dump(report, f, indent=2)
     print(f"{report['device']}, {report['date']}, torch {report['torch']}")
     print(table(results))
+    if errors:
+        sys.exit("cuda_bench.py: " + "; ".join(errors))
 
 
 if __name__ == "__main__":

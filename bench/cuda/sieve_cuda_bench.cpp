@@ -8,7 +8,7 @@
 // End to end: inputs are the synthetic [CLS] w... [SEP] batches of `sieve bench`, equal lengths; the
 // time is one forward() call (upload of ids, all layers, download of the [CLS] rows), median
 // of the repeats. --attention-only times the fused attention kernel alone on random FP16 Q/K/V with
-// CUDA events, with and without the pruning statistics.
+// CUDA events: the one-pass kernel, and the two-pass kernel without and with the pruning statistics.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -110,9 +110,11 @@ nlohmann::json bench_encoder(const Options& o) {
         auto policy = sieve::parse_policy_spec(spec, enc.config());
         sieve::ForwardOptions fo;
         if (!policy->empty()) fo.policy = policy.get();
-        const CudaRunOptions run{.hidden_to_policies = false, .cls_only = true};
+        CudaRunOptions run{.hidden_to_policies = false, .cls_only = true};
         sieve::ForwardStats stats;
         for (int w = 0; w < o.warmup; ++w) enc.forward(inputs, fo, &stats, run);
+        CudaRunOptions::HostTimes host;
+        run.host_times = &host;
         std::vector<double> ms;
         for (int r = 0; r < o.repeats; ++r) {
           const auto t0 = std::chrono::steady_clock::now();
@@ -120,6 +122,9 @@ nlohmann::json bench_encoder(const Options& o) {
           ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
         }
         nlohmann::json row = summarize(ms);
+        // Per forward: the host waiting for statistics, and deciding + compacting (GPU idle).
+        row["statistics_wait_ms"] = 1e3 * host.statistics_wait_s / o.repeats;
+        row["decide_ms"] = 1e3 * host.decide_s / o.repeats;
         row["engine"] = "sieve-cuda";
         row["policy"] = spec;
         row["seq"] = seq;
@@ -128,7 +133,8 @@ nlohmann::json bench_encoder(const Options& o) {
         row["tokens_per_layer"] = stats.tokens_per_layer;
         if (spec == "dense") dense_ms = row["median_ms"];
         if (dense_ms > 0.0 && spec != "dense") row["speedup_vs_dense"] = dense_ms / row["median_ms"].get<double>();
-        std::cerr << "sieve-cuda " << spec << " seq " << seq << " batch " << batch << ": " << row["median_ms"] << " ms\n";
+        std::cerr << "sieve-cuda " << spec << " seq " << seq << " batch " << batch << ": " << row["median_ms"]
+                  << " ms (host: waiting " << row["statistics_wait_ms"] << " ms, deciding " << row["decide_ms"] << " ms)\n";
         rows.push_back(row);
       }
     }
@@ -166,11 +172,20 @@ nlohmann::json bench_attention(const Options& o) {
       DeviceBuffer<AttentionWorkItem> items(plan.items.size());
       items.upload(plan.items.data(), plan.items.size());
       DeviceBuffer<float> received(static_cast<size_t>(plan.received_size())), mag(static_cast<size_t>(plan.head_magnitude_size()));
-      for (bool with_stats : {false, true}) {
+      // One pass (no statistics: dense layers), two passes without and with the pruning statistics.
+      struct Variant {
+        const char* engine;
+        bool with_stats, two_pass;
+      };
+      for (const Variant& variant : {Variant{"sieve-cuda-attention", false, false},
+                                     Variant{"sieve-cuda-attention-two-pass", false, true},
+                                     Variant{"sieve-cuda-attention+stats", true, true}}) {
+        const bool with_stats = variant.with_stats;
         AttentionArgs args = packed_attention_args(qkv.get(), out.get(), o.heads, o.head_dim, cu.get(), items.get(),
                                                    static_cast<int>(plan.items.size()));
         args.received = with_stats ? received.get() : nullptr;
         args.head_magnitude = with_stats ? mag.get() : nullptr;
+        if (variant.two_pass) args.algorithm = AttentionAlgorithm::kTwoPass;
         for (int w = 0; w < o.warmup; ++w) fused_attention(args, plan.received_size(), plan.head_magnitude_size());
         std::vector<double> ms;
         for (int r = 0; r < o.repeats; ++r) {
@@ -183,7 +198,7 @@ nlohmann::json bench_attention(const Options& o) {
           ms.push_back(t);
         }
         nlohmann::json row = summarize(ms);
-        row["engine"] = with_stats ? "sieve-cuda-attention+stats" : "sieve-cuda-attention";
+        row["engine"] = variant.engine;
         row["seq"] = seq;
         row["batch"] = batch;
         row["heads"] = o.heads;

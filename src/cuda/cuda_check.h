@@ -74,4 +74,35 @@ class DeviceBuffer {
   size_t capacity_ = 0;
 };
 
+// An owning, growable page-locked host array: device-to-host copies into it run at full DMA speed
+// instead of being staged through a driver buffer, which matters for the per-layer statistics.
+template <typename T>
+class PinnedHostBuffer {
+ public:
+  PinnedHostBuffer() = default;
+  PinnedHostBuffer(const PinnedHostBuffer&) = delete;
+  PinnedHostBuffer& operator=(const PinnedHostBuffer&) = delete;
+  ~PinnedHostBuffer() { release(); }
+
+  T* reserve(size_t n) {
+    if (n > capacity_) {
+      release();
+      void* p = nullptr;
+      SIEVE_CUDA_CHECK(cudaMallocHost(&p, n * sizeof(T)));
+      ptr_ = static_cast<T*>(p);
+      capacity_ = n;
+    }
+    return ptr_;
+  }
+
+ private:
+  void release() {
+    if (ptr_) cudaFreeHost(ptr_);
+    ptr_ = nullptr;
+    capacity_ = 0;
+  }
+  T* ptr_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 }  // namespace sieve::cuda

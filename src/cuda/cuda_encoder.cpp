@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -70,6 +71,7 @@ struct CudaBertEncoder::Impl {
   // Workspace reused across calls; capacities only grow.
   mutable DeviceBuffer<__half> x, x_alt, qkv, context, attn, attn_alt, intermediate, exit_rows;
   mutable DeviceBuffer<float> received, head_magnitude, staging;
+  mutable PinnedHostBuffer<float> host_statistics;  // where the statistics land on the host
   mutable DeviceBuffer<int32_t> cu_seqlens, source_rows, ids, positions, type_ids;
   mutable DeviceBuffer<AttentionWorkItem> items;
 
@@ -327,7 +329,6 @@ std::vector<SequenceOutput> CudaBertEncoder::forward(std::span<const EncoderInpu
     policy->begin(seqs, num_layers, heads);
   }
   std::vector<std::vector<float>> received, head_magnitude;
-  std::vector<float> flat;
   Tensor host_hidden;
   AttentionPlan plan;
 
@@ -338,18 +339,21 @@ std::vector<SequenceOutput> CudaBertEncoder::forward(std::span<const EncoderInpu
 
     std::vector<std::vector<uint8_t>> drop_after_ffn;
     if (policy) {
-      // The statistics cross to the host (a few KB); the policy never knows which backend ran.
+      // The statistics cross to the host; the policy never knows which backend ran.
+      const auto t_wait = std::chrono::steady_clock::now();
       received.clear();
       head_magnitude.clear();
       if (needs.attention_received) {
-        flat.resize(static_cast<size_t>(plan.received_size()));
-        m.received.download(flat.data(), flat.size(), m.stream);
-        split_received(plan, flat, received);
+        const auto size = static_cast<size_t>(plan.received_size());
+        float* flat = m.host_statistics.reserve(size);
+        m.received.download(flat, size, m.stream);
+        split_received(plan, {flat, size}, received);
       }
       if (needs.head_magnitude) {
-        flat.resize(static_cast<size_t>(plan.head_magnitude_size()));
-        m.head_magnitude.download(flat.data(), flat.size(), m.stream);
-        split_head_magnitude(plan, flat, head_magnitude);
+        const auto size = static_cast<size_t>(plan.head_magnitude_size());
+        float* flat = m.host_statistics.reserve(size);
+        m.head_magnitude.download(flat, size, m.stream);
+        split_head_magnitude(plan, {flat, size}, head_magnitude);
       }
       const Tensor* hidden = nullptr;
       if (run.hidden_to_policies) {
@@ -357,6 +361,7 @@ std::vector<SequenceOutput> CudaBertEncoder::forward(std::span<const EncoderInpu
         m.download_rows(m.attn.get(), rows, host_hidden.data());
         hidden = &host_hidden;
       }
+      const auto t_decide = std::chrono::steady_clock::now();
       // The same decision step as the CPU encoder's (special tokens stay, >= 1 row per sequence).
       bool any_dropped = false;
       const AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, hidden};
@@ -366,6 +371,11 @@ std::vector<SequenceOutput> CudaBertEncoder::forward(std::span<const EncoderInpu
         rows = seqs.empty() ? 0 : seqs.back().offset + seqs.back().length();
       } else if (any_dropped) {
         drop_after_ffn = std::move(decision.keep_token);
+      }
+      if (run.host_times) {
+        const auto t_done = std::chrono::steady_clock::now();
+        run.host_times->statistics_wait_s += std::chrono::duration<double>(t_decide - t_wait).count();
+        run.host_times->decide_s += std::chrono::duration<double>(t_done - t_decide).count();
       }
     }
     for (const auto& s : seqs) stats.tokens_per_layer[static_cast<size_t>(l)] += s.length();

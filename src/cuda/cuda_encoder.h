@@ -23,6 +23,12 @@ struct CudaRunOptions {
   // Return only each sequence's [CLS] row (SequenceOutput::hidden is [1, hidden], positions {0}):
   // all that pooler_output() and classify() read, and it keeps the final device-to-host copy small.
   bool cls_only = false;
+  // When set, forward() adds where the host spent its time with a policy (the GPU idles meanwhile
+  // unless work is queued): waiting for the layer's statistics, and deciding and compacting.
+  struct HostTimes {
+    double statistics_wait_s = 0.0;
+    double decide_s = 0.0;
+  }* host_times = nullptr;
 };
 
 class CudaBertEncoder {

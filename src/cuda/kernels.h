@@ -18,6 +18,10 @@
 namespace sieve::cuda {
 
 // ---- fused attention (fused_attention.cu) --------------------------------------------------------
+// kAuto: the one-pass (online softmax) kernel unless column sums are asked for, which need the
+// two-pass kernel's exact probabilities. kTwoPass forces the two-pass kernel (benchmarks, tests).
+enum class AttentionAlgorithm { kAuto, kTwoPass };
+
 struct AttentionArgs {
   const __half* qkv;         // [rows, qkv_stride]; head h's q, k, v at columns h*3*d, h*3*d + d, h*3*d + 2d
   int64_t qkv_stride;
@@ -31,6 +35,7 @@ struct AttentionArgs {
   float scale = 0.0f;                  // usually 1/sqrt(head_dim)
   float* received = nullptr;           // device, AttentionPlan::received_size(), zeroed by the launcher
   float* head_magnitude = nullptr;     // device, AttentionPlan::head_magnitude_size(), zeroed by the launcher
+  AttentionAlgorithm algorithm = AttentionAlgorithm::kAuto;
 };
 // The arguments for the layout the encoder keeps: QKV packed [rows, 3 * heads * head_dim] with each
 // head's q, k, v side by side, the context [rows, heads * head_dim], scale 1/sqrt(head_dim), over a

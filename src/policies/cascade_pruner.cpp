@@ -32,7 +32,12 @@ void CascadePruner::after_attention(const AttentionLayerView& view, PruneDecisio
   const bool prune_tokens = !options_.tokens.keeps_everything();
   const bool prune_heads = !options_.heads.keeps_everything();
   if (options_.point == PrunePoint::BeforeFfn) decision.drop_before_ffn = true;
-  for (size_t s = 0; s < view.sequences.size(); ++s) {
+  // Sequences are independent (own scores, own decision rows): a large batch's decisions run in
+  // parallel, which keeps the GPU encoder's per-layer host step short (it waits meanwhile).
+  const auto count = static_cast<int64_t>(view.sequences.size());
+#pragma omp parallel for schedule(dynamic, 4) if (count >= 8)
+  for (int64_t si = 0; si < count; ++si) {
+    const auto s = static_cast<size_t>(si);
     const PackedSequence& seq = view.sequences[s];
     const auto input = static_cast<size_t>(seq.input_index);
     const int64_t n = seq.length();
