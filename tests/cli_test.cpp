@@ -71,6 +71,22 @@ TEST_F(CliTest, TileSparseOptionTakesAutoOffOrAFraction) {
   }
 }
 
+TEST_F(CliTest, BenchTimesPoliciesNextToDense) {
+  const fs::path json = scratch_ / "bench.json";
+  const CliResult r = run_cli("bench --model " + quoted(model_) + " --seq 12 --batch 2 --warmup 0 --repeats 1 --policy " +
+                              "spatten:tokens=0.5 --json " + quoted(json));
+  ASSERT_TRUE(r.exited && r.code == 0) << r.output;
+  std::ifstream in(json);
+  const auto report = nlohmann::json::parse(in);
+  ASSERT_EQ(report["results"].size(), 2u);
+  EXPECT_EQ(report["results"][0]["engine"], "sieve");
+  EXPECT_EQ(report["results"][1]["engine"], "sieve spatten:tokens=0.5");
+  // The policy computed less than dense (SpAtten drops tokens from its start layer on).
+  EXPECT_LT(report["results"][1]["gflops"].get<double>(), report["results"][0]["gflops"].get<double>());
+  expect_clean_failure(run_cli("bench --model " + quoted(model_) + " --seq 12 --batch 1 --policy spatten:tokens=2"),
+                       "spatten");
+}
+
 TEST_F(CliTest, UnknownOptionIsRejected) {
   const CliResult r = run_cli("embed --model " + quoted(model_) + " --frobnicate hello");
   expect_clean_failure(r, "frobnicate");

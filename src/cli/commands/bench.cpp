@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/commands/common.h"
+#include "policies/policy_spec.h"
 #include "util/json_file.h"
 #include "util/error.h"
 
@@ -21,6 +22,7 @@ struct BenchOptions {
   std::string model_dir, onnx, json_out, baselines, name;
   std::vector<int> seqs{32, 128, 384}, batches{1, 8};
   std::vector<std::string> precisions{"fp32"};
+  std::vector<std::string> policies;  // dense is always timed too, first (the anchor of the ratios)
   int threads = 2, warmup = 3, repeats = 20;
 };
 
@@ -34,12 +36,20 @@ Timing summarize(std::vector<double> ms) {
   return {at(0.5), at(0.1), at(0.9)};
 }
 
-// The same inputs bench/baselines.py builds: [CLS] w... [SEP] with ids spread over the vocabulary.
-std::vector<EncoderInput> synthetic_batch(int batch, int seq) {
+// The same inputs bench/baselines.py builds: [CLS] w... [SEP] with ids spread over the vocabulary
+// (BERT's ids; a model with a vocabulary under 21,000 gets ids spread over its own).
+std::vector<EncoderInput> synthetic_batch(int batch, int seq, int64_t vocab) {
+  const bool bert_ids = vocab > 21000;
+  if (!bert_ids && vocab < 2) throw Error("the model's vocabulary is too small to benchmark");
   std::vector<EncoderInput> inputs(static_cast<size_t>(batch));
-  for (int j = 0; j < batch; ++j)
-    for (int i = 0; i < seq; ++i)
-      inputs[static_cast<size_t>(j)].ids.push_back(i == 0 ? 101 : i == seq - 1 ? 102 : 1000 + static_cast<int>((static_cast<int64_t>(i) * 7919 + static_cast<int64_t>(j) * 104729) % 20000));
+  for (int j = 0; j < batch; ++j) {
+    for (int i = 0; i < seq; ++i) {
+      const int64_t spread = static_cast<int64_t>(i) * 7919 + static_cast<int64_t>(j) * 104729;
+      const int64_t id = i == 0 ? (bert_ids ? 101 : 0) : i == seq - 1 ? (bert_ids ? 102 : 1)
+                                : bert_ids ? 1000 + spread % 20000 : spread % vocab;
+      inputs[static_cast<size_t>(j)].ids.push_back(static_cast<int32_t>(id));
+    }
+  }
   return inputs;
 }
 
@@ -81,30 +91,43 @@ void run(const BenchOptions& o) {
   const std::filesystem::path model_dir = o.model_dir.empty() ? default_model_dir() : std::filesystem::path(o.model_dir);
   set_threads(o.threads);
   BertEncoder encoder = BertEncoder::load(model_dir);
-  std::vector<Precision> precisions;  // parsed first: a bad name fails before any timing
+  std::vector<Precision> precisions;  // parsed first: a bad name or spec fails before any timing
   for (const auto& p : o.precisions) precisions.push_back(parse_precision(p));
+  std::vector<std::string> specs = o.policies;
+  if (std::find(specs.begin(), specs.end(), "dense") == specs.end()) specs.insert(specs.begin(), "dense");
+  std::vector<std::unique_ptr<PolicyChain>> policies;
+  for (const auto& spec : specs) policies.push_back(parse_policy_spec(spec, encoder.config()));
   const std::string name = o.name.empty() ? std::filesystem::absolute(model_dir).lexically_normal().filename().string() : o.name;
 
   nlohmann::json results = nlohmann::json::array();
   std::fprintf(stderr, "sieve bench: %s, %d threads\n", name.c_str(), o.threads);
   for (size_t i = 0; i < precisions.size(); ++i) {
     encoder.set_precision(precisions[i]);
-    const std::string engine = precisions[i] == Precision::Fp32 ? "sieve" : "sieve-" + o.precisions[i];
-    for (int seq : o.seqs) {
-      if (seq < 2 || seq > encoder.config().max_position_embeddings) throw Error("--seq " + std::to_string(seq) + " outside [2, max positions]");
-      for (int batch : o.batches) {
-        const auto inputs = synthetic_batch(batch, seq);
-        std::vector<double> ms;
-        for (int r = 0; r < o.warmup + o.repeats; ++r) {
-          const auto t0 = std::chrono::steady_clock::now();
-          encoder.forward(inputs);
-          const double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-          if (r >= o.warmup) ms.push_back(elapsed);
+    for (size_t k = 0; k < policies.size(); ++k) {
+      // "sieve", "sieve-bf16", "sieve spatten:tokens=0.5": one column per precision and policy.
+      std::string engine = precisions[i] == Precision::Fp32 ? "sieve" : "sieve-" + o.precisions[i];
+      if (!policies[k]->empty()) engine += " " + specs[k];
+      ForwardOptions options;
+      if (!policies[k]->empty()) options.policy = policies[k].get();
+      for (int seq : o.seqs) {
+        if (seq < 2 || seq > encoder.config().max_position_embeddings) throw Error("--seq " + std::to_string(seq) + " outside [2, max positions]");
+        for (int batch : o.batches) {
+          const auto inputs = synthetic_batch(batch, seq, encoder.config().vocab_size);
+          std::vector<double> ms;
+          ForwardStats stats;
+          for (int r = 0; r < o.warmup + o.repeats; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            stats = ForwardStats{};
+            encoder.forward(inputs, options, &stats);
+            const double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            if (r >= o.warmup) ms.push_back(elapsed);
+          }
+          const Timing t = summarize(ms);
+          results.push_back({{"engine", engine}, {"model", name}, {"seq", seq}, {"batch", batch}, {"threads", o.threads},
+                             {"median_ms", t.median_ms}, {"p10_ms", t.p10_ms}, {"p90_ms", t.p90_ms},
+                             {"gflops", stats.flops / 1e9}, {"tokens_per_layer", stats.tokens_per_layer}});
+          std::fprintf(stderr, "  %s seq %4d batch %2d: %8.2f ms\n", engine.c_str(), seq, batch, t.median_ms);
         }
-        const Timing t = summarize(ms);
-        results.push_back({{"engine", engine}, {"model", name}, {"seq", seq}, {"batch", batch}, {"threads", o.threads},
-                           {"median_ms", t.median_ms}, {"p10_ms", t.p10_ms}, {"p90_ms", t.p90_ms}});
-        std::fprintf(stderr, "  %s seq %4d batch %2d: %8.2f ms\n", engine.c_str(), seq, batch, t.median_ms);
       }
     }
   }
@@ -157,6 +180,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--name", o->name, "Name for the model in the report (default: directory name)");
   cmd->add_option("--seq", o->seqs, "Sequence lengths")->delimiter(',');
   cmd->add_option("--batch", o->batches, "Batch sizes")->delimiter(',')->check(CLI::Range(1, 1024));
+  cmd->add_option("--policy", o->policies,
+                  "Also time these policies on the synthetic batches, each its own column (repeatable; dense is "
+                  "always timed)");
   cmd->add_option("--precision", o->precisions, "Sieve's GEMM precisions to measure: fp32, bf16, int8 (default fp32)")->delimiter(',');
   cmd->add_option("--threads", o->threads, "Threads for every engine")->check(CLI::Range(1, 1024));
   cmd->add_option("--warmup", o->warmup, "Untimed runs per shape")->check(CLI::Range(0, 1000));
