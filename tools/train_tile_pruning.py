@@ -75,6 +75,27 @@ def tile_mask(weight, sparsity, tile_out, tile_in):
     return keep.repeat_interleave(tile_out, 0).repeat_interleave(tile_in, 1)
 
 
+def global_tile_masks(named_weights, sparsity, tile_out, tile_in, max_weight_sparsity):
+    """Masks pruning the `sparsity` fraction of lowest-norm tiles ranked across all the weights
+    together (not E.T.'s same fraction per matrix), so matrices that matter keep more tiles. No
+    weight loses more than `max_weight_sparsity` of its tiles (a whole Q or K would go otherwise)."""
+    norms = {name: tile_norms(w, tile_out, tile_in) for name, w in named_weights}
+    flat = torch.cat([n.flatten() for n in norms.values()])
+    pruned = int(round(sparsity * flat.numel()))
+    masks = {}
+    if pruned == 0:
+        return {name: torch.ones_like(w, dtype=torch.bool) for name, w in named_weights}
+    threshold = torch.sort(flat).values[pruned - 1]
+    for name, w in named_weights:
+        keep = norms[name] > threshold
+        cap = min(max_weight_sparsity, 1 - 1 / keep.numel())  # at least one tile stays
+        if 1 - keep.float().mean().item() > cap:
+            masks[name] = tile_mask(w, cap, tile_out, tile_in)
+            continue
+        masks[name] = keep.repeat_interleave(tile_out, 0).repeat_interleave(tile_in, 1)
+    return masks
+
+
 def row_mask(weight, sparsity, heads):
     """E.T.'s V row pruning: the same number of lowest-norm output rows removed in every head."""
     out = weight.shape[0]
@@ -104,6 +125,11 @@ def main():
     ap.add_argument("--sparsities", default="0.5,0.7,0.8,0.9", help="increasing targets, each exported")
     ap.add_argument("--tile", default="16x16", help="OUTxIN tile shape")
     ap.add_argument("--scheme", choices=["tile", "attention-aware"], default="tile")
+    ap.add_argument("--ranking", choices=["per-weight", "global"], default="per-weight",
+                    help="per-weight: every matrix at the target sparsity (E.T.); global: tiles ranked across all "
+                         "matrices (tile scheme only)")
+    ap.add_argument("--max-weight-sparsity", type=float, default=0.97,
+                    help="with --ranking global: the most any one weight may lose")
     ap.add_argument("--ramp-steps", type=int, default=300)
     ap.add_argument("--recover-steps", type=int, default=300)
     ap.add_argument("--mask-every", type=int, default=25, help="recompute masks every N steps while ramping")
@@ -138,7 +164,13 @@ def main():
     weights = prunable_weights(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
 
+    if args.ranking == "global" and args.scheme != "tile":
+        raise SystemExit("--ranking global works with --scheme tile only")
+
     def make_masks(sparsity):
+        if args.ranking == "global":
+            return global_tile_masks([(n, l.weight) for n, l in weights], sparsity, tile_out, tile_in,
+                                     args.max_weight_sparsity)
         masks = {}
         for name, linear in weights:
             if args.scheme == "attention-aware" and name.endswith("attention.self.value"):
@@ -202,6 +234,7 @@ def main():
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
         record = {"base_model": str(args.model), "tile": [tile_out, tile_in], "scheme": args.scheme,
+                  "ranking": args.ranking,
                   "target_sparsity": target, "pruned_weight_fraction": zeros / total,
                   "calibration_accuracy": acc, "start_calibration_accuracy": base_acc,
                   "ramp_steps": args.ramp_steps, "recover_steps": args.recover_steps, "lr": args.lr,
