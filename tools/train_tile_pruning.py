@@ -82,10 +82,10 @@ def global_tile_masks(named_weights, sparsity, tile_out, tile_in, max_weight_spa
     norms = {name: tile_norms(w, tile_out, tile_in) for name, w in named_weights}
     flat = torch.cat([n.flatten() for n in norms.values()])
     pruned = int(round(sparsity * flat.numel()))
-    masks = {}
     if pruned == 0:
         return {name: torch.ones_like(w, dtype=torch.bool) for name, w in named_weights}
     threshold = torch.sort(flat).values[pruned - 1]
+    masks = {}
     for name, w in named_weights:
         keep = norms[name] > threshold
         cap = min(max_weight_sparsity, 1 - 1 / keep.numel())  # at least one tile stays

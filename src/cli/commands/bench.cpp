@@ -117,8 +117,7 @@ void run(const BenchOptions& o) {
           ForwardStats stats;
           for (int r = 0; r < o.warmup + o.repeats; ++r) {
             const auto t0 = std::chrono::steady_clock::now();
-            stats = ForwardStats{};
-            encoder.forward(inputs, options, &stats);
+            encoder.forward(inputs, options, &stats);  // overwrites stats: the last run's remain
             const double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
             if (r >= o.warmup) ms.push_back(elapsed);
           }
