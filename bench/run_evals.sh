@@ -31,10 +31,19 @@ LAYERS="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["num_hid
 # The data: calibration slice and validation, short sentences and long documents (256-512 tokens).
 CAL_SHORT="out/data/$(basename "$DATA")-calibration.tsv"
 [[ -f "$CAL_SHORT" ]] || "$PY" tools/glue_to_tsv.py "$DATA/train.parquet" --calibration-slice --out "$CAL_SHORT"
-CAL_LONG="out/data/$(basename "$DATA")-long-calibration-$NAME.tsv"
-VAL_LONG="out/data/$(basename "$DATA")-long-validation-$NAME.tsv"
-[[ -f "$CAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split calibration --model "$MODEL" --docs "${LONG_DOCS:-200}" --out "$CAL_LONG"
-[[ -f "$VAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split validation --model "$MODEL" --docs 400 --out "$VAL_LONG"
+# LONG_MINORITY=A-B: the "long" set's documents mix labels (A-B of the tokens from the minority label,
+# tools/make_long_inputs.py --minority); single-label documents are right for every setting, so a
+# calibration slice of them cannot tell settings apart. Its files and results are named "long-mixed".
+LONG_MINORITY="${LONG_MINORITY:-0}"
+LONG_SET=long; [[ $LONG_MINORITY == 0 ]] || LONG_SET=long-mixed
+CAL_LONG="out/data/$(basename "$DATA")-$LONG_SET-calibration-$NAME.tsv"
+VAL_LONG="out/data/$(basename "$DATA")-$LONG_SET-validation-$NAME.tsv"
+if [[ " $SETS " == *" long "* ]]; then
+  [[ -f "$CAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split calibration --model "$MODEL" \
+    --docs "${LONG_DOCS:-200}" --minority "$LONG_MINORITY" --out "$CAL_LONG"
+  [[ -f "$VAL_LONG" ]] || "$PY" tools/make_long_inputs.py --data "$DATA" --split validation --model "$MODEL" \
+    --docs 400 --minority "$LONG_MINORITY" --out "$VAL_LONG"
+fi
 
 EVAL=("$SIEVE" eval --model "$MODEL" --threads "$THREADS")
 FAMILIES=(
@@ -52,7 +61,7 @@ for set in $SETS; do
     cal="$CAL_SHORT"; val="$DATA/validation.parquet"
     ratios=(0.5 0.3 0.2); ltp_finals=(0.005 0.01 0.02); pyr_ratios=(0.3 0.2); pyr_ltp=(0.005 0.01)
   else
-    cal="$CAL_LONG"; val="$VAL_LONG"
+    cal="$CAL_LONG"; val="$VAL_LONG"; set="$LONG_SET"
     ratios=(0.3 0.15 0.1); ltp_finals=(0.002 0.004 0.006); pyr_ratios=(0.15 0.1); pyr_ltp=(0.002 0.004)
   fi
   # u = normalized entropy of the exit's prediction; with 2 labels u <= 0.5 means p >= 0.89, and the

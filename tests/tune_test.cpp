@@ -86,19 +86,39 @@ TEST(TuneSearch, BadBudgetsAreRejected) {
   EXPECT_THROW(parse_tune_metric("f1"), Error);
 }
 
-TEST(TuneSearch, SurvivorsAreFrontPointsThatCouldFitThenSureFitsThenTheRestOfTheFront) {
+TEST(TuneSearch, SurvivorsAreWinnersOnThePointEstimateThenPlausibleOnesFrontByFrontThenSlowFitsThenTheFront) {
   const std::vector<TunePoint> points{
       {0.2, 0.5, 1.3},  // 0 front, fits
       {3.0, 0.5, 3.0},  // 1 front, cannot fit a 1-point budget even at -2 se
-      {1.5, 0.5, 1.2},  // 2 off the front (0 beats it), fits at -2 se
-      {0.0, 0.5, 0.8},  // 3 front (least loss), fits
+      {1.5, 0.5, 1.2},  // 2 off the front (0 beats it), fits only at -2 se
+      {0.0, 0.5, 0.8},  // 3 front (least loss), fits, but slower than dense: can never be chosen
       {5.0, 0.5, 1.0},  // 4 off the front, cannot fit: always dropped
       {2.5, 0.5, 2.0},  // 5 front, cannot fit
-      {0.5, 0.5, 1.1},  // 6 off the front (0 beats it), fits, surer than 2
+      {0.5, 0.5, 1.1},  // 6 off the front (0 beats it), fits on the point estimate
+      {1.2, 0.5, 1.8},  // 7 front, fits only at -2 se, faster than 2
   };
-  EXPECT_EQ(promising(points, 1.0, 2.0, 10), (std::vector<size_t>{0, 3, 6, 2, 5, 1}));
-  EXPECT_EQ(promising(points, 1.0, 2.0, 2), (std::vector<size_t>{0, 3}));
-  EXPECT_EQ(promising(points, 1.0, 0.0, 10), (std::vector<size_t>{0, 3, 6, 5, 1}));  // no margin: 2 cannot fit
+  EXPECT_EQ(promising(points, 1.0, 2.0, 10), (std::vector<size_t>{0, 6, 7, 2, 3, 5, 1}));
+  EXPECT_EQ(promising(points, 1.0, 2.0, 2), (std::vector<size_t>{0, 6}));
+  EXPECT_EQ(promising(points, 1.0, 0.0, 10), (std::vector<size_t>{0, 6, 3, 7, 5, 1}));  // no margin: 2 and 7 cannot fit
+
+  // What a 12-layer model's tune runs met (2026-12-04): after 256 rows a lossless exit at 1.88x,
+  // beaten only by pyramids a little faster, was crowded out by sure settings at ~1.0x and below
+  // (when sureness decided) and by fast ones over budget but within 2 standard errors (when the
+  // fronts decided). It must go on ahead of both.
+  const std::vector<TunePoint> e5{
+      {0.0, 1.10, 1.98},   // 0 pyramid
+      {0.0, 0.96, 1.95},   // 1 pyramid
+      {0.0, 0.78, 1.88},   // 2 exit:tau=0.5
+      {-0.39, 0.87, 1.33}, // 3
+      {0.0, 0.0, 1.01},    // 4 heads=0.75
+      {0.0, 0.0, 0.99},    // 5 exit:tau=0.2
+      {0.0, 0.0, 0.88},    // 6 exit:tau=0.1
+      {0.0, 0.55, 1.05},   // 7
+      {4.69, 2.33, 5.72},  // 8 exit:tau=0.9
+      {2.73, 1.95, 4.46},  // 9 a pyramid at tau 0.8
+  };
+  EXPECT_EQ(promising(e5, 1.0, 2.0, 4), (std::vector<size_t>{0, 1, 2, 3}));
+  EXPECT_EQ(promising(e5, 1.0, 2.0, 8), (std::vector<size_t>{0, 1, 2, 3, 7, 4, 8, 9}));
 }
 
 TEST(TuneSearch, RoundsGrowToTheWholeSet) {

@@ -131,25 +131,40 @@ std::vector<size_t> promising(const std::vector<TunePoint>& points, double budge
   std::vector<uint8_t> on_front(points.size(), 0);
   for (size_t i : pareto_front(points)) on_front[i] = 1;
   auto could_fit = [&](size_t i) { return within(points[i].loss - z * points[i].loss_se, budget); };
-  auto sorted = [&](auto better) {
-    std::vector<size_t> order(points.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), better);
-    return order;
-  };
-  const auto fastest = sorted([&](size_t a, size_t b) { return points[a].speedup > points[b].speedup; });
-  const auto surest = sorted([&](size_t a, size_t b) {
-    return points[a].loss + z * points[a].loss_se < points[b].loss + z * points[b].loss_se;
-  });
-  const auto least_loss = sorted([&](size_t a, size_t b) { return points[a].loss < points[b].loss; });
+  auto could_win = [&](size_t i) { return could_fit(i) && points[i].speedup > 1.0; };  // select_fastest's test
+  auto fastest_first = [&](size_t a, size_t b) { return points[a].speedup > points[b].speedup; };
 
   std::vector<size_t> order;
-  for (size_t i : fastest)
-    if (on_front[i] && could_fit(i)) order.push_back(i);
-  for (size_t i : surest)
-    if (!on_front[i] && could_fit(i)) order.push_back(i);
-  for (size_t i : least_loss)
-    if (on_front[i] && !could_fit(i)) order.push_back(i);
+  auto append_sorted = [&](auto wanted, auto better) {
+    std::vector<size_t> more;
+    for (size_t i = 0; i < points.size(); ++i)
+      if (wanted(i)) more.push_back(i);
+    std::stable_sort(more.begin(), more.end(), better);
+    order.insert(order.end(), more.begin(), more.end());
+  };
+  // First what would be chosen on the point estimate (faster than dense, loss <= budget), fastest
+  // first: that is the best guess, and the next round's rows correct the ones noise flatters.
+  append_sorted([&](size_t i) { return could_win(i) && within(points[i].loss, budget); }, fastest_first);
+  // Then those within budget only at -z standard errors, front by front (non-dominated sorting:
+  // the front of those left, fastest first, then the front of the rest, and so on).
+  std::vector<size_t> left;
+  for (size_t i = 0; i < points.size(); ++i)
+    if (could_win(i) && !within(points[i].loss, budget)) left.push_back(i);
+  while (!left.empty()) {
+    std::vector<TunePoint> sub;
+    for (size_t i : left) sub.push_back(points[i]);
+    std::vector<size_t> layer;
+    for (size_t j : pareto_front(sub)) layer.push_back(left[j]);
+    std::stable_sort(layer.begin(), layer.end(), fastest_first);
+    order.insert(order.end(), layer.begin(), layer.end());
+    std::erase_if(left, [&](size_t i) { return std::find(layer.begin(), layer.end(), i) != layer.end(); });
+  }
+  // Then what fits the budget but is not faster than dense (never chosen; the front shows it),
+  // surest first; then the rest of the front, least loss first.
+  append_sorted([&](size_t i) { return could_fit(i) && !could_win(i); },
+                [&](size_t a, size_t b) { return points[a].loss + z * points[a].loss_se < points[b].loss + z * points[b].loss_se; });
+  append_sorted([&](size_t i) { return on_front[i] && !could_fit(i); },
+                [&](size_t a, size_t b) { return points[a].loss < points[b].loss; });
   if (order.size() > keep) order.resize(keep);
   return order;
 }

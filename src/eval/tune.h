@@ -46,10 +46,11 @@ std::vector<size_t> pareto_front(const std::vector<TunePoint>& points);
 // there is none, which means the answer is dense. z = 0 judges the point estimate.
 std::optional<size_t> select_fastest(const std::vector<TunePoint>& points, double budget, double z = 0.0);
 
-// The candidates that go on to the next round, at most `keep` of them, best first: those on the
-// front that could still be within budget (loss - z * loss_se <= budget), fastest first; then the
-// others that could, the surest first (least loss + z * loss_se: on a small subset the fastest are
-// the most aggressive, and a noisy loss flatters them); then the rest of the front, least loss first.
+// The candidates that go on to the next round, at most `keep` of them, best first: those that would
+// be chosen on the point estimate (faster than dense, loss <= budget), fastest first; then those
+// within budget only at loss - z * loss_se, by successive Pareto fronts (the front of them, fastest
+// first, then the front of the rest, ...); then those that fit but are not faster than dense (never
+// chosen), least loss + z * loss_se first; then the rest of the front, least loss first.
 std::vector<size_t> promising(const std::vector<TunePoint>& points, double budget, double z, size_t keep);
 
 // Rows per round: first, first * growth, ... and finally `rows` (first and growth >= 1, growth >= 2
