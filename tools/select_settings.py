@@ -37,9 +37,14 @@ def candidates(files, metric):
                    "dense_" + metric: dense[metric], "file": str(file)}
 
 
+# Differences of accuracies are not exact in floating point (100 * (0.76 - 0.77) is -1.0000000000000009):
+# a loss of exactly the budget counts as within it, as in `sieve tune` (src/eval/tune.cpp, kTolerance).
+TOLERANCE = 1e-9
+
+
 def pick(rows, budget):
     """The fastest row within budget (ties: the more accurate), or None."""
-    within = [r for r in rows if r["delta_points"] >= -budget]
+    within = [r for r in rows if r["delta_points"] >= -budget - TOLERANCE]
     return max(within, key=lambda r: (r["speedup"], r["delta_points"]), default=None)
 
 
