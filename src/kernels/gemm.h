@@ -17,8 +17,10 @@ struct MatrixRef {
   int64_t stride;  // elements between consecutive rows
 };
 
-// C[M, N] = A[M, K] * B[K, N] + beta * C[M, N]. Threads follow OpenMP (omp_set_num_threads).
-void gemm(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc, float beta = 0.0f);
+// C[M, N] = A[M, K] * B[K, N] + beta * C[M, N], then the epilogue (bias, bias + GELU) if any.
+// Threads follow OpenMP (omp_set_num_threads).
+void gemm(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc, float beta = 0.0f,
+          Epilogue epilogue = {});
 
 // C[M, N] = A[M, K] * B[N, K]^T: attention scores against cached keys, stored one key per row.
 void gemm_nt(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc);
@@ -57,8 +59,16 @@ struct Bf16Ref {
   const PackedWeights* packed = nullptr;
 };
 
+// Many rows (at least 2 x kGemmBlockRows, more than one thread, not called inside a parallel
+// region): the bf16 and int8 GEMMs run in blocks of kGemmBlockRows rows, each block on one thread
+// through every step (rounding or quantizing A, the product, the epilogue), so what one step writes
+// is read by the next while it is still in the core's cache; in one pass per step over all rows it
+// went out to memory and back (int8: 11 % of a forward pass at 1,024 tokens).
+constexpr int64_t kGemmBlockRows = 64;
+
 // gemm() with B in bf16; beta is 0 or 1. Throws Error where oneDNN has no bf16 matmul for this CPU.
-void gemm_bf16(int64_t m, int64_t n, int64_t k, MatrixRef a, Bf16Ref b, float* c, int64_t ldc, float beta = 0.0f);
+void gemm_bf16(int64_t m, int64_t n, int64_t k, MatrixRef a, Bf16Ref b, float* c, int64_t ldc, float beta = 0.0f,
+               Epilogue epilogue = {});
 // Whether this CPU runs gemm_bf16 (oneDNN finds a bf16 matmul implementation).
 bool bf16_gemm_available();
 
@@ -84,7 +94,8 @@ struct Int8Ref {
 };
 
 // C[M, N] = A[M, K] * B (+ C when beta is 1) with A quantized per row on the way in; the epilogue
-// (bias, GELU) is applied in the dequantizing pass.
+// (bias, GELU) is applied in the dequantizing pass. From 2 x kGemmBlockRows rows the result is the
+// same bit for bit as in one pass (the int32 products are exact).
 void gemm_int8(int64_t m, int64_t n, int64_t k, MatrixRef a, Int8Ref b, float* c, int64_t ldc, float beta = 0.0f,
                Epilogue epilogue = {});
 // The integer core: C[M, N] = A[M, K] * B[K, N] in int32, exact (|sum| < 2^31 for K < 133,000).

@@ -281,8 +281,9 @@ void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t 
         gemm_tile_sparse_bf16(m, x, copies.tile_sparse, block, c, ldc, beta, epilogue);
         return;
       }
-      gemm_bf16(m, n, k, x, {copies.bf16.row(row0) + col0, ld, whole ? copies.bf16.packed.get() : nullptr}, c, ldc, beta);
-      break;
+      gemm_bf16(m, n, k, x, {copies.bf16.row(row0) + col0, ld, whole ? copies.bf16.packed.get() : nullptr}, c, ldc, beta,
+                epilogue);
+      return;
     case Precision::Int8:
       gemm_int8(m, n, k, x, {copies.int8.row(row0) + col0, ld, copies.int8.scales.data() + col0, whole ? copies.int8.packed.get() : nullptr},
                 c, ldc, beta, epilogue);
@@ -292,14 +293,8 @@ void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t 
         gemm_tile_sparse(m, x, copies.tile_sparse, block, c, ldc, beta, epilogue);
         return;
       }
-      gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta);
+      gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta, epilogue);
   }
-  if (!epilogue.bias) return;  // (GELU without a bias is not used)
-  const RowKernels& kernels = row_kernels();
-  for_each_row(m, n, [&](int64_t r) {
-    float* row = c + r * ldc;
-    epilogue.gelu ? kernels.bias_gelu(row, epilogue.bias, n) : kernels.bias_add(row, epilogue.bias, n);
-  });
 }
 
 const BertEncoder::Layer::CtaSplitWeights& BertEncoder::cta_split_weights(const Layer& layer) const {
