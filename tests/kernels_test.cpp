@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
 #include "kernels/row_kernels.h"
+#include "kernels/tile_sparse_gemm.h"  // cpu_has_avx512_bf16
 #include "test_helpers.h"
 
 namespace sieve {
@@ -184,16 +186,33 @@ struct NaiveAttention {
   float magnitude = 0.0f;
   std::vector<double> probs;  // [n][n]
 };
-NaiveAttention naive_attention(const std::vector<float>& qkv, int64_t n, int64_t d, int64_t stride) {
+// x rounded to bf16 (nearest even, the row kernels' rounding) and back.
+float round_to_bf16(float x) {
+  uint16_t bits;
+  portable::kRowKernels.to_bf16(&x, &bits, 1);
+  const uint32_t widened = static_cast<uint32_t>(bits) << 16;
+  float y;
+  std::memcpy(&y, &widened, sizeof y);
+  return y;
+}
+
+// bf16_operands: the definition of the bf16-products kernel: Q, K * scale (scaled in fp32), the
+// probabilities and V rounded to bf16 (nearest even) before their products.
+NaiveAttention naive_attention(const std::vector<float>& qkv, int64_t n, int64_t d, int64_t stride,
+                               bool bf16_operands = false) {
   NaiveAttention r{std::vector<float>(static_cast<size_t>(n * d), 0.0f), std::vector<float>(static_cast<size_t>(n), 0.0f)};
   r.probs.resize(static_cast<size_t>(n * n));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  auto round = [&](float x) { return bf16_operands ? round_to_bf16(x) : x; };
   for (int64_t i = 0; i < n; ++i) {
     std::vector<double> p(static_cast<size_t>(n));
     double mx = -1e30, sum = 0;
     for (int64_t j = 0; j < n; ++j) {
       double dot = 0;
-      for (int64_t c = 0; c < d; ++c) dot += static_cast<double>(qkv[i * stride + c]) * qkv[j * stride + d + c];
-      p[j] = dot / std::sqrt(static_cast<double>(d));
+      for (int64_t c = 0; c < d; ++c)
+        dot += bf16_operands ? static_cast<double>(round(qkv[i * stride + c])) * round(qkv[j * stride + d + c] * scale)
+                             : static_cast<double>(qkv[i * stride + c]) * qkv[j * stride + d + c];
+      p[j] = bf16_operands ? dot : dot / std::sqrt(static_cast<double>(d));
       mx = std::max(mx, p[j]);
     }
     for (auto& v : p) sum += (v = std::exp(v - mx));
@@ -201,7 +220,8 @@ NaiveAttention naive_attention(const std::vector<float>& qkv, int64_t n, int64_t
       p[j] /= sum;
       r.probs[static_cast<size_t>(i * n + j)] = p[j];
       r.received[j] += static_cast<float>(p[j]);
-      for (int64_t c = 0; c < d; ++c) r.out[i * d + c] += static_cast<float>(p[j] * qkv[j * stride + 2 * d + c]);
+      const double pj = round(static_cast<float>(p[j]));
+      for (int64_t c = 0; c < d; ++c) r.out[i * d + c] += static_cast<float>(pj * round(qkv[j * stride + 2 * d + c]));
     }
   }
   for (float v : r.out) r.magnitude += std::fabs(v);
@@ -246,6 +266,30 @@ TEST_P(FusedAttentionTest, MatchesNaiveAttentionAndStatistics) {
           else EXPECT_EQ(got, -1.0f) << "outside block " << b << " at " << i << ", " << j;
         }
   }
+}
+
+// --precision bf16 / int8: Q.K^T and P.V on bf16 operands. Against the definition on the same
+// rounded operands (a probability can round the other way when the kernel's fp32 softmax and the
+// double one straddle a bf16 boundary: one ulp, 2^-8 of it), and loosely against fp32 attention.
+TEST_P(FusedAttentionTest, Bf16ProductsMatchNaiveAttentionOnRoundedOperands) {
+  if (!cpu_has_avx512() || !cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  const auto [n, d] = GetParam();
+  const int64_t stride = 3 * d + 5;
+  const auto qkv = random_normal(static_cast<size_t>(n * stride), 12);
+  const NaiveAttention expected = naive_attention(qkv, n, d, stride, true), fp32 = naive_attention(qkv, n, d, stride);
+  std::vector<float> out(static_cast<size_t>(n * d)), received(static_cast<size_t>(n), 0.0f);
+  float magnitude = 0.0f;
+  HeadView view{qkv.data(), qkv.data() + d, qkv.data() + 2 * d, stride, out.data(), d};
+  ASSERT_TRUE(avx512bf16::fused_attention(view, n, d, 1.0f / std::sqrt(static_cast<float>(d)), {received.data(), &magnitude}));
+  EXPECT_LT(max_abs_diff(out, expected.out), 2e-3f);
+  EXPECT_LT(max_abs_diff(received, expected.received), 1e-4f);
+  EXPECT_NEAR(magnitude, expected.magnitude, 1e-3f * expected.magnitude);
+  EXPECT_LT(max_abs_diff(out, fp32.out), 5e-2f);
+  // The dispatcher takes this kernel when asked for bf16 products, and the fp32 one otherwise.
+  std::vector<float> dispatched(out.size());
+  view.out = dispatched.data();
+  fused_attention(view, n, d, 1.0f / std::sqrt(static_cast<float>(d)), {}, true);
+  EXPECT_EQ(dispatched, out);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, FusedAttentionTest,

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu_features.h"
 #include "kernels/row_kernels.h"
+#include "kernels/tile_sparse_gemm.h"  // cpu_has_avx512_bf16
 
 namespace sieve {
 
@@ -39,8 +40,11 @@ void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float sc
 
 }  // namespace portable
 
-void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats) {
+void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats,
+                     bool bf16_products) {
   if (n <= 0) return;
+  if (bf16_products && cpu_has_avx512() && cpu_has_avx512_bf16() && avx512bf16::fused_attention(head, n, head_dim, scale, stats))
+    return;
   if (cpu_has_avx512() && avx512::fused_attention(head, n, head_dim, scale, stats)) return;
   portable::fused_attention(head, n, head_dim, scale, stats);
 }

@@ -45,13 +45,20 @@ inline void store_diagonal_block_row(const DiagonalBlocksOut& out, int64_t i, co
 }
 
 // Attention over n tokens with head dimension head_dim; scale is usually 1/sqrt(head_dim).
-void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats);
+// bf16_products: Q.K^T and P.V on operands rounded to bf16 (fp32 sums, softmax and statistics), at
+// twice the fp32 multiply-add rate where the CPU has AVX-512 BF16 (--precision bf16 and int8, whose
+// GEMMs already round or quantize the activations); elsewhere it runs in fp32.
+void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats,
+                     bool bf16_products = false);
 
 namespace portable {
 void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats);
 }
 namespace avx512 {
 // Returns false when head_dim is not a supported multiple of 16 (caller falls back).
+bool fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats);
+}
+namespace avx512bf16 {  // the bf16-products version; call only where cpu_has_avx512_bf16()
 bool fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats);
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -316,6 +317,21 @@ const BertEncoder::Layer::CtaSplitWeights& BertEncoder::cta_split_weights(const 
   return split;
 }
 
+namespace {
+
+// --precision bf16 and int8 run attention's two products on bf16 operands (fused_attention.h), as
+// their GEMMs already round or quantize the activations; SIEVE_ATTENTION_FP32=1 keeps them in fp32
+// (for measuring one against the other).
+bool bf16_attention(Precision precision) {
+  static const bool keep_fp32 = [] {
+    const char* env = std::getenv("SIEVE_ATTENTION_FP32");
+    return env && *env && std::string(env) != "0";
+  }();
+  return precision != Precision::Fp32 && !keep_fp32;
+}
+
+}  // namespace
+
 void BertEncoder::attention_block(Precision precision, const Layer& layer, int layer_index, const CtaConfig::Layer* cta,
                                   const std::vector<PackedSequence>& seqs, const Tensor& x,
                                   Tensor& qkv, Tensor& context, Tensor& out,
@@ -440,7 +456,7 @@ void BertEncoder::attention_block(Precision precision, const Layer& layer, int l
     }
     const float* base = qkv.row(s.offset) + h * 3 * d;
     HeadView view{base, base + d, base + 2 * d, 3 * H, context.row(s.offset) + h * d, H};
-    fused_attention(view, s.length(), d, scale, hs);
+    fused_attention(view, s.length(), d, scale, hs, bf16_attention(precision));
   }
   // CTA bookkeeping: FLOPs actually computed, and per example the MACs the paper's RL and RA
   // compare (dense layers of a CTA run count at their dense cost, so RL/RA cover the whole model).
