@@ -44,6 +44,22 @@ inline void store_diagonal_block_row(const DiagonalBlocksOut& out, int64_t i, co
   for (int64_t j = first; j < last; ++j) dst[j - first] = row[j];
 }
 
+// Calls kernel.template operator()<head_dim / 16>() for the head dimensions the AVX-512 kernels
+// are built for (16-96 in steps of 16, and 128); false for any other.
+template <class Kernel>
+bool with_head_vectors(int64_t head_dim, Kernel&& kernel) {
+  switch (head_dim) {
+    case 16: kernel.template operator()<1>(); return true;
+    case 32: kernel.template operator()<2>(); return true;
+    case 48: kernel.template operator()<3>(); return true;
+    case 64: kernel.template operator()<4>(); return true;
+    case 80: kernel.template operator()<5>(); return true;
+    case 96: kernel.template operator()<6>(); return true;
+    case 128: kernel.template operator()<8>(); return true;
+    default: return false;
+  }
+}
+
 // Attention over n tokens with head dimension head_dim; scale is usually 1/sqrt(head_dim).
 // bf16_products: Q.K^T and P.V on operands rounded to bf16 (fp32 sums, softmax and statistics), at
 // twice the fp32 multiply-add rate where the CPU has AVX-512 BF16 (--precision bf16 and int8, whose

@@ -66,14 +66,7 @@ void attend(const HeadView& head, int64_t n, float scale, HeadStatistics stats) 
         magnitude = _mm512_add_ps(magnitude, _mm512_abs_ps(out[r][c]));
       }
     }
-    if (stats.received) {
-      for (int64_t jb = 0; jb < n; jb += 16) {
-        const __mmask16 m = tail_mask(n - jb);
-        __m512 sum = _mm512_maskz_loadu_ps(m, stats.received + jb);
-        for (int r = 0; r < rows; ++r) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, probs + r * padded + jb));
-        _mm512_mask_storeu_ps(stats.received + jb, m, sum);
-      }
-    }
+    if (stats.received) add_rows_to(stats.received, probs, rows, padded, n);
   }
   if (stats.output_magnitude) *stats.output_magnitude += reduce_add(magnitude);
 }
@@ -81,16 +74,7 @@ void attend(const HeadView& head, int64_t n, float scale, HeadStatistics stats) 
 }  // namespace
 
 bool fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats) {
-  switch (head_dim) {
-    case 16: attend<1>(head, n, scale, stats); return true;
-    case 32: attend<2>(head, n, scale, stats); return true;
-    case 48: attend<3>(head, n, scale, stats); return true;
-    case 64: attend<4>(head, n, scale, stats); return true;
-    case 80: attend<5>(head, n, scale, stats); return true;
-    case 96: attend<6>(head, n, scale, stats); return true;
-    case 128: attend<8>(head, n, scale, stats); return true;
-    default: return false;
-  }
+  return with_head_vectors(head_dim, [&]<int kVecs>() { attend<kVecs>(head, n, scale, stats); });
 }
 
 }  // namespace sieve::avx512

@@ -55,4 +55,15 @@ inline __mmask16 tail_mask(int64_t count) {
   return static_cast<__mmask16>(count >= 16 ? 0xFFFF : ((1u << count) - 1u));
 }
 
+// sums[j] += rows[r * stride + j] for r < count and j < n: the fused attention's column sums of a
+// block of probability rows.
+inline void add_rows_to(float* sums, const float* rows, int64_t count, int64_t stride, int64_t n) {
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = tail_mask(n - j);
+    __m512 sum = _mm512_maskz_loadu_ps(m, sums + j);
+    for (int64_t r = 0; r < count; ++r) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, rows + r * stride + j));
+    _mm512_mask_storeu_ps(sums + j, m, sum);
+  }
+}
+
 }  // namespace sieve::avx512
