@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <exception>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -244,13 +245,23 @@ int64_t block_rows(const char* variable, int64_t default_rows) {
 // Runs fn(first_row, rows) over blocks of `block` rows shared among the threads (each block on one
 // thread, oneDNN's calls inside it single-threaded); false, having run nothing, where blocking does
 // not apply: block 0, one thread, already inside a parallel region, or fewer than two blocks.
+// An exception thrown by fn is rethrown here (one escaping the parallel region would terminate).
 template <class Fn>
 bool for_row_blocks(int64_t m, int64_t block, Fn&& fn) {
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (block <= 0 || threads < 2 || m < 2 * block) return false;
   const int64_t blocks = (m + block - 1) / block;
+  std::exception_ptr error;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t i = 0; i < blocks; ++i) fn(i * block, std::min(block, m - i * block));
+  for (int64_t i = 0; i < blocks; ++i) {
+    try {
+      fn(i * block, std::min(block, m - i * block));
+    } catch (...) {
+#pragma omp critical(sieve_row_block_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
   return true;
 }
 
@@ -268,7 +279,6 @@ void apply_epilogue_parallel(Epilogue epilogue, int64_t m, int64_t n, float* c, 
 #pragma omp parallel for schedule(static) if (m * n >= (1 << 16))
   for (int64_t r = 0; r < m; ++r) apply_epilogue(epilogue, r, 1, n, c, ldc);
 }
-
 
 void sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, MatrixRef b, float* c, int64_t ldc, float beta) {
   const dnnl_status_t status = dnnl_sgemm('N', 'N', m, n, k, 1.0f, a, lda, b.data, b.stride, beta, c, ldc);
