@@ -269,6 +269,43 @@ TEST(GemmBlockedRows, EqualsOnePassPieces) {
   omp_set_num_threads(saved_threads);
 }
 
+// The epilogue (and int8's dequantizing pass) runs over pieces of rows split among the threads,
+// so that a few rows still use both: the result must equal the GEMM without an epilogue followed by
+// bias_add / bias_gelu over whole rows, bit for bit, in every precision, at row counts that split
+// into pieces (1 and 3 rows of 700 columns: 3 pieces per row) and that do not.
+TEST(GemmEpilogue, RowPiecesEqualWholeRowsInEveryPrecision) {
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(2);
+  const int64_t k = 64, n = 700;
+  const Tensor w = random_matrix(k, n, 81, 0.1f);
+  const auto bias = random_normal(static_cast<size_t>(n), 82, 0.5f);
+  const Int8Matrix w8 = int8_gemm_available() ? to_int8(w) : Int8Matrix{};
+  const Bf16Matrix w16 = bf16_gemm_available() ? to_bf16(w) : Bf16Matrix{};
+  const RowKernels& kernels = row_kernels();
+  for (int64_t m : {1, 3, 40}) {
+    const Tensor a = random_matrix(m, k, 83 + static_cast<unsigned>(m));
+    for (int precision = 0; precision < 3; ++precision) {
+      if ((precision == 1 && !bf16_gemm_available()) || (precision == 2 && !int8_gemm_available())) continue;
+      for (bool gelu : {false, true}) {
+        auto run = [&](Epilogue epilogue, std::vector<float>& c) {
+          c.assign(static_cast<size_t>(m * n), 0.0f);
+          if (precision == 0) gemm(m, n, k, {a.data(), k}, {w.data(), n}, c.data(), n, 0.0f, epilogue);
+          if (precision == 1) gemm_bf16(m, n, k, {a.data(), k}, {w16.row(0), n, w16.packed.get()}, c.data(), n, 0.0f, epilogue);
+          if (precision == 2)
+            gemm_int8(m, n, k, {a.data(), k}, {w8.row(0), n, w8.scales.data(), w8.packed.get()}, c.data(), n, 0.0f, epilogue);
+        };
+        std::vector<float> fused, separate;
+        run({bias.data(), gelu}, fused);
+        run({}, separate);
+        for (int64_t r = 0; r < m; ++r)
+          gelu ? kernels.bias_gelu(separate.data() + r * n, bias.data(), n) : kernels.bias_add(separate.data() + r * n, bias.data(), n);
+        ASSERT_EQ(fused, separate) << "precision " << precision << " rows " << m << " gelu " << gelu;
+      }
+    }
+  }
+  omp_set_num_threads(saved_threads);
+}
+
 TEST(GemmBf16Packed, PackedAndRuntimeShapePathsAgree) {
   if (!bf16_gemm_available()) GTEST_SKIP() << "oneDNN has no bf16 matmul on this CPU";
   const int64_t k = 96, n = 80;
