@@ -1,5 +1,6 @@
 #include "model/exit_heads.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -34,29 +35,27 @@ double folded_cls_attention(const float* q, const float* x, int64_t n, int64_t d
                             const Tensor& bkv, int heads, int64_t d, float* context) {
   const int64_t width = heads * d;
   const float* w = wkv.data();
+  const RowKernels& k = row_kernels();
+  // (Both folds below go through the vectorized dot / axpy row kernels, along the weight's rows: as
+  // scalar loops, the second one across the rows, they were most of an exit's time at batch 1.)
   std::vector<float> folded_query(static_cast<size_t>(din * heads));  // [din, heads]: Wk_h^T q_h
   for (int64_t i = 0; i < din; ++i)
-    for (int h = 0; h < heads; ++h) {
-      float dot = 0.0f;
-      for (int64_t c = h * d; c < (h + 1) * d; ++c) dot += w[i * 2 * width + c] * q[c];
-      folded_query[static_cast<size_t>(i * heads + h)] = dot;
-    }
+    for (int h = 0; h < heads; ++h)
+      folded_query[static_cast<size_t>(i * heads + h)] = k.dot(w + i * 2 * width + h * d, q + h * d, d);
   std::vector<float> scores(static_cast<size_t>(n * heads)), probs(static_cast<size_t>(heads * n));
   gemm(n, heads, din, {x, din}, {folded_query.data(), heads}, scores.data(), heads);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (int h = 0; h < heads; ++h) {
     float* p = probs.data() + h * n;
     for (int64_t j = 0; j < n; ++j) p[j] = scores[static_cast<size_t>(j * heads + h)] * scale;
-    row_kernels().softmax(p, n);
+    k.softmax(p, n);
   }
   std::vector<float> mean_rows(static_cast<size_t>(heads * din));  // [heads, din]: sum_j p_hj x_j
   gemm(heads, din, n, {probs.data(), n}, {x, din}, mean_rows.data(), din);
+  std::copy(bkv.data() + width, bkv.data() + 2 * width, context);
   for (int h = 0; h < heads; ++h)
-    for (int64_t c = h * d; c < (h + 1) * d; ++c) {
-      float dot = bkv.data()[width + c];
-      for (int64_t i = 0; i < din; ++i) dot += w[i * 2 * width + width + c] * mean_rows[static_cast<size_t>(h * din + i)];
-      context[c] = dot;
-    }
+    for (int64_t i = 0; i < din; ++i)
+      k.axpy(mean_rows[static_cast<size_t>(h * din + i)], w + i * 2 * width + width + h * d, context + h * d, d);
   return 2.0 * din * width + 2.0 * n * din * heads;
 }
 
