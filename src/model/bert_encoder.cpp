@@ -20,10 +20,8 @@ namespace sieve {
 
 namespace {
 
-// Row loops are only worth threading when there is enough work per row batch: from 4,096 elements
-// (a 32-token sentence's LayerNorm at hidden 384 is 12,288; at 2^14 it ran on one thread while the
-// other waited, measured 2 % of an int8 forward at 32 tokens).
-constexpr int64_t kParallelMinElements = 1 << 12;
+// Row loops are only worth threading when there is enough work per row batch.
+constexpr int64_t kParallelMinElements = 1 << 14;
 
 template <typename RowFn>
 void for_each_row(int64_t rows, int64_t cols, RowFn&& fn) {
