@@ -5,12 +5,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "attention/fused_attention.h"
 #include "kernels/row_kernels.h"
 #include "kernels/vec_math_avx512.h"
+#include "util/half.h"
 
 namespace sieve::avx512bf16 {
 
@@ -18,16 +18,9 @@ namespace {
 
 constexpr int kQueryBlock = 4;  // query rows sharing each load of K and V
 
-// fp32 -> bf16, round to nearest even (no NaNs arise here).
-uint16_t to_bf16(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  return static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-}
-
 // Two bf16 in one 32-bit lane, `first` in the low half: the element order vdpbf16ps pairs.
 uint32_t bf16_pair(float first, float second) {
-  return static_cast<uint32_t>(to_bf16(first)) | (static_cast<uint32_t>(to_bf16(second)) << 16);
+  return static_cast<uint32_t>(f32_to_bf16(first)) | (static_cast<uint32_t>(f32_to_bf16(second)) << 16);
 }
 
 // head_dim = 16 * kVecs. Layouts, all in bf16 pairs (uint32):

@@ -1,8 +1,8 @@
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "kernels/row_kernels.h"
+#include "util/half.h"
 
 namespace sieve::portable {
 
@@ -24,16 +24,7 @@ void bias_tanh(float* x, const float* bias, int64_t n) {
 }
 
 void to_bf16(const float* x, uint16_t* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, x + i, sizeof bits);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) {
-      out[i] = static_cast<uint16_t>((bits >> 16) | 0x40u);  // quiet NaN
-      continue;
-    }
-    bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
-    out[i] = static_cast<uint16_t>(bits >> 16);
-  }
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(x[i]);
 }
 
 float quantize_int8(const float* x, int8_t* out, int64_t n) {

@@ -42,4 +42,12 @@ inline float round_to_f16(float value) { return f16_to_f32(f32_to_f16(value)); }
 // bf16 is the top half of an fp32, so widening is a shift.
 inline float bf16_to_f32(uint16_t bf16) { return std::bit_cast<float>(static_cast<uint32_t>(bf16) << 16); }
 
+// fp32 to bf16 bits, rounded to nearest even; a NaN stays a (quiet) NaN instead of rounding into
+// infinity. The rounding the bf16 GEMMs and attention apply to their operands.
+inline uint16_t f32_to_bf16(float value) {
+  const uint32_t bits = std::bit_cast<uint32_t>(value);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
 }  // namespace sieve
