@@ -10,7 +10,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
 #include "kernels/row_kernels.h"
-#include "kernels/tile_sparse_gemm.h"  // cpu_has_avx512_bf16
+#include "kernels/tile_sparse_gemm.h"  // cpu_has_avx512_bf16, amx::available
 #include "test_helpers.h"
 
 namespace sieve {
@@ -228,6 +228,33 @@ NaiveAttention naive_attention(const std::vector<float>& qkv, int64_t n, int64_t
   return r;
 }
 
+// Block-Skim's diagonal blocks: row 0 in none (a special token), then entries of up to 6 rows in
+// tiles of 8, so each tile has a border the kernel must leave alone.
+struct DiagonalBlocksFixture {
+  static constexpr int64_t kTile = 8, kRows = 6;
+  std::vector<int32_t> row_block, first_row, end_row;
+  std::vector<float> tiles;
+  explicit DiagonalBlocksFixture(int64_t n) : row_block(static_cast<size_t>(n), -1) {
+    for (int64_t r = 1; r < n; r += kRows) {
+      first_row.push_back(static_cast<int32_t>(r));
+      end_row.push_back(static_cast<int32_t>(std::min(n, r + kRows)));
+      for (int64_t i = r; i < end_row.back(); ++i) row_block[static_cast<size_t>(i)] = static_cast<int32_t>(first_row.size() - 1);
+    }
+    tiles.assign(first_row.size() * kTile * kTile, -1.0f);
+  }
+  DiagonalBlocksOut out() { return {row_block.data(), first_row.data(), end_row.data(), kTile, tiles.data()}; }
+  void expect_probabilities(const std::vector<double>& probs, int64_t n, double tolerance, const char* kernel) const {
+    for (size_t b = 0; b < first_row.size(); ++b)
+      for (int64_t i = 0; i < kTile; ++i)
+        for (int64_t j = 0; j < kTile; ++j) {
+          const float got = tiles[(b * kTile + static_cast<size_t>(i)) * kTile + static_cast<size_t>(j)];
+          const int64_t qi = first_row[b] + i, kj = first_row[b] + j;
+          if (qi < end_row[b] && kj < end_row[b]) EXPECT_NEAR(got, probs[static_cast<size_t>(qi * n + kj)], tolerance) << kernel << " " << b << " " << i << " " << j;
+          else EXPECT_EQ(got, -1.0f) << kernel << ": outside block " << b << " at " << i << ", " << j;
+        }
+  }
+};
+
 class FusedAttentionTest : public ::testing::TestWithParam<std::tuple<int64_t, int64_t>> {};
 
 TEST_P(FusedAttentionTest, MatchesNaiveAttentionAndStatistics) {
@@ -241,59 +268,56 @@ TEST_P(FusedAttentionTest, MatchesNaiveAttentionAndStatistics) {
     float magnitude = 0.0f;
     HeadView view{qkv.data(), qkv.data() + d, qkv.data() + 2 * d, stride, out.data(), d};
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-    // Block-Skim's diagonal blocks: row 0 in none (a special token), then entries of up to 6 rows
-    // in tiles of 8, so each tile has a border the kernel must leave alone.
-    constexpr int64_t kTile = 8, kRows = 6;
-    std::vector<int32_t> row_block(static_cast<size_t>(n), -1), first_row, end_row;
-    for (int64_t r = 1; r < n; r += kRows) {
-      first_row.push_back(static_cast<int32_t>(r));
-      end_row.push_back(static_cast<int32_t>(std::min(n, r + kRows)));
-      for (int64_t i = r; i < end_row.back(); ++i) row_block[static_cast<size_t>(i)] = static_cast<int32_t>(first_row.size() - 1);
-    }
-    std::vector<float> tiles(first_row.size() * kTile * kTile, -1.0f);
-    HeadStatistics stats{received.data(), &magnitude, {row_block.data(), first_row.data(), end_row.data(), kTile, tiles.data()}};
+    DiagonalBlocksFixture diagonal(n);
+    HeadStatistics stats{received.data(), &magnitude, diagonal.out()};
     if (use_portable) portable::fused_attention(view, n, d, scale, stats);
     else ASSERT_TRUE(avx512::fused_attention(view, n, d, scale, stats));
-    EXPECT_LT(max_abs_diff(out, expected.out), 1e-5f) << (use_portable ? "portable" : "avx512");
+    const char* kernel = use_portable ? "portable" : "avx512";
+    EXPECT_LT(max_abs_diff(out, expected.out), 1e-5f) << kernel;
     EXPECT_LT(max_abs_diff(received, expected.received), 1e-4f);
     EXPECT_NEAR(magnitude, expected.magnitude, 1e-3f * expected.magnitude);
-    for (size_t b = 0; b < first_row.size(); ++b)
-      for (int64_t i = 0; i < kTile; ++i)
-        for (int64_t j = 0; j < kTile; ++j) {
-          const float got = tiles[(b * kTile + static_cast<size_t>(i)) * kTile + static_cast<size_t>(j)];
-          const int64_t qi = first_row[b] + i, kj = first_row[b] + j;
-          if (qi < end_row[b] && kj < end_row[b]) EXPECT_NEAR(got, expected.probs[static_cast<size_t>(qi * n + kj)], 1e-6) << b << " " << i << " " << j;
-          else EXPECT_EQ(got, -1.0f) << "outside block " << b << " at " << i << ", " << j;
-        }
+    diagonal.expect_probabilities(expected.probs, n, 1e-6, kernel);
   }
 }
 
-// --precision bf16 / int8: Q.K^T and P.V on bf16 operands. Against the definition on the same
-// rounded operands (a probability can round the other way when the kernel's fp32 softmax and the
-// double one straddle a bf16 boundary: one ulp, 2^-8 of it), and loosely against fp32 attention.
+// --precision bf16 / int8: Q.K^T and P.V on bf16 operands, with vdpbf16ps and (where the CPU has
+// it) on AMX tiles. Against the definition on the same rounded operands (a probability can round
+// the other way when the kernel's fp32 softmax and the double one straddle a bf16 boundary: one
+// ulp, 2^-8 of it), and loosely against fp32 attention.
 TEST_P(FusedAttentionTest, Bf16ProductsMatchNaiveAttentionOnRoundedOperands) {
   if (!cpu_has_avx512() || !cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
   const auto [n, d] = GetParam();
   const int64_t stride = 3 * d + 5;
   const auto qkv = random_normal(static_cast<size_t>(n * stride), 12);
   const NaiveAttention expected = naive_attention(qkv, n, d, stride, true), fp32 = naive_attention(qkv, n, d, stride);
-  std::vector<float> out(static_cast<size_t>(n * d)), received(static_cast<size_t>(n), 0.0f);
-  float magnitude = 0.0f;
-  HeadView view{qkv.data(), qkv.data() + d, qkv.data() + 2 * d, stride, out.data(), d};
-  ASSERT_TRUE(avx512bf16::fused_attention(view, n, d, 1.0f / std::sqrt(static_cast<float>(d)), {received.data(), &magnitude}));
-  EXPECT_LT(max_abs_diff(out, expected.out), 2e-3f);
-  EXPECT_LT(max_abs_diff(received, expected.received), 1e-4f);
-  EXPECT_NEAR(magnitude, expected.magnitude, 1e-3f * expected.magnitude);
-  EXPECT_LT(max_abs_diff(out, fp32.out), 5e-2f);
-  // The dispatcher takes this kernel when asked for bf16 products, and the fp32 one otherwise.
-  std::vector<float> dispatched(out.size());
-  view.out = dispatched.data();
-  fused_attention(view, n, d, 1.0f / std::sqrt(static_cast<float>(d)), {}, true);
-  EXPECT_EQ(dispatched, out);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  std::vector<float> preferred;  // the output of the kernel the dispatcher should pick
+  for (const bool tiles : {false, true}) {
+    if (tiles && !amx::available()) continue;
+    const char* kernel = tiles ? "amx" : "avx512bf16";
+    std::vector<float> out(static_cast<size_t>(n * d), -7.0f), received(static_cast<size_t>(n), 0.0f);
+    float magnitude = 0.0f;
+    HeadView view{qkv.data(), qkv.data() + d, qkv.data() + 2 * d, stride, out.data(), d};
+    DiagonalBlocksFixture diagonal(n);
+    const HeadStatistics stats{received.data(), &magnitude, diagonal.out()};
+    ASSERT_TRUE(tiles ? amx::fused_attention(view, n, d, scale, stats) : avx512bf16::fused_attention(view, n, d, scale, stats));
+    EXPECT_LT(max_abs_diff(out, expected.out), 2e-3f) << kernel;
+    EXPECT_LT(max_abs_diff(received, expected.received), 1e-4f) << kernel;
+    EXPECT_NEAR(magnitude, expected.magnitude, 1e-3f * expected.magnitude) << kernel;
+    EXPECT_LT(max_abs_diff(out, fp32.out), 5e-2f) << kernel;
+    diagonal.expect_probabilities(expected.probs, n, 1e-5, kernel);
+    preferred = out;
+  }
+  // The dispatcher takes the AMX kernel where there is one, else vdpbf16ps, when asked for bf16
+  // products; without them it is the fp32 kernel.
+  std::vector<float> dispatched(preferred.size());
+  HeadView view{qkv.data(), qkv.data() + d, qkv.data() + 2 * d, stride, dispatched.data(), d};
+  fused_attention(view, n, d, scale, {}, true);
+  EXPECT_EQ(dispatched, preferred);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, FusedAttentionTest,
-                         ::testing::Combine(::testing::Values(1, 3, 4, 5, 17, 64, 129), ::testing::Values(16, 32, 64)));
+                         ::testing::Combine(::testing::Values(1, 3, 4, 5, 17, 33, 64, 129), ::testing::Values(16, 32, 48, 64, 128)));
 
 }  // namespace
 }  // namespace sieve

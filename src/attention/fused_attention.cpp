@@ -43,6 +43,7 @@ void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float sc
 void fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats,
                      bool bf16_products) {
   if (n <= 0) return;
+  if (bf16_products && amx::available() && amx::fused_attention(head, n, head_dim, scale, stats)) return;
   if (bf16_products && cpu_has_avx512() && cpu_has_avx512_bf16() && avx512bf16::fused_attention(head, n, head_dim, scale, stats))
     return;
   if (cpu_has_avx512() && avx512::fused_attention(head, n, head_dim, scale, stats)) return;

@@ -77,5 +77,8 @@ bool fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float sc
 namespace avx512bf16 {  // the bf16-products version; call only where cpu_has_avx512_bf16()
 bool fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats);
 }
+namespace amx {  // the same on AMX tiles; call only where amx::available() (kernels/tile_sparse_gemm.h)
+bool fused_attention(const HeadView& head, int64_t n, int64_t head_dim, float scale, HeadStatistics stats);
+}
 
 }  // namespace sieve
