@@ -12,13 +12,18 @@
 
 namespace sieve {
 
+struct PackedWeights;  // gemm.cpp
+
 struct MatrixRef {
   const float* data;
   int64_t stride;  // elements between consecutive rows
+  // Where B is a whole weight: its copy in oneDNN's layout (pack_fp32), or null.
+  const PackedWeights* packed = nullptr;
 };
 
 // C[M, N] = A[M, K] * B[K, N] + beta * C[M, N], then the epilogue (bias, bias + GELU) if any.
-// Threads follow OpenMP (omp_set_num_threads).
+// Threads follow OpenMP (omp_set_num_threads). With B packed, up to kPackedFp32MaxRows dense rows
+// and beta 0 or 1, the product is a fixed-shape matmul on the packed copy, else oneDNN's sgemm.
 void gemm(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c, int64_t ldc, float beta = 0.0f,
           Epilogue epilogue = {});
 
@@ -32,12 +37,18 @@ void gemm_tn(int64_t m, int64_t n, int64_t k, MatrixRef a, MatrixRef b, float* c
 // [rows, cols] -> [cols, rows]: how nn.Linear weights are stored for gemm().
 Tensor transposed(const Tensor& w);
 
+// fp32 weights packed once at load into oneDNN's blocked layout (null where that fails): sgemm
+// re-packs B on every call, which at a few dozen rows costs about as much as the product
+// (packed / sgemm on this VM: 1.1-1.4x at 32-512 rows, 0.92-1.10x from 1,024; bench/gemm/GEMM-CHOICE.md).
+// SIEVE_FP32_PACKED=0 leaves every fp32 GEMM to sgemm.
+std::shared_ptr<const PackedWeights> pack_fp32(const Tensor& w);
+constexpr int64_t kPackedFp32MaxRows = 512;
+
 // Low-precision copies of a weight keep, besides their plain row-major codes (which any column or
 // row block of the weight can be read from, for pruned heads), oneDNN's blocked layout of the
 // whole weight, packed once at load: whole-weight GEMMs then run a fixed-shape matmul on it, made
 // once per row count and cached. That removes the run-time-shape path's per-call cost, which
 // dominated short inputs (bench/gemm/GEMM-CHOICE.md, "Packed weights").
-struct PackedWeights;  // gemm.cpp
 
 // The bf16 option (--precision bf16): weights rounded to bfloat16 once at load, activations rounded
 // on the way into each GEMM, products accumulated in fp32 by oneDNN's bf16 matmul. Half the weight

@@ -150,6 +150,7 @@ BertEncoder BertEncoder::load(const std::filesystem::path& model_dir) {
     layer.ffn_out_w = transposed(w.get(p + "output.dense.weight", {H, I}));
     layer.ffn_out_b = w.get(p + "output.dense.bias", {H});
     std::tie(layer.ffn_ln_g, layer.ffn_ln_b) = w.layer_norm(p + "output.LayerNorm", H);
+    for (auto [weight, copies] : layer.weights()) copies->fp32_packed = pack_fp32(*weight);
     enc.layers_.push_back(std::move(layer));
   }
   if (w.contains("pooler.dense.weight")) {
@@ -294,7 +295,7 @@ void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t 
         gemm_tile_sparse(m, x, copies.tile_sparse, block, c, ldc, beta, epilogue);
         return;
       }
-      gemm(m, n, k, x, {w.row(row0) + col0, ld}, c, ldc, beta, epilogue);
+      gemm(m, n, k, x, {w.row(row0) + col0, ld, whole ? copies.fp32_packed.get() : nullptr}, c, ldc, beta, epilogue);
   }
 }
 

@@ -139,6 +139,7 @@ class BertEncoder {
   // A weight's other copies: for --precision bf16 and int8, each made by the first set_precision()
   // to it, and the tile-sparse one (set_tile_sparse) that fp32 GEMMs read instead of the dense one.
   struct WeightCopies {
+    std::shared_ptr<const PackedWeights> fp32_packed;  // the fp32 weight in oneDNN's layout (gemm.h)
     Bf16Matrix bf16;
     Int8Matrix int8;
     TileSparseMatrix tile_sparse;
