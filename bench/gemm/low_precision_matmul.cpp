@@ -1,7 +1,8 @@
-// The low-precision GEMM choice (GEMM-CHOICE.md, "bf16 and int8: packed weights"): oneDNN's matmul
-// at Sieve's layer shapes, fp32 sgemm as the anchor, bf16 and int8 (s8 and u8 activations) each
-// with every shape given at run time (the gemm:jit path) and with fixed shapes on weights packed
-// once (brgemm). Best of 5 batches of 20 calls, ms per call.
+// The GEMM choice on packed weights (GEMM-CHOICE.md, "bf16 and int8: packed weights" and "fp32:
+// packed weights too"): oneDNN's matmul at Sieve's layer shapes, fp32 sgemm as the anchor, fp32 on
+// packed weights, bf16 and int8 (s8 and u8 activations) each with every shape given at run time
+// (the gemm:jit path) and with fixed shapes on weights packed once (brgemm). Best of 5 batches of
+// 20 calls, ms per call.
 //   g++ -O2 -std=c++20 bench/gemm/low_precision_matmul.cpp -ldnnl -o build-gemm/low_precision_matmul
 //   OMP_NUM_THREADS=2 build-gemm/low_precision_matmul
 #include <oneapi/dnnl/dnnl.hpp>
@@ -73,9 +74,9 @@ int main() {
   engine eng(engine::kind::cpu, 0);
   stream s(eng);
   const int64_t shapes[][2] = {{384, 1152}, {384, 384}, {384, 1536}, {1536, 384}, {768, 2304}, {768, 3072}, {3072, 768}};
-  std::printf("| M | K | N | fp32 sgemm | bf16 run-time | bf16 packed | s8 run-time | u8 run-time | s8 packed | u8 packed |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
-  for (int64_t m : {1, 8, 32, 128, 384})
+  std::printf("| M | K | N | fp32 sgemm | fp32 packed | bf16 run-time | bf16 packed | s8 run-time | u8 run-time | s8 packed | u8 packed |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int64_t m : {1, 8, 32, 128, 384, 1024})
     for (const auto& shape : shapes) {
       const int64_t k = shape[0], n = shape[1];
       std::vector<float> a(m * k, 0.5f), b(k * n, 0.25f), c(m * n);
@@ -85,6 +86,7 @@ int main() {
       std::vector<int32_t> c32(m * n);
       const double fp32 = best_ms([&] { dnnl_sgemm('N', 'N', m, n, k, 1.f, a.data(), k, b.data(), n, 0.f, c.data(), n); });
       const double times[] = {
+          packed(eng, s, dt::f32, dt::f32, dt::f32, m, k, n, a.data(), b.data(), c.data()),
           runtime_shape(eng, s, dt::bf16, dt::bf16, dt::f32, m, k, n, a16.data(), b16.data(), c.data()),
           packed(eng, s, dt::bf16, dt::bf16, dt::f32, m, k, n, a16.data(), b16.data(), c.data()),
           runtime_shape(eng, s, dt::s8, dt::s8, dt::s32, m, k, n, a8.data(), b8.data(), c32.data()),
