@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "attention/bf16_probabilities.h"
 #include "attention/fused_attention.h"
 #include "kernels/row_kernels.h"
 #include "kernels/vec_math_avx512.h"
@@ -132,16 +133,7 @@ bool fused_attention(const HeadView& head, int64_t n, int64_t d, float scale, He
       _tile_stored(0, scores + j0, np * 4);
       _tile_stored(1, scores + j0 + kKeys, np * 4);
     }
-    for (int64_t r = 0; r < kRows; ++r) {
-      float* row = scores + r * np;
-      if (r < rows) {
-        avx512::kRowKernels.softmax(row, n);
-        store_diagonal_block_row(stats.diagonal, i0 + r, row);
-      }
-      std::fill(row + (r < rows ? n : 0), row + np, 0.0f);  // padding keys, and rows past the end
-      for (int64_t j = 0; j < np; j += 16)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p16 + r * np + j), to_bf16(_mm512_loadu_ps(row + j)));
-    }
+    avx512::probabilities_to_bf16(scores, kRows, rows, n, np, i0, stats.diagonal, p16);
     if (stats.received) avx512::add_rows_to(stats.received, scores, rows, np, n);
     // Output, two 16-column blocks per pass over the keys (one when d / 16 is odd at the end).
     for (int64_t c0 = 0; c0 < d; c0 += 2 * kKeys) {

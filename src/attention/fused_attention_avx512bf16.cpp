@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "attention/bf16_probabilities.h"
 #include "attention/fused_attention.h"
 #include "kernels/row_kernels.h"
 #include "kernels/vec_math_avx512.h"
@@ -73,17 +74,8 @@ void attend(const HeadView& head, int64_t n, float scale, HeadStatistics stats) 
       }
       for (int r = 0; r < kQueryBlock; ++r) _mm512_storeu_ps(probs + r * padded + jb, acc[r]);
     }
-    for (int r = 0; r < kQueryBlock; ++r) {
-      float* row = probs + r * padded;
-      if (r < rows) {
-        avx512::kRowKernels.softmax(row, n);
-        store_diagonal_block_row(stats.diagonal, i0 + r, row);
-      }
-      std::fill(row + (r < rows ? n : 0), row + padded, 0.0f);  // padding keys, and rows past the end
-      for (int64_t jb = 0; jb < padded; jb += 16)  // 16 probabilities -> 8 pairs
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p2 + r * pairs + jb / 2),
-                            (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(row + jb)));
-    }
+    avx512::probabilities_to_bf16(probs, kQueryBlock, rows, n, padded, i0, stats.diagonal,
+                                  reinterpret_cast<uint16_t*>(p2));
 
     __m512 out[kQueryBlock][kVecs];
     for (auto& row : out)
