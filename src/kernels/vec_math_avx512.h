@@ -45,11 +45,7 @@ inline __m512 erf_ps(__m512 x) {
   q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.68282697438203e-03f));
   q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-7.37332916720468e-03f));
   q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.42647390514189e-02f));
-  // 1 / q as rcp14 and one Newton step (relative error ~2^-27) instead of vdivps, whose throughput
-  // (one per ~16 cycles for 16 lanes) bounded the int8 dequantize + GELU pass.
-  __m512 r = _mm512_rcp14_ps(q);
-  r = _mm512_mul_ps(r, _mm512_fnmadd_ps(q, r, _mm512_set1_ps(2.0f)));
-  return _mm512_mul_ps(_mm512_mul_ps(x, p), r);
+  return _mm512_div_ps(_mm512_mul_ps(x, p), q);
 }
 
 inline float reduce_add(__m512 v) { return _mm512_reduce_add_ps(v); }
