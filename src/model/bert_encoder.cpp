@@ -611,19 +611,28 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
   std::vector<SequenceOutput> outputs(inputs.size());
 
   // The activations live in a per-thread workspace kept between passes: allocated afresh, their
-  // first touch (page faults on new mmap'd memory) cost ~4 % of a pass at 384 tokens x 8. A nested
-  // pass on the same thread (none today) would get its own.
+  // first touch (page faults on new mmap'd memory) cost ~4 % of a pass at 384 tokens x 8. Up to
+  // kKeptWorkspaceBytes stay allocated after a pass (a server's 16k-token batch would otherwise
+  // keep ~250 MB for MiniLM-L6). A nested pass on the same thread (none today) gets its own.
   struct Workspace {
     Tensor x, qkv, context, attn, intermediate;
     bool in_use = false;
+    int64_t bytes() const {
+      return static_cast<int64_t>(sizeof(float)) *
+             (x.capacity() + qkv.capacity() + context.capacity() + attn.capacity() + intermediate.capacity());
+    }
   };
+  constexpr int64_t kKeptWorkspaceBytes = int64_t{64} << 20;
   thread_local Workspace thread_workspace;
   Workspace nested;
   Workspace& ws = thread_workspace.in_use ? nested : thread_workspace;
   ws.in_use = true;
   struct Release {
     Workspace& ws;
-    ~Release() { ws.in_use = false; }
+    ~Release() {
+      if (ws.bytes() > kKeptWorkspaceBytes) ws = Workspace{};
+      ws.in_use = false;
+    }
   } release{ws};
   Tensor &x = ws.x, &qkv = ws.qkv, &context = ws.context, &attn = ws.attn, &intermediate = ws.intermediate;
   x.reshape({rows, H});

@@ -20,6 +20,7 @@ class Tensor {
   int64_t dim(int axis) const { return shape_.at(static_cast<size_t>(axis)); }
   int64_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
+  int64_t capacity() const { return capacity_; }  // elements allocated (reshape only grows it)
 
   float* data() { return data_.get(); }
   const float* data() const { return data_.get(); }
