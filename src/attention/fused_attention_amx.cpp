@@ -21,8 +21,10 @@
 
 #include "attention/bf16_probabilities.h"
 #include "attention/fused_attention.h"
+#include "kernels/amx_tiles.h"
 #include "kernels/row_kernels.h"
 #include "kernels/vec_math_avx512.h"
+#include "util/scratch.h"
 
 namespace sieve::amx {
 
@@ -34,13 +36,6 @@ constexpr int64_t kChunk = 32;    // bf16 values along the product's inner dimen
 constexpr int kTileBytes = 64;    // every tile here is 16 rows of 64 bytes
 
 // Tiles 0, 1: fp32 results; 2, 3: B operands; 4: the A operand.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
 void configure() {
   TileConfig config;
   for (int t = 0; t < 5; ++t) config.colsb[t] = kTileBytes, config.rows[t] = kRows;
@@ -56,13 +51,6 @@ struct Scratch {
   std::vector<float> scores, out;
 };
 
-// Grow-only: the attention runs per head and per sequence, and a resize would zero-fill each time.
-template <class T>
-T* at_least(std::vector<T>& v, int64_t n) {
-  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-
 }  // namespace
 
 bool fused_attention(const HeadView& head, int64_t n, int64_t d, float scale, HeadStatistics stats) {
@@ -70,14 +58,14 @@ bool fused_attention(const HeadView& head, int64_t n, int64_t d, float scale, He
   const int64_t dp = (d + kChunk - 1) / kChunk * kChunk, d2 = dp / 2;  // head_dim padded for Q.K^T
   const int64_t np = (n + kChunk - 1) / kChunk * kChunk, pairs = np / 2;  // keys padded for P.V
   const int64_t nq = (n + kRows - 1) / kRows * kRows;
-  thread_local Scratch s;
-  uint16_t* q16 = at_least(s.q16, nq * dp);
-  uint16_t* p16 = at_least(s.p16, kRows * np);
-  uint32_t* kt = at_least(s.kt, d2 * np);
-  uint32_t* v2 = at_least(s.v2, pairs * d);
-  uint32_t* key_rows = at_least(s.key_rows, kKeys * d2);
-  float* scores = at_least(s.scores, kRows * np);
-  float* out = at_least(s.out, kRows * d);
+  thread_local Scratch s;  // grow-only (util/scratch.h): the kernel runs per head and per sequence
+  uint16_t* q16 = scratch(s.q16, nq * dp);
+  uint16_t* p16 = scratch(s.p16, kRows * np);
+  uint32_t* kt = scratch(s.kt, d2 * np);
+  uint32_t* v2 = scratch(s.v2, pairs * d);
+  uint32_t* key_rows = scratch(s.key_rows, kKeys * d2);
+  float* scores = scratch(s.scores, kRows * np);
+  float* out = scratch(s.out, kRows * d);
   const __m512 scale_v = _mm512_set1_ps(scale);
 
   // Q rows in bf16, zero past d and past n.

@@ -15,6 +15,7 @@
 
 #include "kernels/row_kernels.h"
 #include "util/error.h"
+#include "util/scratch.h"
 
 namespace sieve {
 
@@ -40,15 +41,6 @@ Tensor transposed(const Tensor& w) {
 }
 
 namespace {
-
-// A per-thread scratch buffer of at least `size` elements. It only grows: resize() would zero-fill
-// again whatever a shorter call had given back (the QKV, output and FFN GEMMs alternate sizes): a
-// memset that was 3 % of an int8 forward pass at 32 tokens.
-template <class T>
-T* scratch(std::vector<T>& buffer, int64_t size) {
-  if (buffer.size() < static_cast<size_t>(size)) buffer.resize(static_cast<size_t>(size));
-  return buffer.data();
-}
 
 using dt = dnnl::memory::data_type;
 constexpr auto kRuntime = DNNL_RUNTIME_DIM_VAL;

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/amx_tiles.h"
 #include "kernels/tile_sparse_gemm.h"
 #include "kernels/vec_math_avx512.h"
 
@@ -24,13 +25,6 @@ constexpr int64_t kCols = TileSparseMatrix::kTileCols;
 constexpr int64_t kGroup = 16;  // rows of A per AMX operand
 
 // Tile registers: 0, 1 accumulate two groups of 16 rows; 2, 3 hold their A; 4 holds the weight tile.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};  // bytes per row, per tile register
-  uint8_t rows[16] = {};
-};
-
 void configure(int64_t tile_k) {
   TileConfig config;
   for (int t : {0, 1}) config.colsb[t] = kCols * sizeof(float), config.rows[t] = kGroup;
