@@ -194,6 +194,39 @@ TEST_F(EncoderTest, BatchedEqualsOneByOneWithAndWithoutPruning) {
   }
 }
 
+// A batch longer than rows_per_pass() runs in passes of whole sequences (here 1-2 per pass; the
+// 40-token input exceeds the limit and gets a pass of its own): the same outputs, pruning
+// decisions and counts as one pass. Policies see one begin() and each layer once per pass.
+TEST_F(EncoderTest, PassesOfWholeSequencesEqualOnePass) {
+  const auto inputs = sample_inputs(shape_.vocab);
+  const int64_t one_pass = encoder_->rows_per_pass();
+  ASSERT_GT(one_pass, 200);
+  for (const char* spec : {"dense", "spatten:tokens=0.5,heads=0.5", "ltp:final=0.08", "spatten:tokens=0.3,start=0,at=next"}) {
+    for (const bool freeze : {false, true}) {
+      auto chain = parse_policy_spec(spec, encoder_->config());
+      ForwardStats whole_stats, passes_stats;
+      encoder_->set_rows_per_pass(one_pass);
+      const auto whole = encoder_->forward(inputs, {chain.get(), std::nullopt, freeze}, &whole_stats);
+      encoder_->set_rows_per_pass(20);
+      const auto passes = encoder_->forward(inputs, {chain.get(), std::nullopt, freeze}, &passes_stats);
+      encoder_->set_rows_per_pass(one_pass);
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        ASSERT_EQ(passes[i].positions, whole[i].positions) << spec << " input " << i;
+        ASSERT_EQ(passes[i].hidden.shape(), whole[i].hidden.shape()) << spec;
+        for (int64_t e = 0; e < whole[i].hidden.size(); ++e)
+          ASSERT_NEAR(passes[i].hidden.data()[e], whole[i].hidden.data()[e], 1e-5) << spec << " input " << i;
+        ASSERT_EQ(passes[i].frozen_count, whole[i].frozen_count) << spec;
+        for (size_t e = 0; e < whole[i].frozen_sum.size(); ++e)
+          ASSERT_NEAR(passes[i].frozen_sum[e], whole[i].frozen_sum[e], 1e-4) << spec;
+      }
+      EXPECT_EQ(passes_stats.tokens_per_layer, whole_stats.tokens_per_layer) << spec;
+      EXPECT_EQ(passes_stats.heads_per_layer, whole_stats.heads_per_layer) << spec;
+      EXPECT_DOUBLE_EQ(passes_stats.flops, whole_stats.flops) << spec;
+    }
+  }
+  EXPECT_THROW(encoder_->set_rows_per_pass(0), Error);
+}
+
 TEST_F(EncoderTest, CascadeKeepsScheduledCountAndSpecialTokens) {
   const auto inputs = sample_inputs(shape_.vocab);
   auto chain = parse_policy_spec("spatten:tokens=0.25,start=0", encoder_->config());

@@ -79,6 +79,11 @@ class WeightReader {
 
 }  // namespace
 
+void BertEncoder::set_rows_per_pass(int64_t rows) {
+  if (rows < 1) throw Error("rows per pass must be at least 1, got " + std::to_string(rows));
+  rows_per_pass_ = rows;
+}
+
 void ForwardStats::add(const ForwardStats& other) {
   flops += other.flops;
   attention_seconds += other.attention_seconds;
@@ -100,6 +105,13 @@ BertEncoder BertEncoder::load(const std::filesystem::path& model_dir) {
     throw Error("model directory not found: " + model_dir.string());
   BertEncoder enc;
   enc.config_ = ModelConfig::load(model_dir / "config.json");
+  enc.rows_per_pass_ = std::max<int64_t>(64, kPassValues / std::max<int64_t>(1, enc.config_.hidden_size));
+  if (const char* env = std::getenv("SIEVE_ROWS_PER_PASS"); env && *env) {
+    char* end = nullptr;
+    const long long rows = std::strtoll(env, &end, 10);
+    if (*end != '\0' || rows < 1) throw Error("SIEVE_ROWS_PER_PASS must be a positive integer");
+    enc.rows_per_pass_ = rows;
+  }
   const ModelConfig& c = enc.config_;
   if (c.model_type != "bert")
     throw Error("unsupported model_type '" + c.model_type + "' in " + (model_dir / "config.json").string() +
@@ -602,7 +614,6 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
     for (int h = 0; h < heads; ++h) s.heads[static_cast<size_t>(h)] = h;
     seqs.push_back(std::move(s));
   }
-  const int64_t rows = assign_offsets(seqs);
 
   ForwardStats stats;
   stats.tokens_per_layer.assign(static_cast<size_t>(num_layers), 0);
@@ -635,8 +646,6 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
     }
   } release{ws};
   Tensor &x = ws.x, &qkv = ws.qkv, &context = ws.context, &attn = ws.attn, &intermediate = ws.intermediate;
-  x.reshape({rows, H});
-  embed(inputs, seqs, x);
 
   LayerPolicy* policy = options.policy;
   const Precision precision = options.precision.value_or(precision_);
@@ -662,73 +671,91 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
     break;
   }
 
-  for (int l = 0; l < num_layers && !seqs.empty(); ++l) {
-    const Layer& layer = layers_[static_cast<size_t>(l)];
-    received.resize(needs.attention_received ? seqs.size() : 0);
-    head_magnitude.resize(needs.head_magnitude ? seqs.size() : 0);
-    for (const auto& s : seqs) {
-      stats.heads_per_layer[static_cast<size_t>(l)] += static_cast<int64_t>(s.heads.size());
-      if (stats.work.empty()) continue;
-      LayerWork& w = stats.work[static_cast<size_t>(s.input_index)][static_cast<size_t>(l)];
-      w.tokens = static_cast<int32_t>(s.length()), w.heads = static_cast<int32_t>(s.heads.size());
-    }
-    const CtaConfig* cta = policy ? policy->attention_backend(l) : nullptr;
-    const int64_t block_size = needs.diagonal_block_size;
-    if (block_size > 0 && cta) throw Error("diagonal attention blocks (Block-Skim) cannot be read from a CTA layer");
-    diagonal.clear();
-    for (const PackedSequence& s : seqs) {
-      if (block_size > 0) diagonal.push_back(make_diagonal_blocks(s, first_plain[static_cast<size_t>(s.input_index)], block_size, heads));
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    attention_block(precision, layer, l, cta ? &cta->layers[static_cast<size_t>(l)] : nullptr, seqs, x, qkv, context, attn,
-                    needs.attention_received ? &received : nullptr, needs.head_magnitude ? &head_magnitude : nullptr,
-                    block_size > 0 ? &diagonal : nullptr, block_size, stats);
-    stats.attention_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
-    std::vector<std::vector<uint8_t>> drop_after_ffn;  // keep masks applied after the FFN, if deferred
-    if (policy) {
-      bool any_dropped = false;
-      const AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, &attn, diagonal, block_size};
-      PruneDecision decision = decide_pruning(*policy, view, seqs, &any_dropped);
-      if (any_dropped && decision.drop_before_ffn) {
-        // x still holds this layer's input, the dropped tokens' last complete layer output.
-        if (options.freeze_pruned_tokens) freeze_dropped_rows(x, seqs, decision.keep_token, outputs);
-        compact_rows(attn, seqs, decision.keep_token);
-      } else if (any_dropped) {
-        drop_after_ffn = std::move(decision.keep_token);
+  // A batch of more than rows_per_pass_ rows runs in passes of consecutive whole sequences, each
+  // through all layers. Sequences never interact, so the outputs are the same; a pass's
+  // activations stay within the kept workspace and nearer the caches (213-token inputs, fp32, 2
+  // threads: 16.1 ms per sequence at 8 per pass, 17.9 at 32 in one pass). Policies get one begin()
+  // for the whole batch and, per layer, the sequences of the pass: they key their state by
+  // input_index, as they must anyway once early exits thin the batch.
+  std::vector<PackedSequence> pending = std::move(seqs);
+  for (size_t next = 0; next < pending.size();) {
+    seqs.clear();
+    int64_t pass_rows = 0;
+    do {
+      pass_rows += pending[next].length();
+      seqs.push_back(std::move(pending[next++]));
+    } while (next < pending.size() && pass_rows + pending[next].length() <= rows_per_pass_);
+    assign_offsets(seqs);
+    x.reshape({pass_rows, H});
+    embed(inputs, seqs, x);
+    for (int l = 0; l < num_layers && !seqs.empty(); ++l) {
+      const Layer& layer = layers_[static_cast<size_t>(l)];
+      received.resize(needs.attention_received ? seqs.size() : 0);
+      head_magnitude.resize(needs.head_magnitude ? seqs.size() : 0);
+      for (const auto& s : seqs) {
+        stats.heads_per_layer[static_cast<size_t>(l)] += static_cast<int64_t>(s.heads.size());
+        if (stats.work.empty()) continue;
+        LayerWork& w = stats.work[static_cast<size_t>(s.input_index)][static_cast<size_t>(l)];
+        w.tokens = static_cast<int32_t>(s.length()), w.heads = static_cast<int32_t>(s.heads.size());
       }
-    }
-    for (const auto& s : seqs) stats.tokens_per_layer[static_cast<size_t>(l)] += s.length();
+      const CtaConfig* cta = policy ? policy->attention_backend(l) : nullptr;
+      const int64_t block_size = needs.diagonal_block_size;
+      if (block_size > 0 && cta) throw Error("diagonal attention blocks (Block-Skim) cannot be read from a CTA layer");
+      diagonal.clear();
+      for (const PackedSequence& s : seqs) {
+        if (block_size > 0) diagonal.push_back(make_diagonal_blocks(s, first_plain[static_cast<size_t>(s.input_index)], block_size, heads));
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      attention_block(precision, layer, l, cta ? &cta->layers[static_cast<size_t>(l)] : nullptr, seqs, x, qkv, context, attn,
+                      needs.attention_received ? &received : nullptr, needs.head_magnitude ? &head_magnitude : nullptr,
+                      block_size > 0 ? &diagonal : nullptr, block_size, stats);
+      stats.attention_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    ffn_block(precision, layer, attn, intermediate, x, stats);
-    if (!drop_after_ffn.empty()) {
-      if (options.freeze_pruned_tokens) freeze_dropped_rows(x, seqs, drop_after_ffn, outputs);
-      compact_rows(x, seqs, drop_after_ffn);
-      drop_after_ffn.clear();
-    }
-
-    const bool last = l + 1 == num_layers;
-    ExitDecision exits;
-    exits.exit_now.assign(seqs.size(), last ? 1 : 0);
-    if (policy && !last) policy->after_layer(LayerOutputView{l, num_layers, seqs, &x}, exits);
-    if (std::any_of(exits.exit_now.begin(), exits.exit_now.end(), [](uint8_t v) { return v; })) {
-      std::vector<PackedSequence> staying;
-      std::vector<std::vector<uint8_t>> keep_rows;
-      for (size_t s = 0; s < seqs.size(); ++s) {
-        PackedSequence& seq = seqs[s];
-        if (exits.exit_now[s]) {
-          SequenceOutput& out = outputs[static_cast<size_t>(seq.input_index)];
-          out.hidden = Tensor({seq.length(), H});
-          std::memcpy(out.hidden.data(), x.row(seq.offset), sizeof(float) * seq.length() * H);
-          out.positions = seq.positions;
-          out.exit_layer = l + 1;
-          if (s < exits.logits.size()) out.exit_logits = std::move(exits.logits[s]);
+      std::vector<std::vector<uint8_t>> drop_after_ffn;  // keep masks applied after the FFN, if deferred
+      if (policy) {
+        bool any_dropped = false;
+        const AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, &attn, diagonal, block_size};
+        PruneDecision decision = decide_pruning(*policy, view, seqs, &any_dropped);
+        if (any_dropped && decision.drop_before_ffn) {
+          // x still holds this layer's input, the dropped tokens' last complete layer output.
+          if (options.freeze_pruned_tokens) freeze_dropped_rows(x, seqs, decision.keep_token, outputs);
+          compact_rows(attn, seqs, decision.keep_token);
+        } else if (any_dropped) {
+          drop_after_ffn = std::move(decision.keep_token);
         }
-        keep_rows.emplace_back(static_cast<size_t>(seq.length()), exits.exit_now[s] ? 0 : 1);
       }
-      compact_rows(x, seqs, keep_rows);
-      std::erase_if(seqs, [](const PackedSequence& s) { return s.positions.empty(); });
-      assign_offsets(seqs);
+      for (const auto& s : seqs) stats.tokens_per_layer[static_cast<size_t>(l)] += s.length();
+
+      ffn_block(precision, layer, attn, intermediate, x, stats);
+      if (!drop_after_ffn.empty()) {
+        if (options.freeze_pruned_tokens) freeze_dropped_rows(x, seqs, drop_after_ffn, outputs);
+        compact_rows(x, seqs, drop_after_ffn);
+        drop_after_ffn.clear();
+      }
+
+      const bool last = l + 1 == num_layers;
+      ExitDecision exits;
+      exits.exit_now.assign(seqs.size(), last ? 1 : 0);
+      if (policy && !last) policy->after_layer(LayerOutputView{l, num_layers, seqs, &x}, exits);
+      if (std::any_of(exits.exit_now.begin(), exits.exit_now.end(), [](uint8_t v) { return v; })) {
+        std::vector<PackedSequence> staying;
+        std::vector<std::vector<uint8_t>> keep_rows;
+        for (size_t s = 0; s < seqs.size(); ++s) {
+          PackedSequence& seq = seqs[s];
+          if (exits.exit_now[s]) {
+            SequenceOutput& out = outputs[static_cast<size_t>(seq.input_index)];
+            out.hidden = Tensor({seq.length(), H});
+            std::memcpy(out.hidden.data(), x.row(seq.offset), sizeof(float) * seq.length() * H);
+            out.positions = seq.positions;
+            out.exit_layer = l + 1;
+            if (s < exits.logits.size()) out.exit_logits = std::move(exits.logits[s]);
+          }
+          keep_rows.emplace_back(static_cast<size_t>(seq.length()), exits.exit_now[s] ? 0 : 1);
+        }
+        compact_rows(x, seqs, keep_rows);
+        std::erase_if(seqs, [](const PackedSequence& s) { return s.positions.empty(); });
+        assign_offsets(seqs);
+      }
     }
   }
   if (policy) stats.flops += policy->own_flops();

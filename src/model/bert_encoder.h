@@ -108,6 +108,15 @@ class BertEncoder {
     int64_t finest_tile_k = 0, deepest_tile_k = 0;  // tile depths chosen (0: no sparse weight)
   };
   TileSparseSummary tile_sparse_summary() const;
+  // Most rows (tokens) one pass through the layers takes: forward() runs a longer batch in passes
+  // of whole sequences. The default keeps a pass at kPassValues = rows x hidden (2,048 rows for
+  // MiniLM-L6, 1,024 for BERT-base): at batch 32 x 213-384 tokens, 2 threads, one pass of the
+  // whole batch was 1.07-1.13x slower in fp32, 1.13-1.28x in bf16, 1.37-1.42x in int8 (MiniLM),
+  // 1.2x in int8 (BERT-base-sized); 1-4k rows were within noise of each other for MiniLM.
+  // SIEVE_ROWS_PER_PASS overrides the default at load, for measuring.
+  static constexpr int64_t kPassValues = int64_t{2048} * 384;
+  void set_rows_per_pass(int64_t rows);
+  int64_t rows_per_pass() const { return rows_per_pass_; }
   bool has_pooler() const { return !pooler_w_.empty(); }
   bool has_classifier() const { return !classifier_w_.empty(); }
   int num_labels() const { return has_classifier() ? static_cast<int>(classifier_w_.dim(1)) : 0; }
@@ -192,6 +201,7 @@ class BertEncoder {
   ModelConfig config_;
   int64_t head_dim_ = 0;
   Precision precision_ = Precision::Fp32;
+  int64_t rows_per_pass_ = 0;  // set by load()
   Tensor word_emb_, pos_emb_, type_emb_, emb_ln_g_, emb_ln_b_;
   std::vector<Layer> layers_;
   Tensor pooler_w_, pooler_b_;          // pooler_w_ is [H, H] transposed
