@@ -145,6 +145,8 @@ def main():
     p.add_argument("--sets", default="sst2,long", help="comma list of input sets: sst2,long")
     p.add_argument("--sieve-bf16", action="store_true",
                    help="also a second Sieve server with --precision bf16 (dense; not the same arithmetic as the peer)")
+    p.add_argument("--sieve-env", default="", metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="also a second dense Sieve server started with these environment variables (an A/B of a runtime setting)")
     p.add_argument("--trivial", default="", metavar="PORT",
                    help="only measure GET /health on a server already listening on PORT (the HTTP layer's own cost)")
     p.add_argument("--json", default="")
@@ -162,10 +164,11 @@ def main():
     # of them back to back, so a change in the shared machine's load hits them alike.
     servers, procs = [], []
     try:
-        def start_sieve(*extra):
+        def start_sieve(*extra, env=None):
             port = free_port()
             proc = subprocess.Popen([args.sieve, "serve", "--model", args.model, "--port", str(port), "--threads", str(args.threads),
-                                     "--max-concurrent-requests", "1024", *extra], stderr=subprocess.DEVNULL)
+                                     "--max-concurrent-requests", "1024", *extra], stderr=subprocess.DEVNULL,
+                                    env=dict(os.environ, **(env or {})))
             procs.append(proc)
             wait_healthy(port, "/health", proc)
             return port, proc.pid
@@ -177,6 +180,10 @@ def main():
         if "sieve" in only and args.sieve_bf16:
             port, pid = start_sieve("--precision", "bf16")
             servers.append(("sieve dense bf16", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, pid))
+        if "sieve" in only and args.sieve_env:
+            env = dict(kv.split("=", 1) for kv in args.sieve_env.split(","))
+            port, pid = start_sieve(env=env)
+            servers.append((f"sieve dense {args.sieve_env}", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, pid))
         if "peer" in only and args.peer == "infinity":
             port = free_port()
             env = dict(os.environ, HF_HUB_OFFLINE="1", DO_NOT_TRACK="1", INFINITY_ANONYMOUS_USAGE_STATS="0")

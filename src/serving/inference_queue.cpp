@@ -76,7 +76,12 @@ InferenceQueue::InferenceQueue(const TextModel& model, QueueOptions options, Ser
     : model_(model), options_(options), metrics_(metrics) {
   if (options_.max_batch_tokens < 1) throw Error("max batch tokens must be at least 1");
   if (options_.max_requests < 1) throw Error("max concurrent requests must be at least 1");
-  worker_ = std::thread([this] { work(); });
+  if (options_.own_worker_thread) worker_ = std::thread([this] { work(); });
+}
+
+void InferenceQueue::run_worker() {
+  if (options_.own_worker_thread) throw Error("run_worker: this queue runs its own worker thread");
+  work();
 }
 
 InferenceQueue::~InferenceQueue() { shutdown(); }

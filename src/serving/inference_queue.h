@@ -72,6 +72,9 @@ struct QueueOptions {
   int64_t max_batch_tokens = 16384;
   size_t max_requests = 512;  // queued or running
   int threads = 0;            // OpenMP threads of the worker's forward passes (0 = all cores)
+  // true: the queue starts its own worker thread. false: the owner calls run_worker() on a thread
+  // of its choice (Server runs it on the thread that loaded the model; see Server::run()).
+  bool own_worker_thread = true;
 };
 
 class InferenceQueue {
@@ -85,8 +88,11 @@ class InferenceQueue {
 
   // Null when max_requests are already admitted (or the queue is shutting down).
   std::shared_ptr<Job> submit(Task task, const std::string& policy, std::vector<EncoderInput> inputs);
-  // Finishes every admitted request, then stops the worker. Idempotent.
+  // Finishes every admitted request, then stops the worker. Idempotent. With a worker run by the
+  // owner (run_worker()), it asks that loop to end once the queue is empty and returns at once.
   void shutdown();
+  // The worker loop on the calling thread, until shutdown(); only without own_worker_thread.
+  void run_worker();
 
   size_t admitted() const;  // requests queued or running
 
