@@ -1,6 +1,8 @@
 // sieve._sieve: the nanobind extension behind the Python package (python/sieve). It only converts:
 // texts in, the library's TextEmbedder / TextClassifier / tokenizer do the work, results out as
-// numpy arrays and dicts. The GIL is released around everything that computes.
+// numpy arrays and dicts. The GIL is released around everything that computes, and what runs in
+// parallel (loading, encode, classify) runs on the process's one compute thread
+// (util/compute_thread.h), whichever Python thread calls.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -22,6 +24,7 @@
 #include "model/text_classifier.h"
 #include "model/text_embedder.h"
 #include "model/text_model.h"
+#include "util/compute_thread.h"
 #include "util/error.h"
 
 namespace nb = nanobind;
@@ -65,7 +68,8 @@ nb::dict stats_dict(const sieve::EmbedStats& s, size_t texts, double seconds) {
   return d;
 }
 
-// omp_set_num_threads is per calling thread: each Python thread sets its own before computing.
+// omp_set_num_threads is per thread: set on the compute thread before each call's work (Encoders
+// with different `threads` share that thread).
 void use_threads(int threads) {
   omp_set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
@@ -89,9 +93,11 @@ class Encoder {
     }
     try {
       nb::gil_scoped_release release;
-      use_threads(threads_);
-      model_ = std::make_unique<sieve::TextModel>(sieve::TextModel::load(dir));
-      if (precision_ != sieve::Precision::Fp32) model_->set_precision(precision_);
+      sieve::ComputeThread::instance().run([&] {
+        use_threads(threads_);
+        model_ = std::make_unique<sieve::TextModel>(sieve::TextModel::load(dir));
+        if (precision_ != sieve::Precision::Fp32) model_->set_precision(precision_);
+      });
     } catch (const sieve::Error& e) {
       throw ModelLoadError(e.what());
     }
@@ -108,20 +114,22 @@ class Encoder {
     double seconds = 0;
     {
       nb::gil_scoped_release release;
-      use_threads(threads_);
-      const auto start = std::chrono::steady_clock::now();
-      sieve::TextEmbedder embedder(*model_, options);
-      dim = embedder.dimension();
-      std::function<void(size_t)> on_progress;
-      if (!progress.is_none())
-        on_progress = [&progress](size_t n) {
-          nb::gil_scoped_acquire acquire;
-          progress(n);
-        };
-      const auto vectors = embedder.embed(texts, &stats, on_progress);
-      data.reset(new float[texts.size() * dim]);
-      for (size_t i = 0; i < vectors.size(); ++i) std::memcpy(data.get() + i * dim, vectors[i].data(), dim * sizeof(float));
-      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      sieve::ComputeThread::instance().run([&] {
+        use_threads(threads_);
+        const auto start = std::chrono::steady_clock::now();
+        sieve::TextEmbedder embedder(*model_, options);
+        dim = embedder.dimension();
+        std::function<void(size_t)> on_progress;
+        if (!progress.is_none())
+          on_progress = [&progress](size_t n) {
+            nb::gil_scoped_acquire acquire;
+            progress(n);
+          };
+        const auto vectors = embedder.embed(texts, &stats, on_progress);
+        data.reset(new float[texts.size() * dim]);
+        for (size_t i = 0; i < vectors.size(); ++i) std::memcpy(data.get() + i * dim, vectors[i].data(), dim * sizeof(float));
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      });
     }
     return nb::make_tuple(owned_matrix(std::move(data), texts.size(), dim), stats_dict(stats, texts.size(), seconds));
   }
@@ -136,15 +144,17 @@ class Encoder {
     double seconds = 0;
     {
       nb::gil_scoped_release release;
-      use_threads(threads_);
-      const auto start = std::chrono::steady_clock::now();
       if (!model_->encoder().has_classifier())
         throw NoHeadError("this model has no sequence-classification head (classifier.weight); use encode(), "
                           "or fine-tune one with tools/finetune_classifier.py");
-      sieve::TextClassifier classifier(*model_, options);
-      labels = classifier.labels();
-      results = classifier.classify(texts, &stats);
-      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      sieve::ComputeThread::instance().run([&] {
+        use_threads(threads_);
+        const auto start = std::chrono::steady_clock::now();
+        sieve::TextClassifier classifier(*model_, options);
+        labels = classifier.labels();
+        results = classifier.classify(texts, &stats);
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      });
     }
     const size_t classes = labels.size();
     std::unique_ptr<float[]> probabilities(new float[results.size() * classes]);
