@@ -109,10 +109,12 @@ class BertEncoder {
   };
   TileSparseSummary tile_sparse_summary() const;
   // Most rows (tokens) one pass through the layers takes: forward() runs a longer batch in passes
-  // of whole sequences. The default keeps a pass at kPassValues = rows x hidden (2,048 rows for
-  // MiniLM-L6, 1,024 for BERT-base): at batch 32 x 213-384 tokens, 2 threads, one pass of the
-  // whole batch was 1.07-1.13x slower in fp32, 1.13-1.28x in bf16, 1.37-1.42x in int8 (MiniLM),
-  // 1.2x in int8 (BERT-base-sized); 1-4k rows were within noise of each other for MiniLM.
+  // of whole sequences. One pass of 32 x 213 tokens held ~100 MB of activations, more than the
+  // workspace keeps between passes (so they were page-faulted in every time) and the caches hold.
+  // The default keeps a pass at kPassValues = rows x hidden (2,048 rows for MiniLM-L6, 1,024 for
+  // BERT-base): at batch 32 x 213-384 tokens, 2 threads, one pass of the whole batch was
+  // 1.07-1.13x slower in fp32, 1.13-1.28x in bf16, 1.37-1.42x in int8 (MiniLM), 1.2x in int8
+  // (BERT-base-sized); 1-4k rows were within noise of each other for MiniLM.
   // SIEVE_ROWS_PER_PASS overrides the default at load, for measuring.
   static constexpr int64_t kPassValues = int64_t{2048} * 384;
   void set_rows_per_pass(int64_t rows);
