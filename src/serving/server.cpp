@@ -495,12 +495,10 @@ int Server::bind() {
 void Server::run() {
   if (!impl_->bound) throw Error("Server::run: bind() first");
   impl_->running = true;
-  // The forward passes run on this thread and HTTP on another. Why: libgomp lets its idle workers
-  // spin between parallel regions only while it manages no more threads than there are cores; the
-  // thread that loaded the model (usually this one) already owns an OpenMP team, so a second
-  // thread's team pushed it over, and every parallel region then put its workers to sleep and woke
-  // them again (40 us a region instead of 1.7 in a test program; a 25-token forward pass took 5.2
-  // ms in the server against 2.4 in `sieve eval`).
+  // The forward passes run on this thread and HTTP on another: the thread that loaded the model
+  // (usually this one) already owns an OpenMP team, and a second thread's team makes libgomp sleep
+  // and wake its workers at every parallel region (why and what it cost: util/compute_thread.h,
+  // the Python package's answer to the same trap).
   std::thread http([this] {
     if (!impl_->stop_requested) impl_->http.listen_after_bind();  // returns after stop(), HTTP threads joined
     impl_->queue.shutdown();  // every handler has had its answer; the worker loop ends
