@@ -18,6 +18,12 @@ Servers, one at a time on the same machine and model:
   mkdir /tmp/peer-model && ln -s $PWD/models/all-MiniLM-L6-v2/* /tmp/peer-model/
   (cd tools && ../.venv/bin/python export_onnx.py --model /tmp/peer-model --out /tmp/peer-model/model.onnx)
   .venv/bin/python bench/serve_load.py --sieve build/sieve --json out/serve_load.json
+
+  # --int8: int8 against int8. Infinity on a CPU prefers an ONNX file whose name holds "quantize"
+  # (its get_onnx_files); this one is ONNX Runtime's quantize_dynamic of the same export
+  # (bench/baselines.py makes it: per channel, QInt8 weights).
+  mkdir /tmp/peer-model-int8 && ln -s $PWD/models/all-MiniLM-L6-v2/* /tmp/peer-model-int8/
+  ln -s $PWD/out/onnx/all-MiniLM-L6-v2-int8-dynamic.onnx /tmp/peer-model-int8/model_quantized.onnx
 """
 import argparse
 import asyncio
@@ -139,12 +145,16 @@ def main():
     p.add_argument("--peer-bin", default="/tmp/peer-venv/bin/infinity_emb", help="infinity_emb of the venv it is installed in")
     p.add_argument("--peer-model", default="/tmp/peer-model",
                    help="the same model with model.onnx beside it (tools/export_onnx.py), for Infinity's ONNX engine")
+    p.add_argument("--peer-model-int8", default="/tmp/peer-model-int8",
+                   help="the same model with only model_quantized.onnx beside it (ONNX Runtime quantize_dynamic), for --int8")
     p.add_argument("--peer-engine", default="optimum", help="infinity's --engine: optimum (ONNX Runtime) or torch")
     p.add_argument("--peer-batch-size", type=int, default=32)
     p.add_argument("--only", default="", help="comma list of servers to run: sieve,peer")
     p.add_argument("--sets", default="sst2,long", help="comma list of input sets: sst2,long")
     p.add_argument("--sieve-bf16", action="store_true",
                    help="also a second Sieve server with --precision bf16 (dense; not the same arithmetic as the peer)")
+    p.add_argument("--int8", action="store_true",
+                   help="also int8 against int8: Sieve --precision int8 (dense and the preset) and Infinity on --peer-model-int8")
     p.add_argument("--sieve-env", default="", metavar="KEY=VALUE[,KEY=VALUE]",
                    help="also a second dense Sieve server started with these environment variables (an A/B of a runtime setting)")
     p.add_argument("--trivial", default="", metavar="PORT",
@@ -180,11 +190,16 @@ def main():
         if "sieve" in only and args.sieve_bf16:
             port, pid = start_sieve("--precision", "bf16")
             servers.append(("sieve dense bf16", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, pid))
+        if "sieve" in only and args.int8:
+            port, pid = start_sieve("--precision", "int8", "--preset", args.preset)
+            servers.append(("sieve dense int8", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, pid))
+            servers.append(("sieve pruned int8", port, "/v1/embeddings", "all-MiniLM-L6-v2", {"X-Sieve-Policy": args.preset}, pid))
         if "sieve" in only and args.sieve_env:
             env = dict(kv.split("=", 1) for kv in args.sieve_env.split(","))
             port, pid = start_sieve(env=env)
             servers.append((f"sieve dense {args.sieve_env}", port, "/v1/embeddings", "all-MiniLM-L6-v2", {}, pid))
-        if "peer" in only and args.peer == "infinity":
+
+        def start_infinity(model_dir, name):
             port = free_port()
             env = dict(os.environ, HF_HUB_OFFLINE="1", DO_NOT_TRACK="1", INFINITY_ANONYMOUS_USAGE_STATS="0")
             # Run from the model directory with --model-id ".": Infinity then finds model.onnx by a
@@ -192,11 +207,16 @@ def main():
             # "auto" means [CLS] in the ONNX engine.
             cmd = [args.peer_bin, "v2", "--model-id", ".", "--engine", args.peer_engine, "--pooling-method", "mean",
                    "--device", "cpu", "--port", str(port), "--host", "127.0.0.1", "--batch-size", str(args.peer_batch_size)]
-            proc = subprocess.Popen(cmd, env=env, cwd=args.peer_model, stdout=subprocess.DEVNULL,
-                                    stderr=open("/tmp/serve_load_peer.log", "w"))
+            proc = subprocess.Popen(cmd, env=env, cwd=model_dir, stdout=subprocess.DEVNULL,
+                                    stderr=open(f"/tmp/serve_load_peer-{port}.log", "w"))
             procs.append(proc)
             wait_healthy(port, "/health", proc)
-            servers.append((f"infinity {args.peer_engine}", port, "/embeddings", ".", {}, proc.pid))
+            servers.append((name, port, "/embeddings", ".", {}, proc.pid))
+
+        if "peer" in only and args.peer == "infinity":
+            start_infinity(args.peer_model, f"infinity {args.peer_engine}")
+        if "peer" in only and args.peer == "infinity" and args.int8:
+            start_infinity(args.peer_model_int8, f"infinity {args.peer_engine} int8")
         for name, port, path, model_name, headers, pid in servers:  # warm-up
             bodies = [json.dumps({"input": t, "model": model_name}).encode() for t in texts["sst2"][:8]]
             asyncio.run(run_level(port, path, bodies, headers, 2, 3, 16))
