@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <thread>
@@ -15,6 +16,7 @@
 
 #include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
+#include "kernels/int8_gemm_amx.h"
 #include "kernels/row_kernels.h"
 #include "model/bert_encoder.h"
 #include "policies/policy_spec.h"
@@ -304,6 +306,55 @@ TEST(GemmEpilogue, RowPiecesEqualWholeRowsInEveryPrecision) {
     }
   }
   omp_set_num_threads(saved_threads);
+}
+
+// Sieve's own AMX int8 kernel (the FFN's first weight in the blocked path) computes the same exact
+// int32 sums as oneDNN's matmul and dequantizes them with the same kernel, so it must equal
+// oneDNN + the dequantizing pass bit for bit: called directly at row counts around the 16-row
+// tiles and 32-row pairs, and through gemm_int8's blocked path, with each epilogue and accumulation.
+TEST(GemmInt8Amx, TileKernelEqualsOneDnnPathBitForBit) {
+  if (!int8_gemm_available() || !amx::int8_available()) GTEST_SKIP() << "no AMX-INT8 on this CPU";
+  EXPECT_TRUE(amx::pack_int8_weights(nullptr, 100, 64).empty());  // k not a multiple of 64
+  EXPECT_TRUE(amx::pack_int8_weights(nullptr, 128, 48).empty());  // n not a multiple of 32
+  const RowKernels& kernels = row_kernels();
+  for (auto [k, n] : {std::pair<int64_t, int64_t>{128, 96}, {192, 160}, {64, 288}}) {
+    const Int8Matrix w = to_int8(random_matrix(k, n, 91, 0.1f), /*amx_copy=*/true);
+    ASSERT_EQ(w.amx.size(), static_cast<size_t>(k * n));
+    // The layout: tile t, chunk q, row g, byte 4 col + i holds B[64 q + 4 g + i][16 t + col].
+    const int64_t chunks = k / 64;
+    for (auto [t, q, g, col, i] : {std::array<int64_t, 5>{0, 0, 0, 0, 0}, {1, chunks - 1, 15, 15, 3}, {n / 16 - 1, 0, 7, 3, 2}})
+      ASSERT_EQ(w.amx[((t * chunks + q) * 16 + g) * 64 + col * 4 + i], w.row(64 * q + 4 * g + i)[16 * t + col]);
+    const auto bias = random_normal(static_cast<size_t>(n), 92, 0.5f);
+    for (int64_t m : {1, 15, 16, 17, 31, 32, 33, 64, 200}) {
+      const int64_t padded = (m + 15) / 16 * 16;
+      std::vector<int8_t> codes(static_cast<size_t>(padded * k), 99);  // rows past m: anything
+      std::vector<float> scales(static_cast<size_t>(m));
+      const Tensor a = random_matrix(m, k, 93 + static_cast<unsigned>(m), 2.0f);
+      for (int64_t r = 0; r < m; ++r) scales[r] = kernels.quantize_int8(a.data() + r * k, codes.data() + r * k, k);
+      std::vector<int32_t> products(static_cast<size_t>(m * n));
+      gemm_s8s8s32(m, n, k, codes.data(), k, {w.row(0), n, w.scales.data(), w.packed.get()}, products.data(), n);
+      for (bool accumulate : {false, true})
+        for (Epilogue epilogue : {Epilogue{}, Epilogue{bias.data(), false}, Epilogue{bias.data(), true}}) {
+          std::vector<float> expected(static_cast<size_t>(m * n), 0.25f), got = expected;
+          for (int64_t r = 0; r < m; ++r)
+            kernels.dequantize_int32(products.data() + r * n, scales[r], w.scales.data(), expected.data() + r * n, accumulate,
+                                     epilogue, n);
+          amx::gemm_int8_dequantize(m, n, k, codes.data(), scales.data(), w.amx.data(), w.scales.data(), got.data(), n,
+                                    accumulate, epilogue);
+          ASSERT_EQ(got, expected) << k << "x" << n << " rows " << m << " accumulate " << accumulate << " gelu " << epilogue.gelu;
+        }
+      // Through gemm_int8 (blocks of rows from 2 x kGemmBlockRows on two threads): the AMX copy or not.
+      const int saved_threads = omp_get_max_threads();
+      omp_set_num_threads(2);
+      std::vector<float> with_amx(static_cast<size_t>(m * n)), without = with_amx;
+      gemm_int8(m, n, k, {a.data(), k}, {w.row(0), n, w.scales.data(), w.packed.get(), w.amx.data()}, with_amx.data(), n, 0.0f,
+                {bias.data(), true});
+      gemm_int8(m, n, k, {a.data(), k}, {w.row(0), n, w.scales.data(), w.packed.get()}, without.data(), n, 0.0f,
+                {bias.data(), true});
+      omp_set_num_threads(saved_threads);
+      ASSERT_EQ(with_amx, without) << k << "x" << n << " rows " << m;
+    }
+  }
 }
 
 TEST(GemmBf16Packed, PackedAndRuntimeShapePathsAgree) {

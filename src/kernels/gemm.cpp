@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <string>
 
+#include "kernels/int8_gemm_amx.h"
 #include "kernels/row_kernels.h"
 #include "util/error.h"
 #include "util/scratch.h"
@@ -363,7 +364,21 @@ void gemm_bf16(int64_t m, int64_t n, int64_t k, MatrixRef a, Bf16Ref b, float* c
   apply_epilogue_parallel(epilogue, m, n, c, ldc);
 }
 
-Int8Matrix to_int8(const Tensor& w) {
+namespace {
+
+bool int8_amx_wanted() {
+  // SIEVE_INT8_AMX=0: blocks of rows go through oneDNN's matmul and a dequantizing pass instead
+  // (for measuring one against the other; the results are the same bit for bit).
+  static const bool wanted = [] {
+    const char* env = std::getenv("SIEVE_INT8_AMX");
+    return (!env || std::string(env) != "0") && amx::int8_available();
+  }();
+  return wanted;
+}
+
+}  // namespace
+
+Int8Matrix to_int8(const Tensor& w, bool amx_copy) {
   if (w.rank() != 2) throw Error("to_int8() needs a matrix");
   Int8Matrix q;
   q.rows = w.dim(0), q.cols = w.dim(1);
@@ -378,6 +393,10 @@ Int8Matrix to_int8(const Tensor& w) {
       q.codes[r * q.cols + c] = s > 0.0f ? static_cast<int8_t>(std::nearbyint(std::clamp(w.data()[r * q.cols + c] / s, -127.0f, 127.0f))) : 0;
     }
   if (int8_gemm_available() && q.rows > 0 && q.cols > 0) q.packed = pack(dt::s8, q.rows, q.cols, q.codes.data());
+  // (The AMX kernel neither blocks k nor prefetches: it pays while the weight stays in a core's L2.)
+  constexpr int64_t kAmxMaxWeightBytes = int64_t{1} << 20;
+  if (amx_copy && int8_amx_wanted() && q.rows * q.cols <= kAmxMaxWeightBytes)
+    q.amx = amx::pack_int8_weights(q.codes.data(), q.rows, q.cols);
   return q;
 }
 
@@ -401,13 +420,18 @@ void int8_rows(int64_t r0, int64_t rows, int64_t n, int64_t k, MatrixRef a, Int8
   thread_local std::vector<int32_t> products_buffer;
   // (resize, as before scratch() existed: the blocked path's buffers change size per weight too,
   // but grow-only buffers here did not measure faster at 32 x 32 tokens, within this VM's noise)
-  codes_buffer.resize(static_cast<size_t>(rows * k)), scales_buffer.resize(static_cast<size_t>(rows));
-  products_buffer.resize(static_cast<size_t>(rows * n));
+  // (the AMX kernel reads A in tiles of 16 rows: rows up to the next multiple of 16 must be readable)
+  codes_buffer.resize(static_cast<size_t>((rows + 15) / 16 * 16 * k)), scales_buffer.resize(static_cast<size_t>(rows));
   int8_t* codes = codes_buffer.data();
   float* scales = scales_buffer.data();
-  int32_t* products = products_buffer.data();
   const RowKernels& kernels = row_kernels();
   for (int64_t r = 0; r < rows; ++r) scales[r] = kernels.quantize_int8(a.data + (r0 + r) * a.stride, codes + r * k, k);
+  if (b.amx) {
+    amx::gemm_int8_dequantize(rows, n, k, codes, scales, b.amx, b.scales, c + r0 * ldc, ldc, accumulate, epilogue);
+    return;
+  }
+  products_buffer.resize(static_cast<size_t>(rows * n));
+  int32_t* products = products_buffer.data();
   gemm_s8s8s32(rows, n, k, codes, k, b, products, n);
   for (int64_t r = 0; r < rows; ++r)
     kernels.dequantize_int32(products + r * n, scales[r], b.scales, c + (r0 + r) * ldc, accumulate, epilogue, n);

@@ -93,15 +93,24 @@ struct Int8Matrix {
   std::vector<float> scales;  // [cols]: max |w[:, col]| / 127
   int64_t rows = 0, cols = 0;
   std::shared_ptr<const PackedWeights> packed;
+  std::vector<int8_t> amx;  // the codes in AMX's int8 tile layout (to_int8's amx_copy), or empty
   const int8_t* row(int64_t r) const { return codes.data() + r * cols; }
 };
-Int8Matrix to_int8(const Tensor& w);
+// amx_copy: also keep the codes in AMX's tile layout, for Sieve's own AMX kernel
+// (kernels/int8_gemm_amx.h), which the blocked path then uses for this weight; taken only for
+// weights of at most 1 MiB of codes. Given to the FFN's first weight only: with bias + GELU to
+// apply, dequantizing in the kernel while the products are in L1 beat oneDNN's matmul plus a
+// separate pass (MiniLM-L6, 384 x 1536: 1.03-1.05x end to end at 128-384 tokens); with the lighter
+// epilogues of the other weights, and for the BERT-base-sized 768 x 3072 (2.25 MiB, past a core's
+// L2), oneDNN's better-blocked matmul won or tied.
+Int8Matrix to_int8(const Tensor& w, bool amx_copy = false);
 
 struct Int8Ref {
   const int8_t* data;
   int64_t stride;
   const float* scales;  // the block's first column's scale
   const PackedWeights* packed = nullptr;
+  const int8_t* amx = nullptr;  // where B is a whole weight: Int8Matrix::amx, or null
 };
 
 // C[M, N] = A[M, K] * B (+ C when beta is 1) with A quantized per row on the way in; the epilogue

@@ -234,7 +234,7 @@ void BertEncoder::set_precision(Precision precision) {
       if (precision == Precision::Bf16) add_bf16_tiles(copies->tile_sparse);  // (no sparse copy: nothing)
       if (copies->has(precision)) continue;
       if (precision == Precision::Bf16) copies->bf16 = to_bf16(*w);
-      if (precision == Precision::Int8) copies->int8 = to_int8(*w);
+      if (precision == Precision::Int8) copies->int8 = to_int8(*w, /*amx_copy=*/copies == &layer.ffn_in_copies);
     }
   }
   precision_ = precision;
@@ -299,7 +299,9 @@ void BertEncoder::layer_gemm(Precision precision, int64_t m, int64_t n, int64_t 
                 epilogue);
       return;
     case Precision::Int8:
-      gemm_int8(m, n, k, x, {copies.int8.row(row0) + col0, ld, copies.int8.scales.data() + col0, whole ? copies.int8.packed.get() : nullptr},
+      gemm_int8(m, n, k, x,
+                {copies.int8.row(row0) + col0, ld, copies.int8.scales.data() + col0, whole ? copies.int8.packed.get() : nullptr,
+                 whole && !copies.int8.amx.empty() ? copies.int8.amx.data() : nullptr},
                 c, ldc, beta, epilogue);
       return;
     default:
