@@ -215,8 +215,8 @@ def main():
 
         if "peer" in only and args.peer == "infinity":
             start_infinity(args.peer_model, f"infinity {args.peer_engine}")
-        if "peer" in only and args.peer == "infinity" and args.int8:
-            start_infinity(args.peer_model_int8, f"infinity {args.peer_engine} int8")
+            if args.int8:
+                start_infinity(args.peer_model_int8, f"infinity {args.peer_engine} int8")
         for name, port, path, model_name, headers, pid in servers:  # warm-up
             bodies = [json.dumps({"input": t, "model": model_name}).encode() for t in texts["sst2"][:8]]
             asyncio.run(run_level(port, path, bodies, headers, 2, 3, 16))

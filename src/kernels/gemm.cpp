@@ -165,10 +165,15 @@ std::shared_ptr<const PackedWeights> pack(dt type, int64_t k, int64_t n, const v
   }
 }
 
-// A count for measuring one setting against another: the variable's value (negative: 0), else the default.
+// Settings overridable for measuring one path against another. A count: the variable's value
+// (negative: 0), else the default. A switch: on unless the variable is "0".
 int64_t count_from_env(const char* variable, int64_t default_count) {
   const char* env = std::getenv(variable);
   return env ? std::max<int64_t>(0, std::atoll(env)) : default_count;
+}
+bool enabled_by_env(const char* variable) {
+  const char* env = std::getenv(variable);
+  return !env || std::string(env) != "0";
 }
 
 // The fixed-shape matmuls made so far, one per (type, m, k, n, accumulate): making one costs
@@ -234,10 +239,7 @@ void run_runtime(const RuntimeMatmul& mm, dt a_type, dt b_type, dt c_type, int64
 }  // namespace
 
 std::shared_ptr<const PackedWeights> pack_fp32(const Tensor& w) {
-  static const bool wanted = [] {
-    const char* env = std::getenv("SIEVE_FP32_PACKED");
-    return !env || std::string(env) != "0";
-  }();
+  static const bool wanted = enabled_by_env("SIEVE_FP32_PACKED");
   if (!wanted || w.rank() != 2 || w.dim(0) == 0 || w.dim(1) == 0) return nullptr;
   return pack(dt::f32, w.dim(0), w.dim(1), w.data());
 }
@@ -255,10 +257,6 @@ Bf16Matrix to_bf16(const Tensor& w) {
 bool bf16_gemm_available() { return bf16_matmul().overwrite.has_value(); }
 
 namespace {
-
-// Rows per block of the blocked paths (see gemm.h), overridable for measuring one path against the
-// other: SIEVE_GEMM_BLOCK_ROWS_<precision>=rows (0: the one-pass path).
-int64_t block_rows(const char* variable, int64_t default_rows) { return count_from_env(variable, default_rows); }
 
 // Runs fn(first_row, rows) over blocks of `block` rows shared among the threads (each block on one
 // thread, oneDNN's calls inside it single-threaded); false, having run nothing, where blocking does
@@ -353,7 +351,8 @@ void gemm_bf16(int64_t m, int64_t n, int64_t k, MatrixRef a, Bf16Ref b, float* c
     if (!run_packed(b.packed, rows, n, k, a_bits, k, c_rows, ldc, accumulate))
       run_runtime(mm, dt::bf16, dt::bf16, dt::f32, rows, n, k, a_bits, k, b.data, b.stride, c_rows, ldc, accumulate);
   };
-  static const int64_t block = block_rows("SIEVE_GEMM_BLOCK_ROWS_BF16", kGemmBlockRows);
+  // Rows per block (see gemm.h); SIEVE_GEMM_BLOCK_ROWS_BF16=0: the one-pass path.
+  static const int64_t block = count_from_env("SIEVE_GEMM_BLOCK_ROWS_BF16", kGemmBlockRows);
   if (for_row_blocks(m, block, [&](int64_t r0, int64_t rows) {
         thread_local std::vector<uint16_t> block_buffer;
         uint16_t* block_bits = scratch(block_buffer, rows * k);
@@ -371,20 +370,6 @@ void gemm_bf16(int64_t m, int64_t n, int64_t k, MatrixRef a, Bf16Ref b, float* c
   apply_epilogue_parallel(epilogue, m, n, c, ldc);
 }
 
-namespace {
-
-bool int8_amx_wanted() {
-  // SIEVE_INT8_AMX=0: blocks of rows go through oneDNN's matmul and a dequantizing pass instead
-  // (for measuring one against the other; the results are the same bit for bit).
-  static const bool wanted = [] {
-    const char* env = std::getenv("SIEVE_INT8_AMX");
-    return (!env || std::string(env) != "0") && amx::int8_available();
-  }();
-  return wanted;
-}
-
-}  // namespace
-
 Int8Matrix to_int8(const Tensor& w, bool amx_copy) {
   if (w.rank() != 2) throw Error("to_int8() needs a matrix");
   Int8Matrix q;
@@ -401,9 +386,12 @@ Int8Matrix to_int8(const Tensor& w, bool amx_copy) {
     }
   if (int8_gemm_available() && q.rows > 0 && q.cols > 0) q.packed = pack(dt::s8, q.rows, q.cols, q.codes.data());
   // (The AMX kernel neither blocks k nor prefetches: it pays while the weight stays in a core's L2.)
+  // SIEVE_INT8_AMX=0: no copy, so blocks of rows go through oneDNN's matmul and a dequantizing pass
+  // (for measuring one against the other; the results are the same bit for bit).
   constexpr int64_t kAmxMaxWeightBytes = int64_t{1} << 20;
-  if (amx_copy && int8_amx_wanted() && q.rows * q.cols <= kAmxMaxWeightBytes)
-    q.amx = amx::pack_int8_weights(q.codes.data(), q.rows, q.cols);
+  static const bool amx_wanted = enabled_by_env("SIEVE_INT8_AMX");
+  if (amx_copy && amx_wanted && q.rows * q.cols <= kAmxMaxWeightBytes)
+    q.amx = amx::pack_int8_weights(q.codes.data(), q.rows, q.cols);  // (empty without AMX-INT8)
   return q;
 }
 
@@ -454,7 +442,7 @@ void gemm_int8(int64_t m, int64_t n, int64_t k, MatrixRef a, Int8Ref b, float* c
   // Many rows: each thread takes blocks of rows through all three steps, so a block's int32
   // products are scaled back while they are still in the core's cache (in one pass over all rows
   // the [m, n] int32 products went out to memory and back: 11 % of an int8 forward at 1,024 tokens).
-  static const int64_t block = block_rows("SIEVE_GEMM_BLOCK_ROWS_INT8", kGemmBlockRows);
+  static const int64_t block = count_from_env("SIEVE_GEMM_BLOCK_ROWS_INT8", kGemmBlockRows);  // 0: one pass
   if (for_row_blocks(m, block, [&](int64_t r0, int64_t rows) { int8_rows(r0, rows, n, k, a, b, c, ldc, accumulate, epilogue); }))
     return;
   // Few rows: one pass per step, each parallel across the rows (the matmul across the columns).
