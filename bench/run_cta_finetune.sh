@@ -2,6 +2,8 @@
 # Issue 15: compressed token attention (CTA) fine-tuned in the loop, on long inputs where it can lose.
 #   BASE=models/minilm-sst2 bash bench/run_cta_finetune.sh
 #   SHARE=layer bash bench/run_cta_finetune.sh     # the same with one clustering per layer (share=layer)
+#   SHARE=layer W=28 EPOCHS=2 DISTILL_ALPHA=0.9 DISTILL_HIDDEN=3 bash bench/run_cta_finetune.sh
+#                                                  # CTA fine-tuned with distillation from the dense model (-kd)
 # 1. Data (tools/make_long_inputs.py --minority 0.3-0.45): SST-2 documents of 256-512 tokens whose
 #    sentences mix both labels (30-45 % of the tokens from the minority label; the label is the
 #    majority's). Single-label documents are too easy (dense and every CTA width score 100 % on their
@@ -31,7 +33,10 @@ MIX="${MIX:-0.3-0.45}"
 TRAIN_DOCS="${TRAIN_DOCS:-1200}"
 BUDGET="${BUDGET:-1.0}"
 THREADS="${THREADS:-2}"
-OUT="out/cta/$NAME${SHARE:+-shared}"
+EPOCHS="${EPOCHS:-1}"           # of the CTA fine-tuning (the dense reference: 1)
+DISTILL_ALPHA="${DISTILL_ALPHA:-0}" DISTILL_HIDDEN="${DISTILL_HIDDEN:-0}"  # 0 0: the paper's labels-only recipe
+KD=""; [[ "$DISTILL_ALPHA" == 0 && "$DISTILL_HIDDEN" == 0 ]] || KD="-kd"
+OUT="out/cta/$NAME${SHARE:+-shared}$KD${KD:+-w$W}"
 mkdir -p "$OUT" out/data
 DATA=../shared/data/glue/sst2
 TRAIN="out/data/sst2-mixed-train-$NAME.tsv"
@@ -43,13 +48,14 @@ make_docs() { "$PY" tools/make_long_inputs.py --data "$DATA" --model "$BASE" --m
 [[ -f "$VAL" ]] || make_docs --split validation --docs 400 --out "$VAL"
 
 DENSE="models/$NAME-mixed-dense"
-CTA="models/$NAME-mixed-w$W${SHARE:+-shared}"
-for job in "none:$BASE:$DENSE" "w=$W,l=6,seed=0$SUFFIX:$DENSE:$CTA"; do
-  IFS=: read -r spec from dir <<<"$job"
+CTA="models/$NAME-mixed-w$W${SHARE:+-shared}$KD"
+for job in "none:$BASE:$DENSE:1:0:0" "w=$W,l=6,seed=0$SUFFIX:$DENSE:$CTA:$EPOCHS:$DISTILL_ALPHA:$DISTILL_HIDDEN"; do
+  IFS=: read -r spec from dir epochs alpha hidden <<<"$job"
   if [[ ! -f "$dir/cta.json" || "${RETRAIN:-0}" == 1 ]]; then
-    echo "==> fine-tune $from -> $dir (cta $spec)"
+    echo "==> fine-tune $from -> $dir (cta $spec, $epochs epochs, distillation $alpha / $hidden)"
     "$TRAIN_PY" tools/finetune_cta.py --model "$from" --cta "$spec" --train "$TRAIN" --calibration "$CAL" \
-      --out "$dir" --lr 5e-5 --threads "$THREADS" >"$OUT/finetune-$(basename "$dir").log" 2>&1
+      --out "$dir" --lr 5e-5 --threads "$THREADS" --epochs "$epochs" --distill-alpha "$alpha" \
+      --distill-hidden "$hidden" >"$OUT/finetune-$(basename "$dir").log" 2>&1
   fi
 done
 

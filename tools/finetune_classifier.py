@@ -57,12 +57,34 @@ def optimizer_and_schedule(model, lr, steps):
     return opt, sched
 
 
-def train_epoch(model, tokenizer, rows, opt, sched, args, rng, epoch, step, steps, report_every):
-    """One shuffled pass over `rows` (args.batch_size, args.max_length); returns the step count after it."""
+def distillation_loss(logits, teacher_logits, labels, alpha, temperature):
+    """(1 - alpha) x cross-entropy + alpha x T^2 x KL(teacher || student) on logits softened by T
+    (Hinton et al.; block and movement pruning of BERT train with it)."""
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    soft = torch.softmax(teacher_logits / temperature, -1)
+    kd = torch.nn.functional.kl_div(torch.log_softmax(logits / temperature, -1), soft, reduction="batchmean")
+    return (1 - alpha) * loss + alpha * temperature ** 2 * kd
+
+
+def hidden_state_loss(student_hidden, teacher_hidden, attention_mask):
+    """Mean squared difference of two models' hidden states after every layer (the embeddings, entry
+    0, are left out), over the real tokens, averaged over the layers: layer-wise distillation as
+    TinyBERT and CoFi pruning use it."""
+    real = attention_mask.unsqueeze(-1).to(student_hidden[-1].dtype)
+    per_layer = [((hs - ht) ** 2 * real).sum() / (real.sum() * hs.shape[-1])
+                 for hs, ht in zip(student_hidden[1:], teacher_hidden[1:])]
+    return torch.stack(per_layer).mean()
+
+
+def train_epoch(model, tokenizer, rows, opt, sched, args, rng, epoch, step, steps, report_every, loss_fn=None):
+    """One shuffled pass over `rows` (args.batch_size, args.max_length); returns the step count after it.
+    loss_fn(model, inputs, labels) -> loss replaces the model's own cross-entropy (distillation)."""
     model.train()
     t0 = time.time()
     for batch in batches(rows, args.batch_size, True, rng):
-        loss = model(**encode(tokenizer, batch, args.max_length), labels=torch.tensor([r[1] for r in batch])).loss
+        inputs = encode(tokenizer, batch, args.max_length)
+        labels = torch.tensor([r[1] for r in batch])
+        loss = model(**inputs, labels=labels).loss if loss_fn is None else loss_fn(model, inputs, labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -12,6 +12,12 @@ the same `cta:` spec, which is written to <out>/cta.json.
 --train and --calibration are GLUE TSV files (tools/make_long_inputs.py --split train / calibration:
 documents built from the training split minus its calibration slice, and from the slice). The
 epoch with the best calibration accuracy (CTA on unless --cta none) is exported; validation is never read here.
+
+--distill-alpha A and --distill-hidden B (not in the paper, whose recipe is labels only: both 0 by
+default): the dense start model (or --teacher) runs beside the CTA model on each batch; the loss mixes
+its softened logits in (finetune_classifier.distillation_loss) and adds B x the mean squared
+difference of the two models' hidden states after every layer, so each CTA layer is pulled towards
+what the dense layer computed, not only the output towards the labels.
 """
 import argparse
 import json
@@ -28,7 +34,8 @@ import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 import cta_torch  # noqa: E402
-from finetune_classifier import evaluate, optimizer_and_schedule, train_epoch  # noqa: E402
+from finetune_classifier import (distillation_loss, evaluate, hidden_state_loss, optimizer_and_schedule,  # noqa: E402
+                                 train_epoch)
 from glue_data import read_rows  # noqa: E402
 
 
@@ -64,7 +71,16 @@ def main():
     ap.add_argument("--train-limit", type=int, default=0, help="first N shuffled training documents (0 = all)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--distill-alpha", type=float, default=0.0,
+                    help="weight of a dense teacher's soft labels (0, the paper's recipe: labels only)")
+    ap.add_argument("--teacher", help="dense classifier to distill from (default: --model, run without CTA)")
+    ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--distill-hidden", type=float, default=0.0,
+                    help="weight of the mean squared difference between the teacher's and the CTA model's hidden "
+                         "states after every layer (real tokens only); needs the teacher")
     args = ap.parse_args()
+    if not 0 <= args.distill_alpha <= 1 or args.distill_hidden < 0:
+        raise SystemExit("--distill-alpha must be in [0, 1] and --distill-hidden >= 0")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -83,7 +99,24 @@ def main():
                                   **parse_cta(args.cta))
         state = cta_torch.attach_cta(model, cta)
     model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
-    print(f"train {len(train)} documents, calibration {len(calibration)}; CTA {args.cta}", flush=True)
+    # The teacher is the start model without CTA (loaded again: CTA is attached in place above).
+    teacher = None
+    if args.distill_alpha > 0 or args.distill_hidden > 0:
+        teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher or args.model).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    print(f"train {len(train)} documents, calibration {len(calibration)}; CTA {args.cta}; "
+          f"distillation: logits {args.distill_alpha}, hidden states {args.distill_hidden}", flush=True)
+
+    def distilled_loss(model, inputs, labels):
+        """The logits' distillation loss, plus the hidden states' (finetune_classifier.hidden_state_loss)."""
+        with torch.no_grad():
+            t = teacher(**inputs, output_hidden_states=args.distill_hidden > 0)
+        s = model(**inputs, output_hidden_states=args.distill_hidden > 0)
+        loss = distillation_loss(s.logits, t.logits, labels, args.distill_alpha, args.temperature)
+        if args.distill_hidden > 0:
+            loss = loss + args.distill_hidden * hidden_state_loss(s.hidden_states, t.hidden_states, inputs["attention_mask"])
+        return loss
 
     def calibrate():
         if state is None:
@@ -105,7 +138,8 @@ def main():
     out = Path(args.out)
     for epoch in range(args.epochs):
         t0 = time.time()
-        step = train_epoch(model, tokenizer, train, opt, sched, args, rng, epoch, step, steps, 20)
+        step = train_epoch(model, tokenizer, train, opt, sched, args, rng, epoch, step, steps, 20,
+                           distilled_loss if teacher is not None else None)
         acc, rl, ra = calibrate()
         history.append({"epoch": epoch, "calibration_accuracy": acc, "rl": rl, "ra": ra, "seconds": round(time.time() - t0, 1)})
         print(f"epoch {epoch}: calibration accuracy {acc:.4f} ({mode}), RL {rl:.3f} RA {ra:.3f} ({time.time() - t0:.0f}s)", flush=True)
@@ -119,6 +153,8 @@ def main():
     (out / "cta.json").write_text(json.dumps({
         "spec": spec_of(args.cta), "base_model": str(args.model), "train": str(args.train), "calibration": str(args.calibration),
         "train_documents": len(train), "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+        "distill_alpha": args.distill_alpha, "distill_hidden": args.distill_hidden,
+        "teacher": str(args.teacher or args.model) if teacher else None, "temperature": args.temperature,
         "chosen_epoch": best_epoch, "history": history, "torch": torch.__version__, "threads": args.threads}, indent=2) + "\n")
     print(f"epoch {best_epoch} exported to {out} (calibration accuracy {best:.4f}, {mode})")
 

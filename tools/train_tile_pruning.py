@@ -21,7 +21,9 @@ fine-tuning", tensor-tile pruning):
 - Knowledge distillation (`--distill-alpha`, default 0.9; 0 turns it off): the unpruned start model
   is the teacher (or `--teacher`), and the loss is (1 - alpha) x cross-entropy + alpha x T^2 x KL(teacher || student)
   on logits softened by `--temperature` (Hinton et al.; what block and movement pruning of BERT train
-  with). E.T. fine-tunes on labels only; `--distill-alpha 0` is that reading.
+  with). E.T. fine-tunes on labels only; `--distill-alpha 0` is that reading. `--distill-hidden B`
+  adds B x the mean squared difference of the teacher's and the pruned model's hidden states after
+  every layer (layer-wise distillation, as TinyBERT and CoFi pruning use).
 - The learning rate stays at --lr while sparsity ramps and decays linearly to --lr-floor x lr over
   each target's recovery steps (then starts again for the next target).
 Embeddings, pooler and classifier are not pruned. Knobs are judged on the calibration slice of the
@@ -42,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-from finetune_classifier import batches, evaluate  # noqa: E402
+from finetune_classifier import batches, distillation_loss, evaluate, hidden_state_loss  # noqa: E402
 from glue_data import encode, shuffled_train_and_dev  # noqa: E402
 
 
@@ -137,6 +139,9 @@ def main():
     ap.add_argument("--lr-floor", type=float, default=1.0, help="lr at the end of recovery, as a fraction of --lr")
     ap.add_argument("--distill-alpha", type=float, default=0.9, help="weight of the teacher's soft labels (0: labels only)")
     ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument("--distill-hidden", type=float, default=0.0,
+                    help="weight of the teacher's hidden states after every layer (mean squared difference, real "
+                         "tokens); needs --distill-alpha > 0's teacher")
     ap.add_argument("--teacher", help="unpruned classifier to distill from (default: --model)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
@@ -164,6 +169,8 @@ def main():
     weights = prunable_weights(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
 
+    if args.distill_hidden > 0 and teacher is None:
+        raise SystemExit("--distill-hidden needs a teacher (--distill-alpha > 0)")
     if args.ranking == "global" and args.scheme != "tile":
         raise SystemExit("--ranking global works with --scheme tile only")
 
@@ -209,14 +216,18 @@ def main():
                 group["lr"] = args.lr * (1 - (1 - args.lr_floor) * done)
             model.train()
             inputs = encode(tokenizer, batch, args.max_length)
-            logits = model(**inputs).logits
-            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([r[1] for r in batch]))
-            if teacher is not None:
+            hidden = args.distill_hidden > 0
+            out = model(**inputs, output_hidden_states=hidden)
+            labels = torch.tensor([r[1] for r in batch])
+            if teacher is None:
+                loss = torch.nn.functional.cross_entropy(out.logits, labels)
+            else:
                 with torch.no_grad():
-                    soft = torch.softmax(teacher(**inputs).logits / args.temperature, -1)
-                kd = torch.nn.functional.kl_div(torch.log_softmax(logits / args.temperature, -1), soft,
-                                                reduction="batchmean") * args.temperature ** 2
-                loss = (1 - args.distill_alpha) * loss + args.distill_alpha * kd
+                    taught = teacher(**inputs, output_hidden_states=hidden)
+                loss = distillation_loss(out.logits, taught.logits, labels, args.distill_alpha, args.temperature)
+                if hidden:
+                    loss = loss + args.distill_hidden * hidden_state_loss(out.hidden_states, taught.hidden_states,
+                                                                          inputs["attention_mask"])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -239,6 +250,7 @@ def main():
                   "calibration_accuracy": acc, "start_calibration_accuracy": base_acc,
                   "ramp_steps": args.ramp_steps, "recover_steps": args.recover_steps, "lr": args.lr,
                   "lr_floor": args.lr_floor, "distill_alpha": args.distill_alpha, "temperature": args.temperature,
+                  "distill_hidden": args.distill_hidden,
                   "batch_size": args.batch_size, "seconds": round(time.time() - start, 1),
                   "torch": torch.__version__, "threads": args.threads,
                   "weights": {n: round(float((~masks[n]).float().mean()), 4) for n, _ in weights}}
