@@ -141,7 +141,7 @@ def main():
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--distill-hidden", type=float, default=0.0,
                     help="weight of the teacher's hidden states after every layer (mean squared difference, real "
-                         "tokens); needs --distill-alpha > 0's teacher")
+                         "tokens); needs the teacher (--distill-alpha > 0)")
     ap.add_argument("--teacher", help="unpruned classifier to distill from (default: --model)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=128)
@@ -217,16 +217,16 @@ def main():
             model.train()
             inputs = encode(tokenizer, batch, args.max_length)
             hidden = args.distill_hidden > 0
-            out = model(**inputs, output_hidden_states=hidden)
+            student = model(**inputs, output_hidden_states=hidden)
             labels = torch.tensor([r[1] for r in batch])
             if teacher is None:
-                loss = torch.nn.functional.cross_entropy(out.logits, labels)
+                loss = torch.nn.functional.cross_entropy(student.logits, labels)
             else:
                 with torch.no_grad():
                     taught = teacher(**inputs, output_hidden_states=hidden)
-                loss = distillation_loss(out.logits, taught.logits, labels, args.distill_alpha, args.temperature)
+                loss = distillation_loss(student.logits, taught.logits, labels, args.distill_alpha, args.temperature)
                 if hidden:
-                    loss = loss + args.distill_hidden * hidden_state_loss(out.hidden_states, taught.hidden_states,
+                    loss = loss + args.distill_hidden * hidden_state_loss(student.hidden_states, taught.hidden_states,
                                                                           inputs["attention_mask"])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
