@@ -12,6 +12,14 @@
 
 namespace sieve::bench {
 
+// MiniLM-L6's four layer weights, transposed: k inputs x n outputs.
+struct WeightShape {
+  const char* name;
+  int64_t k, n;
+};
+inline constexpr WeightShape kMiniLmWeights[] = {
+    {"qkv", 384, 1152}, {"attn_out", 384, 384}, {"ffn_in", 384, 1536}, {"ffn_out", 1536, 384}};
+
 inline double ms_per_call(const std::function<void()>& call, int calls) {
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < calls; ++i) call();

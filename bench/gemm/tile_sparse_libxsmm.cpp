@@ -40,18 +40,13 @@ int main(int argc, char** argv) {
   libxsmm_init();
   const int rounds = 5;
   std::mt19937 rng(1);
-  struct Shape {
-    const char* name;
-    int64_t k, n;
-  };
-  const Shape shapes[] = {{"qkv", 384, 1152}, {"attn_out", 384, 384}, {"ffn_in", 384, 1536}, {"ffn_out", 1536, 384}};
   std::printf("threads %d, fp32, tile %ldx16 (inputs x outputs); ms per call, median of %d interleaved rounds; "
               "max |difference| to the dense product in the last column\n",
               omp_get_max_threads(), static_cast<long>(tile_k), rounds);
   std::printf("%-9s %5s %8s %9s %9s %9s %12s %12s %9s %10s %11s\n", "weight", "rows", "sparsity", "dense_ms", "sieve_ms", "xsmm_ms",
               "sieve_speedup", "xsmm_speedup", "xsmm_err", "xsmm_make_s", "xsmm_kernel");
   for (const int64_t m : {16, 208})  // rows (tokens): multiples of 16, fsspmdm's vector width
-    for (const Shape& shape : shapes)
+    for (const WeightShape& shape : kMiniLmWeights)
       for (const double sparsity : {0.8, 0.9}) {
         const Tensor wt = pruned_weight(shape.k, shape.n, tile_k, sparsity, rng);  // [in, out]
         const TileSparseMatrix sparse = to_tile_sparse(wt, tile_k);

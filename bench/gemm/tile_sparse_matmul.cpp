@@ -31,16 +31,11 @@ int main(int argc, char** argv) {
   }
   const int rounds = 5;
   std::mt19937 rng(1);
-  struct Shape {
-    const char* name;
-    int64_t k, n;
-  };
-  const Shape shapes[] = {{"qkv", 384, 1152}, {"attn_out", 384, 384}, {"ffn_in", 384, 1536}, {"ffn_out", 1536, 384}};
   std::printf("threads %d, %s, tile %ldx16 (inputs x outputs); ms per call, median of %d interleaved rounds\n",
               omp_get_max_threads(), bf16 ? "bf16" : "fp32", static_cast<long>(tile_k), rounds);
   std::printf("%-9s %5s %8s %9s %9s %8s %8s\n", "weight", "rows", "sparsity", "dense_ms", "sparse_ms", "speedup", "ideal");
   for (const int64_t m : {1, 25, 200, 800})
-    for (const Shape& shape : shapes)
+    for (const WeightShape& shape : kMiniLmWeights)
       for (const double sparsity : {0.0, 0.5, 0.7, 0.8, 0.9}) {
         const Tensor w = pruned_weight(shape.k, shape.n, tile_k, sparsity, rng);
         TileSparseMatrix sparse = to_tile_sparse(w, tile_k);
