@@ -76,6 +76,27 @@ def hidden_state_loss(student_hidden, teacher_hidden, attention_mask):
     return torch.stack(per_layer).mean()
 
 
+def distillation(teacher_dir, alpha, temperature, hidden_weight):
+    """loss_fn(model, inputs, labels) for train_epoch: the frozen classifier in `teacher_dir` runs
+    beside the model on each batch; distillation_loss on the logits, plus hidden_weight x
+    hidden_state_loss when hidden_weight > 0. The pruning and CTA tools train with it."""
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    hidden = hidden_weight > 0
+
+    def loss_fn(model, inputs, labels):
+        with torch.no_grad():
+            taught = teacher(**inputs, output_hidden_states=hidden)
+        out = model(**inputs, output_hidden_states=hidden)
+        loss = distillation_loss(out.logits, taught.logits, labels, alpha, temperature)
+        if hidden:
+            loss = loss + hidden_weight * hidden_state_loss(out.hidden_states, taught.hidden_states, inputs["attention_mask"])
+        return loss
+
+    return loss_fn
+
+
 def train_epoch(model, tokenizer, rows, opt, sched, args, rng, epoch, step, steps, report_every, loss_fn=None):
     """One shuffled pass over `rows` (args.batch_size, args.max_length); returns the step count after it.
     loss_fn(model, inputs, labels) -> loss replaces the model's own cross-entropy (distillation)."""

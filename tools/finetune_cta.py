@@ -34,8 +34,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
 import cta_torch  # noqa: E402
-from finetune_classifier import (distillation_loss, evaluate, hidden_state_loss, optimizer_and_schedule,  # noqa: E402
-                                 train_epoch)
+from finetune_classifier import distillation, evaluate, optimizer_and_schedule, train_epoch  # noqa: E402
 from glue_data import read_rows  # noqa: E402
 
 
@@ -100,23 +99,11 @@ def main():
         state = cta_torch.attach_cta(model, cta)
     model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
     # The teacher is the start model without CTA (loaded again: CTA is attached in place above).
-    teacher = None
-    if args.distill_alpha > 0 or args.distill_hidden > 0:
-        teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher or args.model).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+    distilled = args.distill_alpha > 0 or args.distill_hidden > 0
+    loss_fn = distillation(args.teacher or args.model, args.distill_alpha, args.temperature,
+                           args.distill_hidden) if distilled else None
     print(f"train {len(train)} documents, calibration {len(calibration)}; CTA {args.cta}; "
           f"distillation: logits {args.distill_alpha}, hidden states {args.distill_hidden}", flush=True)
-
-    def distilled_loss(model, inputs, labels):
-        """The logits' distillation loss, plus the hidden states' (finetune_classifier.hidden_state_loss)."""
-        with torch.no_grad():
-            t = teacher(**inputs, output_hidden_states=args.distill_hidden > 0)
-        s = model(**inputs, output_hidden_states=args.distill_hidden > 0)
-        loss = distillation_loss(s.logits, t.logits, labels, args.distill_alpha, args.temperature)
-        if args.distill_hidden > 0:
-            loss = loss + args.distill_hidden * hidden_state_loss(s.hidden_states, t.hidden_states, inputs["attention_mask"])
-        return loss
 
     def calibrate():
         if state is None:
@@ -138,8 +125,7 @@ def main():
     out = Path(args.out)
     for epoch in range(args.epochs):
         t0 = time.time()
-        step = train_epoch(model, tokenizer, train, opt, sched, args, rng, epoch, step, steps, 20,
-                           distilled_loss if teacher is not None else None)
+        step = train_epoch(model, tokenizer, train, opt, sched, args, rng, epoch, step, steps, 20, loss_fn)
         acc, rl, ra = calibrate()
         history.append({"epoch": epoch, "calibration_accuracy": acc, "rl": rl, "ra": ra, "seconds": round(time.time() - t0, 1)})
         print(f"epoch {epoch}: calibration accuracy {acc:.4f} ({mode}), RL {rl:.3f} RA {ra:.3f} ({time.time() - t0:.0f}s)", flush=True)
@@ -154,7 +140,7 @@ def main():
         "spec": spec_of(args.cta), "base_model": str(args.model), "train": str(args.train), "calibration": str(args.calibration),
         "train_documents": len(train), "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
         "distill_alpha": args.distill_alpha, "distill_hidden": args.distill_hidden,
-        "teacher": str(args.teacher or args.model) if teacher else None, "temperature": args.temperature,
+        "teacher": str(args.teacher or args.model) if distilled else None, "temperature": args.temperature,
         "chosen_epoch": best_epoch, "history": history, "torch": torch.__version__, "threads": args.threads}, indent=2) + "\n")
     print(f"epoch {best_epoch} exported to {out} (calibration accuracy {best:.4f}, {mode})")
 

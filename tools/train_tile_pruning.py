@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-from finetune_classifier import batches, distillation_loss, evaluate, hidden_state_loss  # noqa: E402
+from finetune_classifier import batches, distillation, evaluate  # noqa: E402
 from glue_data import encode, shuffled_train_and_dev  # noqa: E402
 
 
@@ -161,16 +161,14 @@ def main():
     model = AutoModelForSequenceClassification.from_pretrained(args.model)
     model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
     heads = model.config.num_attention_heads
-    teacher = None
-    if args.distill_alpha > 0:
-        teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher or args.model).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+    if args.distill_hidden > 0 and args.distill_alpha <= 0:
+        raise SystemExit("--distill-hidden needs a teacher (--distill-alpha > 0)")
+    # With a teacher: the unpruned start model (or --teacher) beside the pruned one on each batch.
+    distilled = distillation(args.teacher or args.model, args.distill_alpha, args.temperature,
+                             args.distill_hidden) if args.distill_alpha > 0 else None
     weights = prunable_weights(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
 
-    if args.distill_hidden > 0 and teacher is None:
-        raise SystemExit("--distill-hidden needs a teacher (--distill-alpha > 0)")
     if args.ranking == "global" and args.scheme != "tile":
         raise SystemExit("--ranking global works with --scheme tile only")
 
@@ -216,18 +214,11 @@ def main():
                 group["lr"] = args.lr * (1 - (1 - args.lr_floor) * done)
             model.train()
             inputs = encode(tokenizer, batch, args.max_length)
-            hidden = args.distill_hidden > 0
-            student = model(**inputs, output_hidden_states=hidden)
             labels = torch.tensor([r[1] for r in batch])
-            if teacher is None:
-                loss = torch.nn.functional.cross_entropy(student.logits, labels)
+            if distilled is None:
+                loss = torch.nn.functional.cross_entropy(model(**inputs).logits, labels)
             else:
-                with torch.no_grad():
-                    taught = teacher(**inputs, output_hidden_states=hidden)
-                loss = distillation_loss(student.logits, taught.logits, labels, args.distill_alpha, args.temperature)
-                if hidden:
-                    loss = loss + args.distill_hidden * hidden_state_loss(student.hidden_states, taught.hidden_states,
-                                                                          inputs["attention_mask"])
+                loss = distilled(model, inputs, labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
