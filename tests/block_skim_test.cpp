@@ -25,15 +25,18 @@ namespace {
 // Records what each layer exposes; at layer 0 it drops the positions in `drop`.
 class RecordingBlocks : public LayerPolicy {
  public:
-  RecordingBlocks(int64_t size, std::set<int32_t> drop) : size_(size), drop_(std::move(drop)) {}
+  RecordingBlocks(int64_t size, std::set<int32_t> drop, std::vector<uint8_t> layers = {})
+      : size_(size), drop_(std::move(drop)), layers_(std::move(layers)) {}
   std::string describe() const override { return "record diagonal blocks"; }
   PolicyNeeds needs() const override {
     PolicyNeeds n;
     n.diagonal_block_size = size_;
+    n.diagonal_block_layers = layers_;
     return n;
   }
   void after_attention(const AttentionLayerView& view, PruneDecision& decision) override {
-    EXPECT_EQ(view.diagonal_block_size, size_);
+    const bool asked = layers_.empty() || (static_cast<size_t>(view.layer) < layers_.size() && layers_[static_cast<size_t>(view.layer)]);
+    EXPECT_EQ(view.diagonal_block_size, asked ? size_ : 0) << "layer " << view.layer;
     blocks.emplace_back(view.diagonal_blocks.begin(), view.diagonal_blocks.end());
     positions.push_back(view.sequences[0].positions);
     if (view.layer != 0) return;
@@ -46,6 +49,7 @@ class RecordingBlocks : public LayerPolicy {
  private:
   int64_t size_;
   std::set<int32_t> drop_;
+  std::vector<uint8_t> layers_;
 };
 
 TEST(DiagonalBlocks, BlocksFollowPositionsAndSpecialTokens) {
@@ -114,6 +118,38 @@ TEST(DiagonalBlocks, EncoderHandsPoliciesTheReferenceProbabilities) {
     }
     EXPECT_GT(checked, 500u);
   }
+}
+
+TEST(DiagonalBlocks, OnlyTheLayersAskedForGetBlocks) {
+  testing::TinyBertShape shape;  // 2 layers
+  const auto dir = testing::make_tiny_bert("diagonal-blocks-layers", shape);
+  const BertEncoder encoder = BertEncoder::load(dir);
+  EncoderInput in;
+  for (int t = 0; t < 30; ++t) in.ids.push_back(5 + (t * 37) % 110);
+  in.is_special.assign(in.ids.size(), 0);
+  in.is_special.front() = in.is_special.back() = 1;
+  RecordingBlocks every(8, {}), second(8, {}, {0, 1});
+  encoder.forward(std::span(&in, 1), {&every});
+  encoder.forward(std::span(&in, 1), {&second});
+  ASSERT_EQ(second.blocks.size(), 2u);
+  EXPECT_TRUE(second.blocks[0].empty());  // layer 0 was not asked for
+  ASSERT_EQ(second.blocks[1].size(), 1u);
+  EXPECT_EQ(second.blocks[1][0].probs, every.blocks[1][0].probs);
+  EXPECT_EQ(second.blocks[1][0].number, every.blocks[1][0].number);
+
+  // A chain asks for the union of its policies' layers; one asking for every layer wins.
+  PolicyChain two;
+  two.add(std::make_unique<RecordingBlocks>(8, std::set<int32_t>{}, std::vector<uint8_t>{0, 1}));
+  two.add(std::make_unique<RecordingBlocks>(8, std::set<int32_t>{}, std::vector<uint8_t>{0, 0, 1}));
+  EXPECT_EQ(two.needs().diagonal_block_layers, (std::vector<uint8_t>{0, 1, 1}));
+  EXPECT_FALSE(two.needs().diagonal_blocks_in(0));
+  EXPECT_TRUE(two.needs().diagonal_blocks_in(2));
+  EXPECT_FALSE(two.needs().diagonal_blocks_in(3));
+  PolicyChain with_all;
+  with_all.add(std::make_unique<RecordingBlocks>(8, std::set<int32_t>{}, std::vector<uint8_t>{0, 1}));
+  with_all.add(std::make_unique<RecordingBlocks>(8, std::set<int32_t>{}));
+  EXPECT_TRUE(with_all.needs().diagonal_block_layers.empty());
+  EXPECT_TRUE(with_all.needs().diagonal_blocks_in(0));
 }
 
 TEST(DiagonalBlocks, PoliciesAskingDifferentSizesAreRefused) {

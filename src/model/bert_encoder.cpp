@@ -700,7 +700,7 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
         w.tokens = static_cast<int32_t>(s.length()), w.heads = static_cast<int32_t>(s.heads.size());
       }
       const CtaConfig* cta = policy ? policy->attention_backend(l) : nullptr;
-      const int64_t block_size = needs.diagonal_block_size;
+      const int64_t block_size = needs.diagonal_blocks_in(l) ? needs.diagonal_block_size : 0;
       if (block_size > 0 && cta) throw Error("diagonal attention blocks (Block-Skim) cannot be read from a CTA layer");
       diagonal.clear();
       for (const PackedSequence& s : seqs) {

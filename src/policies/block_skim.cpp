@@ -150,6 +150,7 @@ std::string BlockSkimPolicy::describe() const {
 PolicyNeeds BlockSkimPolicy::needs() const {
   PolicyNeeds n;
   n.diagonal_block_size = modules_.block_size();
+  n.diagonal_block_layers = layers_;
   return n;
 }
 

@@ -67,7 +67,18 @@ PolicyNeeds PolicyChain::needs() const {
     if (n.diagonal_block_size > 0 && all.diagonal_block_size > 0 && n.diagonal_block_size != all.diagonal_block_size)
       throw Error("two policies ask for diagonal attention blocks of different sizes (" + std::to_string(all.diagonal_block_size) +
                   " and " + std::to_string(n.diagonal_block_size) + ")");
-    if (n.diagonal_block_size > 0) all.diagonal_block_size = n.diagonal_block_size;
+    if (n.diagonal_block_size > 0) {
+      // The union of the layers asked for; a policy asking for every layer (empty list) gets every layer.
+      if (all.diagonal_block_size == 0) {
+        all.diagonal_block_layers = n.diagonal_block_layers;
+      } else if (all.diagonal_block_layers.empty() || n.diagonal_block_layers.empty()) {
+        all.diagonal_block_layers.clear();
+      } else {
+        all.diagonal_block_layers.resize(std::max(all.diagonal_block_layers.size(), n.diagonal_block_layers.size()), 0);
+        for (size_t l = 0; l < n.diagonal_block_layers.size(); ++l) all.diagonal_block_layers[l] |= n.diagonal_block_layers[l];
+      }
+      all.diagonal_block_size = n.diagonal_block_size;
+    }
   }
   return all;
 }

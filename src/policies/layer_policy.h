@@ -21,6 +21,14 @@ struct PolicyNeeds {
   bool attention_received = false;  // per sequence, head and token: sum over queries of P[q, token]
   bool head_magnitude = false;      // per sequence and head: sum of |head output|
   int64_t diagonal_block_size = 0;  // > 0: the diagonal blocks of the attention maps (Block-Skim)
+  // [layer]: 1 where the diagonal blocks are read; empty = every layer. Writing them costs a copy of
+  // each block's probabilities and its bookkeeping, so a policy skimming a few layers names them.
+  std::vector<uint8_t> diagonal_block_layers;
+  bool diagonal_blocks_in(int layer) const {
+    return diagonal_block_size > 0 &&
+           (diagonal_block_layers.empty() ||
+            (layer < static_cast<int>(diagonal_block_layers.size()) && diagonal_block_layers[static_cast<size_t>(layer)]));
+  }
 };
 
 // Block-Skim's view of one sequence in one layer. Its non-special tokens are cut into blocks of
