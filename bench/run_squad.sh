@@ -30,13 +30,31 @@ CANDIDATES=(
   "blockskim:threshold=0.55+spatten:tokens=0.7" "blockskim:threshold=0.55+spatten:tokens=0.5"
   "blockskim:threshold=0.65+spatten:tokens=0.5"
 )
+# multilingual-e5-small (12 layers, CANDIDATES=e5): P(keep) of layers 0-5 is ~0.8 for every block (AUC
+# ~0.6 on the calibration articles, tools/blockskim_auc.py), layers 8-11 separate (AUC 0.95-0.98), so
+# the candidates skim from the late layers only, at lower thresholds.
+E5_CANDIDATES=(
+  "blockskim:threshold=0.5" "blockskim:threshold=0.6" "blockskim:threshold=0.65" "blockskim:threshold=0.7"
+  "blockskim:threshold=0.3,layers=7-10" "blockskim:threshold=0.4,layers=7-10" "blockskim:threshold=0.5,layers=7-10"
+  "blockskim:threshold=0.2,layers=8-10" "blockskim:threshold=0.3,layers=8-10" "blockskim:threshold=0.4,layers=8-10"
+  "blockskim:threshold=0.5,layers=8-10"
+  "blockskim:threshold=0.3,layers=9-10" "blockskim:threshold=0.4,layers=9-10" "blockskim:threshold=0.5,layers=9-10"
+  "blockskim:threshold=0.6,layers=9-10"
+  "blockskim:threshold=0.3,layers=8-11,at=ffn" "blockskim:threshold=0.4,layers=8-11,at=ffn"
+  "blockskim:threshold=0.4,layers=9-11,at=ffn" "blockskim:threshold=0.5,layers=9-11,at=ffn"
+  "spatten:tokens=0.9" "spatten:tokens=0.8" "spatten:tokens=0.7" "spatten:tokens=0.5"
+  "ltp:final=0.001" "ltp:final=0.002" "ltp:final=0.005" "ltp:final=0.01"
+  "blockskim:threshold=0.4,layers=8-10+spatten:tokens=0.8" "blockskim:threshold=0.3,layers=8-10+ltp:final=0.002"
+)
+[[ "${CANDIDATES_SET:-}" == e5 ]] && CANDIDATES=("${E5_CANDIDATES[@]}")
 # Families with no candidate within budget on calibration appear in the report by their nearest
 # candidate (the one losing least F1 there), so every family has a row at about the same F1.
 NEAREST=("spatten:tokens=0.9")
 # One pick per family: the fastest candidate within BUDGET F1 points of dense on the calibration articles.
 FAMILIES=(
-  "Block-Skim=^blockskim:threshold=[0-9.]+$" "Block-Skim before the FFN=^blockskim:.*at=ffn$"
+  "Block-Skim=^blockskim:threshold=[0-9.]+(,layers=[0-9-]+)?$" "Block-Skim before the FFN=^blockskim:.*at=ffn$"
   "SpAtten tokens=^spatten:tokens=[0-9.]+$" "LTP=^ltp:" "Block-Skim + SpAtten=^blockskim.*[+]spatten"
+  "Block-Skim + LTP=^blockskim.*[+]ltp"
 )
 mode="${1:?train, calibrate, curve or report}"
 shift

@@ -7,8 +7,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <random>
 #include <set>
 
+#include "kernels/conv3x3.h"
+#include "kernels/cpu_features.h"
 #include "model/bert_encoder.h"
 #include "model/question_answerer.h"
 #include "model/text_model.h"
@@ -157,6 +160,52 @@ TEST(DiagonalBlocks, PoliciesAskingDifferentSizesAreRefused) {
   chain.add(std::make_unique<RecordingBlocks>(8, std::set<int32_t>{}));
   chain.add(std::make_unique<RecordingBlocks>(16, std::set<int32_t>{}));
   EXPECT_THROW(chain.needs(), Error);
+}
+
+// The direct AVX-512 convolution against a naive one in double precision: odd channel counts (a
+// last pass of fewer than four output channels), every supported size, values of both signs so
+// that ReLU cuts some, and the borders (zero padding) included.
+TEST(BlockSkim, DirectConvolutionEqualsNaiveConvolution) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (int64_t channels : {1, 3, 5, 12}) {
+    for (int64_t size : {16, 32, 48, 64}) {
+      ASSERT_TRUE(conv3x3_avx512_fits(size));
+      std::vector<float> in(static_cast<size_t>(channels * size * size)), weight(static_cast<size_t>(channels * channels * 9));
+      std::vector<float> scale(static_cast<size_t>(channels)), shift(static_cast<size_t>(channels));
+      for (auto* v : {&in, &weight, &shift})
+        for (float& x : *v) x = uniform(rng);
+      for (float& x : scale) x = 1.5f + uniform(rng);  // positive, as BatchNorm's usually is: ReLU cuts about half
+      const int64_t half = size / 2;
+      std::vector<float> got(static_cast<size_t>(channels * half * half), -1.0f);
+      avx512::conv3x3_scale_relu_pool(in.data(), weight.data(), scale.data(), shift.data(), channels, size, got.data());
+      const auto at = [&](int64_t c, int64_t y, int64_t x) -> double {
+        return y < 0 || x < 0 || y >= size || x >= size ? 0.0 : in[static_cast<size_t>((c * size + y) * size + x)];
+      };
+      double worst = 0.0;
+      int64_t zeros = 0;
+      for (int64_t co = 0; co < channels; ++co)
+        for (int64_t py = 0; py < half; ++py)
+          for (int64_t px = 0; px < half; ++px) {
+            double pooled = 0.0;
+            for (int64_t y = 2 * py; y < 2 * py + 2; ++y)
+              for (int64_t x = 2 * px; x < 2 * px + 2; ++x) {
+                double acc = 0.0;
+                for (int64_t ci = 0; ci < channels; ++ci)
+                  for (int64_t dy = -1; dy <= 1; ++dy)
+                    for (int64_t dx = -1; dx <= 1; ++dx)
+                      acc += weight[static_cast<size_t>(((co * channels + ci) * 3 + dy + 1) * 3 + dx + 1)] * at(ci, y + dy, x + dx);
+                pooled += std::max(0.0, acc * scale[static_cast<size_t>(co)] + shift[static_cast<size_t>(co)]);
+              }
+            const double want = pooled / 4;
+            zeros += want == 0.0;
+            worst = std::max(worst, std::abs(want - got[static_cast<size_t>((co * half + py) * half + px)]));
+          }
+      EXPECT_LT(worst, 1e-4) << channels << " channels, size " << size;
+      EXPECT_LT(zeros, channels * half * half) << "ReLU cut everything: the test would not see the convolution";
+    }
+  }
 }
 
 // The predictors against PyTorch (tools/make_qa_reference.py: train_qa.py's module with random

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "kernels/conv3x3.h"
+#include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
 #include "model/safetensors.h"
 #include "util/error.h"
@@ -14,13 +16,22 @@ namespace sieve {
 namespace {
 
 // For `count` inputs [count][C][S][S]: BN(conv3x3(in)) then ReLU then 2x2 average pooling, into
-// [count][C][S/2][S/2]. The convolutions of all inputs are one GEMM over their 3x3 neighbourhoods
+// [count][C][S/2][S/2]. With AVX-512, directly (3x faster than im2col + GEMM for 32 x 32 blocks);
+// otherwise the convolutions of all inputs are one GEMM over their 3x3 neighbourhoods
 // laid out as columns (im2col): weight [C][C*9] times columns [C*9][count*S*S]. Only the layout
 // loops run in parallel: the GEMM threads itself (a GEMM inside a parallel region nests thread
 // teams, which cost more than the predictor on 2 threads).
 void conv_bn_relu_pool(const std::vector<float>& weight, const std::vector<float>& scale, const std::vector<float>& shift,
                        const float* in, int64_t count, int64_t channels, int64_t size, std::vector<float>& columns,
                        std::vector<float>& conv, float* out) {
+  if (cpu_has_avx512() && conv3x3_avx512_fits(size)) {
+    // Direct convolution (kernels/conv3x3.h), one block per iteration: nothing nests here.
+    const int64_t in_plane = channels * size * size, out_plane = channels * (size / 2) * (size / 2);
+#pragma omp parallel for schedule(static) if (count > 1)
+    for (int64_t i = 0; i < count; ++i)
+      avx512::conv3x3_scale_relu_pool(in + i * in_plane, weight.data(), scale.data(), shift.data(), channels, size, out + i * out_plane);
+    return;
+  }
   const int64_t pixels = size * size, depth = channels * 9, width = count * pixels;
   columns.assign(static_cast<size_t>(depth * width), 0.0f);
 #pragma omp parallel for collapse(2) schedule(static) if (count > 1)

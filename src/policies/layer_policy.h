@@ -23,7 +23,7 @@ struct PolicyNeeds {
   int64_t diagonal_block_size = 0;  // > 0: the diagonal blocks of the attention maps (Block-Skim)
   // [layer]: 1 where the diagonal blocks are read; empty = every layer. Writing them costs a copy of
   // each block's probabilities and its bookkeeping, so a policy skimming a few layers names them.
-  std::vector<uint8_t> diagonal_block_layers;
+  std::vector<uint8_t> diagonal_block_layers{};
   bool diagonal_blocks_in(int layer) const {
     return diagonal_block_size > 0 &&
            (diagonal_block_layers.empty() ||

@@ -172,7 +172,8 @@ std::unique_ptr<PolicyChain> parse_policy_spec(const std::string& spec, const Mo
       if (!block_skim) throw Error("policy: blockskim needs Block-Skim predictors in <model>/blockskim/ (make them with tools/train_qa.py)");
       const double threshold = p.count("threshold") ? parse_number(p.at("threshold"), "blockskim threshold") : 0.5;
       if (!(threshold >= 0.0 && threshold <= 1.0)) throw Error("policy: blockskim threshold=" + p.at("threshold") + " is outside [0, 1]");
-      std::vector<uint8_t> on = p.count("layers") ? parse_layer_set(p.at("layers"), layers) : std::vector<uint8_t>(static_cast<size_t>(layers), 1);
+      std::vector<uint8_t> on = p.count("layers") ? parse_layer_set(p.at("layers"), layers, "blockskim layers")
+                                                  : std::vector<uint8_t>(static_cast<size_t>(layers), 1);
       if (!p.count("layers")) on.back() = 0;  // skimming after the last layer saves nothing
       const PrunePoint point = p.count("at") ? parse_point(p) : PrunePoint::NextLayer;  // the released code: from the next layer
       chain->add(std::make_unique<BlockSkimPolicy>(*block_skim, threshold, std::move(on), point));
