@@ -364,7 +364,10 @@ std::vector<SequenceOutput> CudaBertEncoder::forward(std::span<const EncoderInpu
       const auto t_decide = std::chrono::steady_clock::now();
       // The same decision step as the CPU encoder's (special tokens stay, >= 1 row per sequence).
       bool any_dropped = false;
-      const AttentionLayerView view{l, num_layers, heads, seqs, received, head_magnitude, hidden};
+      // No diagonal blocks: the CUDA encoder does not run Block-Skim (a policy asking for them is refused).
+      const AttentionLayerView view{.layer = l, .num_layers = num_layers, .num_heads = heads, .sequences = seqs,
+                                    .received = received, .head_magnitude = head_magnitude, .hidden = hidden,
+                                    .diagonal_blocks = {}, .diagonal_block_size = 0};
       PruneDecision decision = decide_pruning(*policy, view, seqs, &any_dropped);
       if (any_dropped && decision.drop_before_ffn) {
         m.compact(m.attn, m.attn_alt, seqs, decision.keep_token, H);

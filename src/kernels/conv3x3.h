@@ -8,8 +8,10 @@
 
 namespace sieve {
 
-// The sizes the AVX-512 kernel takes (rows of 16-float vectors); call it only where cpu_has_avx512().
-inline bool conv3x3_avx512_fits(int64_t size) { return size == 16 || size == 32 || size == 48 || size == 64; }
+// The AVX-512 kernel takes sizes in whole 16-float vectors up to kConv3x3MaxSize (its row buffer);
+// call it only where cpu_has_avx512().
+constexpr int64_t kConv3x3MaxSize = 64;
+inline bool conv3x3_avx512_fits(int64_t size) { return size > 0 && size % 16 == 0 && size <= kConv3x3MaxSize; }
 
 namespace avx512 {
 // in [channels][size][size], weight [channels out][channels in][3][3], scale/shift [channels],

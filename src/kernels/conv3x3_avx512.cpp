@@ -1,6 +1,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "kernels/conv3x3.h"
 
@@ -8,7 +9,7 @@ namespace sieve {
 namespace {
 
 constexpr int kOutBlock = 4;  // output channels per pass: kOutBlock x V accumulators stay in registers
-constexpr int64_t kRowStride = 64;  // floats per channel row in the two-row buffer (the largest size)
+constexpr int64_t kRowStride = kConv3x3MaxSize;  // floats per channel row in the two-row buffer
 
 // One pass: output rows y of channels [co0, co0 + n) (n <= kOutBlock), V vectors of 16 pixels a row,
 // after scale, shift and ReLU, into rows[c * kRowStride ...].
@@ -73,13 +74,11 @@ namespace avx512 {
 
 void conv3x3_scale_relu_pool(const float* in, const float* weight, const float* scale, const float* shift, int64_t channels,
                              int64_t size, float* out) {
-  switch (size) {
-    case 16: conv_pool<1>(in, weight, scale, shift, channels, size, out); break;
-    case 32: conv_pool<2>(in, weight, scale, shift, channels, size, out); break;
-    case 48: conv_pool<3>(in, weight, scale, shift, channels, size, out); break;
-    case 64: conv_pool<4>(in, weight, scale, shift, channels, size, out); break;
-    default: break;  // conv3x3_avx512_fits() said no
-  }
+  // One instance per size conv3x3_avx512_fits() accepts, indexed by the size in 16-float vectors.
+  using Kernel = void (*)(const float*, const float*, const float*, const float*, int64_t, int64_t, float*);
+  constexpr Kernel kBySize[] = {conv_pool<1>, conv_pool<2>, conv_pool<3>, conv_pool<4>};
+  static_assert(std::size(kBySize) * 16 == kConv3x3MaxSize);
+  kBySize[size / 16 - 1](in, weight, scale, shift, channels, size, out);
 }
 
 }  // namespace avx512
