@@ -4,6 +4,9 @@
 #   SHARE=layer bash bench/run_cta_finetune.sh     # the same with one clustering per layer (share=layer)
 #   SHARE=layer W=28 EPOCHS=2 DISTILL_ALPHA=0.9 DISTILL_HIDDEN=3 bash bench/run_cta_finetune.sh
 #                                                  # CTA fine-tuned with distillation from the dense model (-kd)
+#   BASE=models/e5-sst2 W=16 WIDTHS="12 14 16 20" DISTILL_ALPHA=0.9 DISTILL_HIDDEN=3 bash bench/run_cta_finetune.sh
+#                                                  # the 12-layer model: its hidden states are smaller, so the
+#                                                  # paper's CTA-1 compression comes at smaller widths
 # 1. Data (tools/make_long_inputs.py --minority 0.3-0.45): SST-2 documents of 256-512 tokens whose
 #    sentences mix both labels (30-45 % of the tokens from the minority label; the label is the
 #    majority's). Single-label documents are too easy (dense and every CTA width score 100 % on their
@@ -27,6 +30,7 @@ SIEVE="$ROOT/build/sieve"
 BASE="${BASE:-models/minilm-sst2}"
 NAME="$(basename "$BASE")"
 W="${W:-24}"
+WIDTHS="${WIDTHS:-20 24 28 32}"  # the calibration grid
 SHARE="${SHARE:-}"  # empty: per head (the paper); layer: share=layer
 SUFFIX="${SHARE:+,share=$SHARE}"
 MIX="${MIX:-0.3-0.45}"
@@ -61,7 +65,7 @@ done
 
 EVAL=("$SIEVE" eval --threads "$THREADS")
 grid=()
-for w in 20 24 28 32; do grid+=(-p "cta:w=$w$SUFFIX"); done
+for w in $WIDTHS; do grid+=(-p "cta:w=$w$SUFFIX"); done
 for r in 0.5 0.3; do grid+=(-p "spatten:tokens=$r" -p "spatten:tokens=$r+cta:w=$W$SUFFIX"); done
 echo "==> calibration (batch 32)"
 "${EVAL[@]}" --model "$DENSE" --data "$CAL" --batch-size 32 --json "$OUT/calibration-dense.json" >"$OUT/calibration-dense.txt"
