@@ -54,6 +54,14 @@ def write_atomically(path, write_fn, mode="w"):
         raise
 
 
+def save_figure(fig, path):
+    """Lay out a matplotlib figure and write it atomically, in the format the path's suffix names."""
+    path = Path(path)
+    fig.tight_layout()
+    write_atomically(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=110), "wb")
+    print(f"wrote {path}")
+
+
 def quiet_libraries():
     """Silence transformers/torch chatter so tools print only their own one-line results."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_atomically  # noqa: E402
+from common import save_figure  # noqa: E402
 
 # (file, label): which model each calibration file ran.
 CALIBRATION = (
@@ -70,10 +70,7 @@ def main():
     ax.set_title("CTA on the 12-layer model, mixed-label documents (~400 tokens)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    out = Path(args.out)
-    write_atomically(out, lambda f: fig.savefig(f, format=out.suffix.lstrip(".") or "png", dpi=110), "wb")
-    print(f"wrote {out}")
+    save_figure(fig, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_atomically  # noqa: E402
+from common import save_figure  # noqa: E402
 
 
 def points(results, shared):
@@ -51,10 +51,7 @@ def main():
     ax.set_title("CTA kernel on ~395-token documents (2 threads)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(args.out)
-    write_atomically(out, lambda f: fig.savefig(f, format=out.suffix.lstrip(".") or "png", dpi=110), "wb")
-    print(f"wrote {out}")
+    save_figure(fig, args.out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import points_per_unit, write_atomically  # noqa: E402
+from common import points_per_unit, save_figure  # noqa: E402
 
 
 def load_points(files, groups, metric="accuracy"):
@@ -81,11 +81,7 @@ def main():
     axes[0].plot([], [], marker="*", color="black", linestyle="none", markersize=10, label="dense")
     axes[0].legend()
     fig.suptitle(args.title)
-    fig.tight_layout()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(out, lambda f: fig.savefig(f, format=out.suffix.lstrip(".") or "png", dpi=110), "wb")
-    print(f"wrote {out}")
+    save_figure(fig, args.out)
 
 
 if __name__ == "__main__":
