@@ -206,6 +206,13 @@ TEST(BlockSkim, DirectConvolutionEqualsNaiveConvolution) {
       EXPECT_LT(zeros, channels * half * half) << "ReLU cut everything: the test would not see the convolution";
     }
   }
+  // Sizes outside the kernel's table are refused, not read past it (callers ask conv3x3_avx512_fits first).
+  for (int64_t size : {0, 8, 24, 80}) {
+    EXPECT_FALSE(conv3x3_avx512_fits(size)) << size;
+    std::vector<float> buffer(static_cast<size_t>(80 * 80));
+    EXPECT_THROW(avx512::conv3x3_scale_relu_pool(buffer.data(), buffer.data(), buffer.data(), buffer.data(), 1, size, buffer.data()),
+                 Error);
+  }
 }
 
 // The predictors against PyTorch (tools/make_qa_reference.py: train_qa.py's module with random

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <iterator>
+#include <string>
 
 #include "kernels/conv3x3.h"
+#include "util/error.h"
 
 namespace sieve {
 namespace {
@@ -78,6 +80,7 @@ void conv3x3_scale_relu_pool(const float* in, const float* weight, const float* 
   using Kernel = void (*)(const float*, const float*, const float*, const float*, int64_t, int64_t, float*);
   constexpr Kernel kBySize[] = {conv_pool<1>, conv_pool<2>, conv_pool<3>, conv_pool<4>};
   static_assert(std::size(kBySize) * 16 == kConv3x3MaxSize);
+  if (!conv3x3_avx512_fits(size)) throw Error("conv3x3_scale_relu_pool: block size " + std::to_string(size) + " is not supported");
   kBySize[size / 16 - 1](in, weight, scale, shift, channels, size, out);
 }
 
