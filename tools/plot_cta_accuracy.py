@@ -54,11 +54,9 @@ def main():
             continue
         for reading, pts in curves(load(name), dense).items():
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{label}, run {reading} (calibration)")
-    validation = args.folder / "validation-cta-b1.json"
-    if validation.exists():
-        results = json.loads(validation.read_text())["results"]
-        dense_val = json.loads((args.folder / "validation-dense-b1.json").read_text())["results"][0]["accuracy"]
-        for r in results:
+    if (args.folder / "validation-cta-b1.json").exists():
+        dense_val = load("validation-dense-b1.json")[0]["accuracy"]
+        for r in load("validation-cta-b1.json"):
             if r["policy"].startswith("cta:"):
                 ax.plot([r["cta"]["rl"]], [100 * (r["accuracy"] - dense_val)], marker="*", markersize=14, linestyle="none",
                         label=f"CTA-fine-tuned, {r['policy']} (validation, once)")
