@@ -7,6 +7,7 @@
 #   BASE=models/e5-sst2 W=16 WIDTHS="12 14 16 20" DISTILL_ALPHA=0.9 DISTILL_HIDDEN=3 bash bench/run_cta_finetune.sh
 #                                                  # the 12-layer model: its hidden states are smaller, so the
 #                                                  # paper's CTA-1 compression comes at smaller widths
+#   SPATTEN="tokens=0.3 tokens=0.2,start=2" COMPOSE_WIDTHS="18 20" ...   # the token-pruning compositions
 # 1. Data (tools/make_long_inputs.py --minority 0.3-0.45): SST-2 documents of 256-512 tokens whose
 #    sentences mix both labels (30-45 % of the tokens from the minority label; the label is the
 #    majority's). Single-label documents are too easy (dense and every CTA width score 100 % on their
@@ -31,6 +32,8 @@ BASE="${BASE:-models/minilm-sst2}"
 NAME="$(basename "$BASE")"
 W="${W:-24}"
 WIDTHS="${WIDTHS:-20 24 28 32}"  # the calibration grid
+SPATTEN="${SPATTEN:-tokens=0.5 tokens=0.3}"  # token pruning alone and composed with CTA (spatten: options)
+COMPOSE_WIDTHS="${COMPOSE_WIDTHS:-$W}"       # the CTA widths composed with each token-pruning setting
 SHARE="${SHARE:-}"  # empty: per head (the paper); layer: share=layer
 SUFFIX="${SHARE:+,share=$SHARE}"
 MIX="${MIX:-0.3-0.45}"
@@ -66,7 +69,10 @@ done
 EVAL=("$SIEVE" eval --threads "$THREADS")
 grid=()
 for w in $WIDTHS; do grid+=(-p "cta:w=$w$SUFFIX"); done
-for r in 0.5 0.3; do grid+=(-p "spatten:tokens=$r" -p "spatten:tokens=$r+cta:w=$W$SUFFIX"); done
+for t in $SPATTEN; do
+  grid+=(-p "spatten:$t")
+  for w in $COMPOSE_WIDTHS; do grid+=(-p "spatten:$t+cta:w=$w$SUFFIX"); done
+done
 echo "==> calibration (batch 32)"
 "${EVAL[@]}" --model "$DENSE" --data "$CAL" --batch-size 32 --json "$OUT/calibration-dense.json" >"$OUT/calibration-dense.txt"
 "${EVAL[@]}" --model "$CTA" --data "$CAL" --batch-size 32 --json "$OUT/calibration-cta.json" "${grid[@]}" >"$OUT/calibration-cta.txt"

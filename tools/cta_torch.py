@@ -186,12 +186,14 @@ def _averaging_matrix(table, width, dtype, per_group_rows=False):
     return torch.sparse_coo_tensor(torch.stack([rows, cols]), 1.0 / counts[rows], shape).coalesce()
 
 
-def cta_attention(x, proj, offsets, w, wq, bq, wk, bk, wv, bv, heads, dropout=None):
+def cta_attention(x, proj, offsets, w, wq, bq, wk, bk, wv, bv, heads, dropout=None, received=False):
     """One sequence, all heads of a layer (cta_head_attention in cta.cpp for each head, batched).
     Padded cluster rows (past a head's own count) are computed and never read.
     x [n, dw]; proj [n, G, 3, l] = <x, a> for each group's LSH_0/1/2 (fp32), G = heads (the paper's
     per-head reading) or 1 (share=layer); offsets [G, 3, l] float64; wq/wk/wv [heads d, dw] and
-    biases (nn.Linear layout). Returns (output [n, heads d], k0, k1, k2 as [G] tensors)."""
+    biases (nn.Linear layout). Returns (output [n, heads d], k0, k1, k2 as [G] tensors), and with
+    received=True a fifth item: the attention each token receives, sum over heads and queries of
+    P_ij ([n], no gradient; what cta.cpp hands the token-pruning policies)."""
     n, groups = proj.shape[0], proj.shape[1]
     d = wq.shape[0] // heads
     with torch.no_grad():
@@ -234,13 +236,61 @@ def cta_attention(x, proj, offsets, w, wq, bq, wk, bk, wv, bv, heads, dropout=No
     key2 = (ct2 + K1).expand(heads, n) if groups == 1 else ct2 + K1
     scores = sbar.gather(2, key1.unsqueeze(1).expand(heads, K0, n)) + sbar.gather(2, key2.unsqueeze(1).expand(heads, K0, n))
     probs = torch.softmax(scores, dim=-1)          # per key token (eq. 6)
-    if dropout is not None:
-        probs = dropout(probs)
     values = vbar.gather(1, key1.unsqueeze(2).expand(heads, n, d)) + vbar.gather(1, key2.unsqueeze(2).expand(heads, n, d))
-    obar = torch.bmm(probs, values)                # [heads, K0, d]  (eq. 7-8)
+    obar = torch.bmm(probs if dropout is None else dropout(probs), values)  # [heads, K0, d]  (eq. 7-8)
     query = ct0.expand(heads, n) if groups == 1 else ct0
     out = obar.gather(1, query.unsqueeze(2).expand(heads, n, d))
-    return out.permute(1, 0, 2).reshape(n, heads * d), k0, k1, k2
+    out = out.permute(1, 0, 2).reshape(n, heads * d)
+    if not received:
+        return out, k0, k1, k2
+    with torch.no_grad():  # every query of cluster c has row c's probabilities: weight rows by |c|
+        rows0 = (ct0 + torch.arange(groups).unsqueeze(1) * K0).reshape(-1)
+        count0 = torch.bincount(rows0, minlength=groups * K0).view(groups, K0).to(probs.dtype)
+        got = (count0.expand(heads, K0).unsqueeze(2) * probs).sum((0, 1))
+    return out, k0, k1, k2, got
+
+
+class TokenPruning:
+    """SpAtten's cascade token pruning inside the training forward pass, as
+    policies/cascade_pruner.cpp does it (at=ffn, the default): after each layer's attention, every
+    token's received attention (summed over heads and queries) is added to its score, which persists
+    across layers; the keep_count(layer) highest-scoring tokens survive (ties: the earlier token),
+    [CLS] and [SEP] (first and last row) are never candidates, and a pruned token is never attended
+    to again. The classifier reads [CLS], so computing the pruned rows' FFN anyway (the batch stays
+    rectangular) changes nothing it sees. ratios: the keep ratio of each layer
+    (KeepSchedule::progressive)."""
+
+    def __init__(self, ratios):
+        self.ratios = list(ratios)
+        self.kept, self.scores, self.alive = None, None, []
+
+    @staticmethod
+    def progressive(final_ratio, start, num_layers):
+        """KeepSchedule::progressive: 1 before `start`, then linearly down to final_ratio at the last layer."""
+        if not 0 <= final_ratio <= 1 or not 0 <= start < num_layers:
+            raise ValueError("token pruning: tokens must be in [0, 1] and start a layer index")
+        return [1.0 if l < start else 1.0 - (1.0 if num_layers - 1 == start else (l - start + 1) / (num_layers - start))
+                * (1.0 - final_ratio) for l in range(num_layers)]
+
+    def begin(self, lengths):
+        self.kept = [torch.arange(int(n)) for n in lengths]
+        self.scores = [torch.zeros(int(n)) for n in lengths]
+        self.alive = []  # per layer: [batch, seq] bool, the rows still alive after its decision
+
+    def keep_count(self, layer, prunable):
+        r = self.ratios[layer]
+        return prunable if r >= 1.0 else min(prunable, math.ceil(r * prunable - 1e-9))
+
+    def after_attention(self, layer, b, received):
+        kept, score = self.kept[b], self.scores[b]
+        n = score.numel()
+        score[kept] += received.to(score.dtype)
+        special = (kept == 0) | (kept == n - 1)
+        candidates = kept[~special]
+        keep = self.keep_count(layer, max(n - 2, 0))
+        if keep < candidates.numel():
+            order = torch.sort(score[candidates], descending=True, stable=True).indices[:keep]
+            self.kept[b] = torch.sort(torch.cat([kept[special], candidates[order]])).values
 
 
 class CtaSelfAttention(torch.nn.Module):
@@ -268,34 +318,50 @@ class CtaSelfAttention(torch.nn.Module):
         else:
             lengths = [seq] * batch
         groups = 1 if cfg.shared else self.heads
+        pruning = self.state.pruning
+        if pruning is not None and self.layer == 0:
+            pruning.begin(lengths)
         outputs = []
         for b in range(batch):
-            n = int(lengths[b])
-            x = hidden_states[b, :n]
+            rows = torch.arange(int(lengths[b])) if pruning is None else pruning.kept[b]
+            n = rows.numel()
+            x = hidden_states[b, rows]
             proj = (x @ self.directions_t).view(n, groups, 3, cfg.l)  # one GEMM: every projection of the layer
-            o, k0, k1, k2 = cta_attention(
+            o, k0, k1, k2, *received = cta_attention(
                 x, proj, cfg.offsets[self.layer], cfg.w, self.query.weight, self.query.bias, self.key.weight,
-                self.key.bias, self.value.weight, self.value.bias, self.heads, self.dropout if self.training else None)
+                self.key.bias, self.value.weight, self.value.bias, self.heads, self.dropout if self.training else None,
+                received=pruning is not None)
             if self.state.record is not None:
                 for h in range(self.heads):
                     g = 0 if cfg.shared else h
                     self.state.record.append((self.layer, h, n, int(k0[g]), int(k1[g]), int(k2[g])))
-            outputs.append(torch.nn.functional.pad(o, (0, 0, 0, seq - n)))
+            outputs.append(o.new_zeros(seq, o.shape[1]).index_copy(0, rows, o))
+            if pruning is not None:
+                pruning.after_attention(self.layer, b, received[0])
+        if pruning is not None:
+            alive = torch.zeros(batch, seq, dtype=torch.bool)
+            for b in range(batch):
+                alive[b, pruning.kept[b]] = True
+            pruning.alive.append(alive)
         return (torch.stack(outputs),)
 
 
 class CtaState:
-    def __init__(self):
+    def __init__(self, pruning=None):
         self.lengths = None
         self.record = None  # a list to append (layer, head, n, k0, k1, k2) to, or None
+        self.pruning = pruning  # a TokenPruning, or None
 
 
-def attach_cta(model, config):
+def attach_cta(model, config, pruning=None):
     """Replace the self-attention of every CTA layer of a transformers BERT model (or a model whose
     `base_model` is one) in place; returns the shared state (lengths to override the mask's, and
-    a list to record cluster counts in)."""
+    a list to record cluster counts in). pruning (a TokenPruning) needs CTA in every layer: the
+    received attention that ranks tokens comes from CTA's probabilities."""
     encoder = model.base_model.encoder if hasattr(model, "base_model") else model.encoder
-    state = CtaState()
+    if pruning is not None and not all(config.on(i) for i in range(len(encoder.layer))):
+        raise ValueError("token pruning in the CTA forward pass needs CTA in every layer")
+    state = CtaState(pruning)
     for i, layer in enumerate(encoder.layer):
         if config.on(i):
             layer.attention.self = CtaSelfAttention(layer.attention.self, config, i, state)

@@ -66,20 +66,24 @@ def distillation_loss(logits, teacher_logits, labels, alpha, temperature):
     return (1 - alpha) * loss + alpha * temperature ** 2 * kd
 
 
-def hidden_state_loss(student_hidden, teacher_hidden, attention_mask):
+def hidden_state_loss(student_hidden, teacher_hidden, attention_mask, layer_masks=None):
     """Mean squared difference of two models' hidden states after every layer (the embeddings, entry
     0, are left out), over the real tokens, averaged over the layers: layer-wise distillation as
-    TinyBERT and CoFi pruning use it."""
+    TinyBERT and CoFi pruning use it. layer_masks (one [batch, seq] bool per layer, or None): the
+    rows that count after each layer, where the student prunes tokens (their rows mean nothing)."""
     real = attention_mask.unsqueeze(-1).to(student_hidden[-1].dtype)
-    per_layer = [((hs - ht) ** 2 * real).sum() / (real.sum() * hs.shape[-1])
-                 for hs, ht in zip(student_hidden[1:], teacher_hidden[1:])]
+    masks = [real if layer_masks is None else real * m.unsqueeze(-1).to(real.dtype) for m in
+             (layer_masks or [None] * (len(student_hidden) - 1))]
+    per_layer = [((hs - ht) ** 2 * mask).sum() / (mask.sum() * hs.shape[-1])
+                 for hs, ht, mask in zip(student_hidden[1:], teacher_hidden[1:], masks)]
     return torch.stack(per_layer).mean()
 
 
-def distillation(teacher_dir, alpha, temperature, hidden_weight):
+def distillation(teacher_dir, alpha, temperature, hidden_weight, layer_masks=None):
     """loss_fn(model, inputs, labels) for train_epoch: the frozen classifier in `teacher_dir` runs
     beside the model on each batch; distillation_loss on the logits, plus hidden_weight x
-    hidden_state_loss when hidden_weight > 0. The pruning and CTA tools train with it."""
+    hidden_state_loss when hidden_weight > 0. The pruning and CTA tools train with it.
+    layer_masks: called after the student's forward pass, returns hidden_state_loss's layer_masks."""
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -91,7 +95,8 @@ def distillation(teacher_dir, alpha, temperature, hidden_weight):
         out = model(**inputs, output_hidden_states=hidden)
         loss = distillation_loss(out.logits, taught.logits, labels, alpha, temperature)
         if hidden:
-            loss = loss + hidden_weight * hidden_state_loss(out.hidden_states, taught.hidden_states, inputs["attention_mask"])
+            loss = loss + hidden_weight * hidden_state_loss(out.hidden_states, taught.hidden_states, inputs["attention_mask"],
+                                                            layer_masks() if layer_masks else None)
         return loss
 
     return loss_fn

@@ -18,6 +18,11 @@ default): the dense start model (or --teacher) runs beside the CTA model on each
 its softened logits in (finetune_classifier.distillation_loss) and adds B x the mean squared
 difference of the two models' hidden states after every layer, so each CTA layer is pulled towards
 what the dense layer computed, not only the output towards the labels.
+
+--spatten tokens=R[,start=S] (not in the CTA paper): SpAtten's cascade token pruning runs in the same
+forward pass, ranked by CTA's attention (cta_torch.TokenPruning, parity-tested against Sieve), so
+the model learns to classify from the tokens Sieve will keep; the exported spec is
+spatten:tokens=R,..+cta:... The hidden-state loss then counts only the rows still alive.
 """
 import argparse
 import json
@@ -52,8 +57,17 @@ def parse_cta(text):
             "shared": fields.get("share", "head") == "layer", "layers": layers}
 
 
-def spec_of(text):
-    return "dense" if text == "none" else "cta:" + text
+def parse_spatten(text, num_layers):
+    """'tokens=0.3[,start=1]' -> the per-layer keep ratios of Sieve's spatten:tokens=..,start=.. (at=ffn)."""
+    fields = dict(kv.split("=", 1) for kv in text.split(",") if kv)
+    if set(fields) - {"tokens", "start"} or "tokens" not in fields:
+        raise SystemExit(f"--spatten {text}: expected tokens=R[,start=S]")
+    return cta_torch.TokenPruning.progressive(float(fields["tokens"]), int(fields.get("start", 1)), num_layers)
+
+
+def spec_of(cta, spatten=None):
+    spec = "dense" if cta == "none" else "cta:" + cta
+    return spec if not spatten else f"spatten:{spatten}+{spec}"
 
 
 def main():
@@ -72,6 +86,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--distill-alpha", type=float, default=0.0,
                     help="weight of a dense teacher's soft labels (0, the paper's recipe: labels only)")
+    ap.add_argument("--spatten", help="SpAtten token pruning in the loop beside CTA, as Sieve's spatten: options "
+                                      "'tokens=R[,start=S]' (pruned before each layer's FFN, Sieve's default); needs --cta")
     ap.add_argument("--teacher", help="dense classifier to distill from (default: --model, run without CTA)")
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--distill-hidden", type=float, default=0.0,
@@ -93,16 +109,21 @@ def main():
     hf = model.config
     # --cta none: the same loop without CTA, the dense model that CTA's accuracy is compared with.
     state = None
+    if args.spatten and args.cta == "none":
+        raise SystemExit("--spatten needs --cta: the tokens are ranked by CTA's attention")
     if args.cta != "none":
         cta = cta_torch.CtaConfig(num_layers=hf.num_hidden_layers, hidden=hf.hidden_size, heads=hf.num_attention_heads,
                                   **parse_cta(args.cta))
-        state = cta_torch.attach_cta(model, cta)
+        pruning = cta_torch.TokenPruning(parse_spatten(args.spatten, hf.num_hidden_layers)) if args.spatten else None
+        state = cta_torch.attach_cta(model, cta, pruning)
     model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
     # The teacher is the start model without CTA (loaded again: CTA is attached in place above).
     distilled = args.distill_alpha > 0 or args.distill_hidden > 0
+    # Pruned tokens' rows mean nothing after the layer that dropped them: the hidden-state loss skips them.
+    layer_masks = (lambda: state.pruning.alive) if args.spatten else None
     loss_fn = distillation(args.teacher or args.model, args.distill_alpha, args.temperature,
-                           args.distill_hidden) if distilled else None
-    print(f"train {len(train)} documents, calibration {len(calibration)}; CTA {args.cta}; "
+                           args.distill_hidden, layer_masks) if distilled else None
+    print(f"train {len(train)} documents, calibration {len(calibration)}; {spec_of(args.cta, args.spatten)}; "
           f"distillation: logits {args.distill_alpha}, hidden states {args.distill_hidden}", flush=True)
 
     def calibrate():
@@ -117,7 +138,7 @@ def main():
     t0 = time.time()
     acc, rl, ra = calibrate()
     history = [{"epoch": -1, "calibration_accuracy": acc, "rl": rl, "ra": ra, "seconds": round(time.time() - t0, 1)}]
-    mode = "dense" if state is None else "CTA on"
+    mode = "dense" if state is None else "CTA + token pruning on" if args.spatten else "CTA on"
     print(f"before fine-tuning: calibration accuracy {acc:.4f} ({mode}), RL {rl:.3f} RA {ra:.3f}", flush=True)
     steps = args.epochs * ((len(train) + args.batch_size - 1) // args.batch_size)
     opt, sched = optimizer_and_schedule(model, args.lr, steps)
@@ -137,7 +158,7 @@ def main():
             model.save_pretrained(out, safe_serialization=True)
             tokenizer.save_pretrained(out)
     (out / "cta.json").write_text(json.dumps({
-        "spec": spec_of(args.cta), "base_model": str(args.model), "train": str(args.train), "calibration": str(args.calibration),
+        "spec": spec_of(args.cta, args.spatten), "base_model": str(args.model), "train": str(args.train), "calibration": str(args.calibration),
         "train_documents": len(train), "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
         "distill_alpha": args.distill_alpha, "distill_hidden": args.distill_hidden,
         "teacher": str(args.teacher or args.model) if distilled else None, "temperature": args.temperature,

@@ -1,5 +1,6 @@
 """CTA in PyTorch (tools/cta_torch.py, used to fine-tune with CTA in the loop) against Sieve's C++ CTA:
-same LSH draws from the same seed, same clusters, same embeddings within 1e-4."""
+same LSH draws from the same seed, same clusters, same embeddings within 1e-4; and with SpAtten's
+token pruning in the same forward pass, the same classifier probabilities."""
 import sys
 from pathlib import Path
 
@@ -63,3 +64,40 @@ def test_lsh_draws_are_std_mt19937_64():
     assert int(cta_torch.Mt19937_64(5489).draws(10000)[-1]) == 9981545732273789042
     # seed_seq{7, 0, 3, 5, 2}.generate(2 words), as libstdc++ computes it (checked with g++).
     assert cta_torch.seed_seq_generate([7, 0, 3, 5, 2], 2) == [3182400406, 4059833000]
+
+
+@pytest.mark.parametrize("shared,tokens,start", [(False, 0.5, 1), (True, 0.3, 2)])
+def test_torch_cta_with_token_pruning_equals_sieve(model_dir, tmp_path, shared, tokens, start):
+    import sieve
+
+    # A classifier on the default model's encoder, its head drawn at random: [CLS] after the last
+    # layer is what the pruned tokens must not reach, so the probabilities are the check.
+    torch.manual_seed(0)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=3).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(50)  # logits far apart, so a wrong token set shows
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer.save_pretrained(tmp_path)
+    hf = model.config
+    w, l, seed = 12.0, 6, 3
+    config = cta_torch.CtaConfig(w, l, seed, hf.num_hidden_layers, hf.hidden_size, hf.num_attention_heads, shared=shared)
+    ratios = cta_torch.TokenPruning.progressive(tokens, start, hf.num_hidden_layers)
+    state = cta_torch.attach_cta(model, config, cta_torch.TokenPruning(ratios))
+    spec = f"spatten:tokens={tokens},start={start}+cta:w={w:g},l={l},seed={seed}" + (",share=layer" if shared else "")
+
+    expected, kept = [], []
+    with torch.no_grad():
+        for text in TEXTS:  # one at a time: no padding
+            ids = tokenizer(text, return_tensors="pt")
+            n = ids["input_ids"].shape[1]
+            state.lengths = [n]
+            expected.append(torch.softmax(model(**ids).logits, -1)[0].numpy())
+            kept.append((n, state.pruning.kept[0].numel()))
+    got = sieve.Encoder(tmp_path, threads=2).predict_proba(TEXTS, policy=spec)
+    # The long texts lost tokens (else this would be the CTA test again), and the output differs
+    # from the dense one by far more than the tolerance.
+    assert all(k < n for n, k in kept if n > 20)
+    dense = sieve.Encoder(tmp_path, threads=2).predict_proba(TEXTS)
+    assert np.abs(dense - got).max() > 1e-2
+    np.testing.assert_allclose(got, np.stack(expected), atol=1e-4, rtol=0)
