@@ -8,6 +8,9 @@
 #                                                  # the 12-layer model: its hidden states are smaller, so the
 #                                                  # paper's CTA-1 compression comes at smaller widths
 #   SPATTEN="tokens=0.3 tokens=0.2,start=2" COMPOSE_WIDTHS="18 20" ...   # the token-pruning compositions
+#   BASE=models/e5-sst2 SHARE=layer W=20 TRAIN_SPATTEN=tokens=0.25 DISTILL_ALPHA=0.9 DISTILL_HIDDEN=3 \
+#     WIDTHS=20 SPATTEN="tokens=0.2 tokens=0.25 tokens=0.3" COMPOSE_WIDTHS="18 20 22" bash bench/run_cta_finetune.sh
+#                                                  # token pruning in the loop too (finetune_cta.py --spatten)
 # 1. Data (tools/make_long_inputs.py --minority 0.3-0.45): SST-2 documents of 256-512 tokens whose
 #    sentences mix both labels (30-45 % of the tokens from the minority label; the label is the
 #    majority's). Single-label documents are too easy (dense and every CTA width score 100 % on their
@@ -40,10 +43,12 @@ MIX="${MIX:-0.3-0.45}"
 TRAIN_DOCS="${TRAIN_DOCS:-1200}"
 BUDGET="${BUDGET:-1.0}"
 THREADS="${THREADS:-2}"
+TRAIN_SPATTEN="${TRAIN_SPATTEN:-}"  # e.g. tokens=0.25: SpAtten token pruning in the loop beside CTA
 EPOCHS="${EPOCHS:-1}"           # of the CTA fine-tuning (the dense reference: 1)
 DISTILL_ALPHA="${DISTILL_ALPHA:-0}" DISTILL_HIDDEN="${DISTILL_HIDDEN:-0}"  # 0 0: the paper's labels-only recipe
 KD=""; [[ "$DISTILL_ALPHA" == 0 && "$DISTILL_HIDDEN" == 0 ]] || KD="-kd"
-OUT="out/cta/$NAME${SHARE:+-shared}$KD${KD:+-w$W}"
+TAG="${TRAIN_SPATTEN:+-spatten-${TRAIN_SPATTEN//[=,]/}}"
+OUT="out/cta/$NAME${SHARE:+-shared}$KD${KD:+-w$W}$TAG"
 mkdir -p "$OUT" out/data
 DATA=../shared/data/glue/sst2
 TRAIN="out/data/sst2-mixed-train-$NAME.tsv"
@@ -55,13 +60,13 @@ make_docs() { "$PY" tools/make_long_inputs.py --data "$DATA" --model "$BASE" --m
 [[ -f "$VAL" ]] || make_docs --split validation --docs 400 --out "$VAL"
 
 DENSE="models/$NAME-mixed-dense"
-CTA="models/$NAME-mixed-w$W${SHARE:+-shared}$KD"
-for job in "none:$BASE:$DENSE:1:0:0" "w=$W,l=6,seed=0$SUFFIX:$DENSE:$CTA:$EPOCHS:$DISTILL_ALPHA:$DISTILL_HIDDEN"; do
-  IFS=: read -r spec from dir epochs alpha hidden <<<"$job"
+CTA="models/$NAME-mixed-w$W${SHARE:+-shared}$KD$TAG"
+for job in "none:$BASE:$DENSE:1:0:0:" "w=$W,l=6,seed=0$SUFFIX:$DENSE:$CTA:$EPOCHS:$DISTILL_ALPHA:$DISTILL_HIDDEN:$TRAIN_SPATTEN"; do
+  IFS=: read -r spec from dir epochs alpha hidden spatten <<<"$job"
   if [[ ! -f "$dir/cta.json" || "${RETRAIN:-0}" == 1 ]]; then
-    echo "==> fine-tune $from -> $dir (cta $spec, $epochs epochs, distillation $alpha / $hidden)"
-    "$TRAIN_PY" tools/finetune_cta.py --model "$from" --cta "$spec" --train "$TRAIN" --calibration "$CAL" \
-      --out "$dir" --lr 5e-5 --threads "$THREADS" --epochs "$epochs" --distill-alpha "$alpha" \
+    echo "==> fine-tune $from -> $dir (cta $spec${spatten:+, spatten $spatten}, $epochs epochs, distillation $alpha / $hidden)"
+    "$TRAIN_PY" tools/finetune_cta.py --model "$from" --cta "$spec" ${spatten:+--spatten "$spatten"} --train "$TRAIN" \
+      --calibration "$CAL" --out "$dir" --lr 5e-5 --threads "$THREADS" --epochs "$epochs" --distill-alpha "$alpha" \
       --distill-hidden "$hidden" >"$OUT/finetune-$(basename "$dir").log" 2>&1
   fi
 done
