@@ -227,6 +227,34 @@ TEST_F(EncoderTest, PassesOfWholeSequencesEqualOnePass) {
   EXPECT_THROW(encoder_->set_rows_per_pass(0), Error);
 }
 
+// Classifiers read only [CLS] after the last layer: with cls_only_output the last FFN runs on that
+// row alone, and the row equals the full forward's (dense, pruned before the FFN or after it, in
+// passes), with one row per sequence and the FFN's FLOPs of the other rows saved.
+TEST_F(EncoderTest, ClsOnlyOutputEqualsTheFullForwardsClsRow) {
+  const auto inputs = sample_inputs(shape_.vocab);
+  const int64_t one_pass = encoder_->rows_per_pass();
+  for (const char* spec : {"dense", "spatten:tokens=0.4,heads=0.5", "spatten:tokens=0.3,start=0,at=next", "ltp:final=0.05"}) {
+    for (const int64_t rows_per_pass : {one_pass, int64_t{20}}) {
+      auto chain = parse_policy_spec(spec, encoder_->config());
+      ForwardStats full_stats, cls_stats;
+      const auto full = encoder_->forward(inputs, {chain.get()}, &full_stats);
+      ForwardOptions options{chain.get()};
+      options.cls_only_output = true;
+      encoder_->set_rows_per_pass(rows_per_pass);
+      const auto cls = encoder_->forward(inputs, options, &cls_stats);
+      encoder_->set_rows_per_pass(one_pass);
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        ASSERT_EQ(cls[i].hidden.dim(0), 1) << spec;
+        ASSERT_EQ(cls[i].positions, std::vector<int32_t>{0}) << spec;
+        const std::vector<float> expected = BertEncoder::cls_vector(full[i]), got = BertEncoder::cls_vector(cls[i]);
+        for (size_t c = 0; c < expected.size(); ++c) ASSERT_NEAR(got[c], expected[c], 1e-5) << spec << " input " << i;
+      }
+      EXPECT_EQ(cls_stats.tokens_per_layer, full_stats.tokens_per_layer) << spec;
+      EXPECT_LT(cls_stats.flops, full_stats.flops) << spec;
+    }
+  }
+}
+
 TEST_F(EncoderTest, CascadeKeepsScheduledCountAndSpecialTokens) {
   const auto inputs = sample_inputs(shape_.vocab);
   auto chain = parse_policy_spec("spatten:tokens=0.25,start=0", encoder_->config());

@@ -44,7 +44,7 @@ class Calibrator {
     for (size_t begin = 0; begin < inputs_.size(); begin += batch) {
       const auto part = std::span(inputs_).subspan(begin, std::min(batch, inputs_.size() - begin));
       ForwardStats st;
-      const auto outputs = enc.forward(part, {policy.get()}, &st);
+      const auto outputs = enc.forward(part, {.policy = policy.get(), .cls_only_output = true}, &st);
       stats.add(st);
       for (size_t i = 0; i < outputs.size(); ++i) {
         const auto logits = enc.classify(outputs[i]);

@@ -60,7 +60,8 @@ std::vector<EvalResult> evaluate_settings(const TextModel& model, const std::vec
   // One untimed batch per setting first, so first-touch costs land on nobody.
   const size_t batch = static_cast<size_t>(options.batch_size);
   for (size_t s = 0; s < settings.size(); ++s)
-    enc.forward(std::span(encoded.inputs).subspan(0, std::min(batch, n)), {policies[s].get(), settings[s].precision});
+    enc.forward(std::span(encoded.inputs).subspan(0, std::min(batch, n)),
+                {.policy = policies[s].get(), .precision = settings[s].precision, .cls_only_output = true});
 
   ProgressBar progress(options.progress_label, static_cast<int64_t>(n));
   for (size_t begin = 0; begin < n; begin += batch) {
@@ -72,6 +73,7 @@ std::vector<EvalResult> evaluate_settings(const TextModel& model, const std::vec
       const auto t0 = std::chrono::steady_clock::now();
       ForwardOptions forward_options{policies[s].get(), settings[s].precision};
       forward_options.record_work = options.record_work;
+      forward_options.cls_only_output = true;  // only classify() reads the outputs
       const auto outputs = enc.forward(inputs, forward_options, &st);
       std::vector<int> pred;
       for (const auto& out : outputs) pred.push_back(argmax(enc.classify(out)));

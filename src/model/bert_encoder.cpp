@@ -726,6 +726,16 @@ std::vector<SequenceOutput> BertEncoder::forward(std::span<const EncoderInput> i
         }
       }
       for (const auto& s : seqs) stats.tokens_per_layer[static_cast<size_t>(l)] += s.length();
+      if (options.cls_only_output && l + 1 == num_layers) {
+        // Only [CLS] (row 0: special, never pruned) is read after this layer; the FFN is row-wise.
+        std::vector<std::vector<uint8_t>> cls_row;
+        for (const PackedSequence& s : seqs) {
+          cls_row.emplace_back(static_cast<size_t>(s.length()), 0);
+          cls_row.back()[0] = 1;
+        }
+        compact_rows(attn, seqs, cls_row);
+        drop_after_ffn.clear();  // a deferred drop (at=next) has nothing left to drop
+      }
 
       ffn_block(precision, layer, attn, intermediate, x, stats);
       if (!drop_after_ffn.empty()) {

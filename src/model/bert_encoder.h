@@ -81,6 +81,11 @@ struct ForwardOptions {
   bool freeze_pruned_tokens = false;
   // Fill ForwardStats::work (per input and layer: tokens, heads, CTA clusters).
   bool record_work = false;
+  // The caller reads only each sequence's [CLS] row after the last layer (classify: pooler and
+  // classifier). The last layer's FFN, which is row-wise, then runs on that row alone, and the
+  // outputs hold one row per sequence. The [CLS] row itself is unchanged. Off for embeddings,
+  // span logits and explain, which read every row.
+  bool cls_only_output = false;
 };
 
 class BertEncoder {

@@ -47,7 +47,7 @@ std::vector<Classification> TextClassifier::classify(const std::vector<std::stri
     if (all.truncated[i]) stats.truncated_inputs.push_back(i);
   std::vector<Classification> results;
   results.reserve(texts.size());
-  const ForwardOptions forward_options{policy_.get(), options_.precision, false};
+  const ForwardOptions forward_options{.policy = policy_.get(), .precision = options_.precision, .cls_only_output = true};
   const size_t batch = static_cast<size_t>(options_.batch_size);
   for (size_t begin = 0; begin < texts.size(); begin += batch) {
     const size_t end = std::min(texts.size(), begin + batch);

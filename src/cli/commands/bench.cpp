@@ -24,6 +24,7 @@ struct BenchOptions {
   std::vector<std::string> precisions{"fp32"};
   std::vector<std::string> policies;  // dense is always timed too, first (the anchor of the ratios)
   int threads = 2, warmup = 3, repeats = 20;
+  bool cls_only = false;  // also time each setting as classification runs it (ForwardOptions::cls_only_output)
 };
 
 struct Timing {
@@ -104,28 +105,34 @@ void run(const BenchOptions& o) {
   for (size_t i = 0; i < precisions.size(); ++i) {
     encoder.set_precision(precisions[i]);
     for (size_t k = 0; k < policies.size(); ++k) {
-      // "sieve", "sieve-bf16", "sieve spatten:tokens=0.5": one column per precision and policy.
-      std::string engine = precisions[i] == Precision::Fp32 ? "sieve" : "sieve-" + o.precisions[i];
-      if (!policies[k]->empty()) engine += " " + specs[k];
-      ForwardOptions options;
-      if (!policies[k]->empty()) options.policy = policies[k].get();
-      for (int seq : o.seqs) {
-        if (seq < 2 || seq > encoder.config().max_position_embeddings) throw Error("--seq " + std::to_string(seq) + " outside [2, max positions]");
-        for (int batch : o.batches) {
-          const auto inputs = synthetic_batch(batch, seq, encoder.config().vocab_size);
-          std::vector<double> ms;
-          ForwardStats stats;
-          for (int r = 0; r < o.warmup + o.repeats; ++r) {
-            const auto t0 = std::chrono::steady_clock::now();
-            encoder.forward(inputs, options, &stats);  // overwrites stats: the last run's remain
-            const double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-            if (r >= o.warmup) ms.push_back(elapsed);
+      for (const bool cls_only : {false, true}) {
+        if (cls_only && !o.cls_only) continue;
+        // "sieve", "sieve-bf16", "sieve spatten:tokens=0.5", "sieve cls-only": one column per precision,
+        // policy and output.
+        std::string engine = precisions[i] == Precision::Fp32 ? "sieve" : "sieve-" + o.precisions[i];
+        if (!policies[k]->empty()) engine += " " + specs[k];
+        if (cls_only) engine += " cls-only";
+        ForwardOptions options;
+        if (!policies[k]->empty()) options.policy = policies[k].get();
+        options.cls_only_output = cls_only;
+        for (int seq : o.seqs) {
+          if (seq < 2 || seq > encoder.config().max_position_embeddings) throw Error("--seq " + std::to_string(seq) + " outside [2, max positions]");
+          for (int batch : o.batches) {
+            const auto inputs = synthetic_batch(batch, seq, encoder.config().vocab_size);
+            std::vector<double> ms;
+            ForwardStats stats;
+            for (int r = 0; r < o.warmup + o.repeats; ++r) {
+              const auto t0 = std::chrono::steady_clock::now();
+              encoder.forward(inputs, options, &stats);  // overwrites stats: the last run's remain
+              const double elapsed = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+              if (r >= o.warmup) ms.push_back(elapsed);
+            }
+            const Timing t = summarize(ms);
+            results.push_back({{"engine", engine}, {"model", name}, {"seq", seq}, {"batch", batch}, {"threads", o.threads},
+                               {"median_ms", t.median_ms}, {"p10_ms", t.p10_ms}, {"p90_ms", t.p90_ms},
+                               {"gflops", stats.flops / 1e9}, {"tokens_per_layer", stats.tokens_per_layer}});
+            std::fprintf(stderr, "  %s seq %4d batch %2d: %8.2f ms\n", engine.c_str(), seq, batch, t.median_ms);
           }
-          const Timing t = summarize(ms);
-          results.push_back({{"engine", engine}, {"model", name}, {"seq", seq}, {"batch", batch}, {"threads", o.threads},
-                             {"median_ms", t.median_ms}, {"p10_ms", t.p10_ms}, {"p90_ms", t.p90_ms},
-                             {"gflops", stats.flops / 1e9}, {"tokens_per_layer", stats.tokens_per_layer}});
-          std::fprintf(stderr, "  %s seq %4d batch %2d: %8.2f ms\n", engine.c_str(), seq, batch, t.median_ms);
         }
       }
     }
@@ -183,6 +190,9 @@ void register_bench(CLI::App& app) {
                   "Also time these policies on the synthetic batches, each its own column (repeatable; dense is "
                   "always timed)");
   cmd->add_option("--precision", o->precisions, "Sieve's GEMM precisions to measure: fp32, bf16, int8 (default fp32)")->delimiter(',');
+  cmd->add_flag("--cls-only", o->cls_only,
+                "Also time each setting as classification runs it: the last layer's FFN on [CLS] only (its own "
+                "column, 'cls-only')");
   cmd->add_option("--threads", o->threads, "Threads for every engine")->check(CLI::Range(1, 1024));
   cmd->add_option("--warmup", o->warmup, "Untimed runs per shape")->check(CLI::Range(0, 1000));
   cmd->add_option("--repeats", o->repeats, "Timed runs per shape (median reported)")->check(CLI::Range(1, 100000));

@@ -30,7 +30,7 @@ void run(const ClassifyOptions& o) {
     std::printf("{\"text\": %s, \"label\": %s, \"probabilities\": {", json_escape(text).c_str(), json_escape(label(best)).c_str());
     for (size_t c = 0; c < p.size(); ++c) std::printf("%s%s: %s", c ? ", " : "", json_escape(label(c)).c_str(), json_number(p[c]).c_str());
     std::printf("}}\n");
-  });
+  }, /*cls_only_output=*/true);
 }
 
 }  // namespace

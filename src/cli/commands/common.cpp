@@ -178,7 +178,7 @@ namespace sieve::cli {
 
 void run_batched(const TextModel& model, const std::vector<TextPair>& inputs, const ModelOptions& options,
                  LayerPolicy* policy, const std::function<void(size_t, const SequenceOutput&)>& on_output,
-                 ForwardStats* stats, size_t first_index) {
+                 ForwardStats* stats, size_t first_index, bool cls_only_output) {
   // Tokenize everything first: invalid UTF-8 anywhere fails before any output is produced.
   EncodedBatch all = model.encode(inputs, options.max_length);
   size_t truncated = 0;
@@ -189,11 +189,12 @@ void run_batched(const TextModel& model, const std::vector<TextPair>& inputs, co
 
   ProgressBar progress("encoding", static_cast<int64_t>(inputs.size()));
   const size_t batch = static_cast<size_t>(options.batch_size);
+  ForwardOptions forward_options{policy};
+  forward_options.cls_only_output = cls_only_output;
   for (size_t begin = 0; begin < inputs.size(); begin += batch) {
     const size_t end = std::min(inputs.size(), begin + batch);
     ForwardStats batch_stats;
-    const auto outputs = model.encoder().forward(std::span(all.inputs).subspan(begin, end - begin),
-                                                 ForwardOptions{policy}, &batch_stats);
+    const auto outputs = model.encoder().forward(std::span(all.inputs).subspan(begin, end - begin), forward_options, &batch_stats);
     if (stats) stats->add(batch_stats);
     for (size_t i = begin; i < end; ++i) on_output(i, outputs[i - begin]);
     progress.advance(static_cast<int64_t>(end - begin));
@@ -201,7 +202,8 @@ void run_batched(const TextModel& model, const std::vector<TextPair>& inputs, co
 }
 
 void run_streamed(const TextModel& model, TextSource& source, const ModelOptions& options,
-                  const std::function<void(size_t, const std::string&, const SequenceOutput&)>& on_output) {
+                  const std::function<void(size_t, const std::string&, const SequenceOutput&)>& on_output,
+                  bool cls_only_output) {
   constexpr size_t kChunkTexts = 4096;  // texts (at most 1 MiB each) tokenized and held at once
   std::vector<std::string> texts;
   std::vector<TextPair> inputs;
@@ -209,7 +211,8 @@ void run_streamed(const TextModel& model, TextSource& source, const ModelOptions
     inputs.clear();
     for (const std::string& text : texts) inputs.push_back({text, ""});
     run_batched(model, inputs, options, nullptr,
-                [&](size_t i, const SequenceOutput& out) { on_output(first + i, texts[i], out); }, nullptr, first);
+                [&](size_t i, const SequenceOutput& out) { on_output(first + i, texts[i], out); }, nullptr, first,
+                cls_only_output);
   }
 }
 

@@ -106,11 +106,13 @@ namespace sieve::cli {
 // first_index: the number of inputs handled before these, for the input numbers in warnings.
 void run_batched(const TextModel& model, const std::vector<TextPair>& inputs, const ModelOptions& options,
                  LayerPolicy* policy, const std::function<void(size_t, const SequenceOutput&)>& on_output,
-                 ForwardStats* stats = nullptr, size_t first_index = 0);
+                 ForwardStats* stats = nullptr, size_t first_index = 0, bool cls_only_output = false);
 
 // Runs every text of a TextSource through the model, a chunk at a time: memory stays bounded by
 // the chunk whatever the number of inputs. on_output(i, text, output) gets input i's text.
+// cls_only_output: on_output reads only the [CLS] row (ForwardOptions::cls_only_output).
 void run_streamed(const TextModel& model, TextSource& source, const ModelOptions& options,
-                  const std::function<void(size_t, const std::string&, const SequenceOutput&)>& on_output);
+                  const std::function<void(size_t, const std::string&, const SequenceOutput&)>& on_output,
+                  bool cls_only_output = false);
 
 }  // namespace sieve::cli
