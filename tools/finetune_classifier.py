@@ -72,8 +72,10 @@ def hidden_state_loss(student_hidden, teacher_hidden, attention_mask, layer_mask
     TinyBERT and CoFi pruning use it. layer_masks (one [batch, seq] bool per layer, or None): the
     rows that count after each layer, where the student prunes tokens (their rows mean nothing)."""
     real = attention_mask.unsqueeze(-1).to(student_hidden[-1].dtype)
-    masks = [real if layer_masks is None else real * m.unsqueeze(-1).to(real.dtype) for m in
-             (layer_masks or [None] * (len(student_hidden) - 1))]
+    if layer_masks is None:
+        masks = [real] * (len(student_hidden) - 1)
+    else:
+        masks = [real * m.unsqueeze(-1).to(real.dtype) for m in layer_masks]
     per_layer = [((hs - ht) ** 2 * mask).sum() / (mask.sum() * hs.shape[-1])
                  for hs, ht, mask in zip(student_hidden[1:], teacher_hidden[1:], masks)]
     return torch.stack(per_layer).mean()
