@@ -23,12 +23,21 @@ a line that is not a cell
 def probe(tmp_path):
     path = tmp_path / "probe.txt"
     path.write_text(PROBE)
-    return read_probe(path)
+    return read_probe([path])
 
 
 def test_probe_cells_are_the_int8_column(probe):
     assert len(probe) == 6
     assert probe[(128, 4, 8)] == 16.0
+
+
+def test_several_probe_runs_keep_each_cells_fastest(tmp_path):
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text(PROBE)
+    second.write_text("   32     4     4  u8s8       1.5  bf16      20.0  f32      99.0 us\n")
+    assert read_probe([first, second])[(32, 4, 4)] == 1.5
+    assert read_probe([first, second], "bf16")[(32, 4, 4)] == 9.9
+    assert read_probe([first, second])[(128, 4, 4)] == 4.0
 
 
 def test_gemm_time_is_the_cell_or_the_largest_count_below_scaled_linearly(probe):
@@ -51,6 +60,9 @@ def test_bound_adds_the_four_weight_shapes_per_layer_and_attention_at_the_best_r
     # Q.K^T and P.V: 2 products x 2 ops x batch 4 x 32^2 x hidden 4 per layer, at 1024 ops/us.
     assert bound["attention_ms"] == pytest.approx(2 * 2 * 2 * 4 * 32 * 32 * 4 / 1024 / 1e3)
     assert bound["bound_ms"] == pytest.approx(bound["weights_ms"] + bound["attention_ms"])
+    # Everything at 1024 ops/us: 2 layers x 2 ops x 128 rows x (4 x 16 + 2 x 32) weights, plus attention.
+    weight_ops = 2 * 2 * 128 * (4 * 4 * 4 + 2 * 4 * 8)
+    assert bound["flat_bound_ms"] == pytest.approx((weight_ops / 1024) / 1e3 + bound["attention_ms"])
 
 
 def test_a_shape_the_probe_never_measured_is_an_error(probe):
