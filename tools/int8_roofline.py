@@ -9,8 +9,8 @@ cannot avoid, each at the best speed oneDNN's matmul reached on this machine in 
 everything else (quantization, LayerNorm, GELU, softmax, residual sums, embeddings) as free:
 
   layer weights   rows x (4 H^2 + 2 H F) multiply-adds per layer, rows = seq x batch; each of the
-                  four weight shapes timed as the probe measured it at that row count (a count past
-                  the probe's largest scales that time linearly, the rate having levelled off there)
+                  four weight shapes timed as the probe measured it at that row count (another
+                  count runs at the rate of the next larger one, or past the largest at its rate)
   attention       Q.K^T and P.V, 2 x batch x seq^2 x H multiply-adds per layer, at the fastest
                   rate of any probe cell (as if attention's products were weight GEMMs too)
 
@@ -83,13 +83,13 @@ def read_probe(paths, column: str = "u8s8"):
 
 
 def gemm_us(probe, rows: int, k: int, n: int) -> float:
-    """The probe's time for rows x K x N; past or between its row counts, the largest measured count
-    not above `rows`, scaled linearly (a faster-than-linear guess would only lower the bound)."""
+    """The probe's time for rows x K x N. Between or below its row counts: the rate of the next larger
+    count (more rows run at least as fast per row, so the estimate stays a lower bound); past the
+    largest: that count's rate, where the rate has levelled off."""
     measured = sorted(r for (r, kk, nn) in probe if (kk, nn) == (k, n))
     if not measured:
         raise SystemExit(f"the probe has no {k} x {n} cells")
-    below = [r for r in measured if r <= rows]
-    base = below[-1] if below else measured[0]
+    base = next((r for r in measured if r >= rows), measured[-1])
     return probe[(base, k, n)] * rows / base
 
 

@@ -40,9 +40,9 @@ def test_several_probe_runs_keep_each_cells_fastest(tmp_path):
     assert read_probe([first, second])[(128, 4, 4)] == 4.0
 
 
-def test_gemm_time_is_the_cell_or_the_largest_count_below_scaled_linearly(probe):
+def test_gemm_time_is_the_cell_or_the_next_larger_cells_rate(probe):
     assert gemm_us(probe, 128, 4, 4) == 4.0
-    assert gemm_us(probe, 64, 4, 4) == 2.0 * 64 / 32     # between cells: from the 32-row cell
+    assert gemm_us(probe, 64, 4, 4) == 4.0 * 64 / 128    # between cells: the 128-row cell's (faster) rate
     assert gemm_us(probe, 512, 4, 4) == 4.0 * 4          # past the last cell: linear from 128 rows
     assert gemm_us(probe, 8, 4, 4) == 2.0 * 8 / 32       # below the first cell: scaled down from it
 
