@@ -15,21 +15,37 @@
 #include <fstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "util/error.h"
 
 namespace sieve::fuzz {
 
-// A per-process directory, on tmpfs when there is one (inputs are written for every run).
-inline const std::filesystem::path& scratch_dir() {
-  static const std::filesystem::path dir = [] {
+// A per-process directory, on tmpfs when there is one (inputs are written for every run), removed
+// when the process exits. The owner's destructor removes it: an atexit handler registered while the
+// path was still being built ran after the path's own destructor, and read freed memory.
+class ScratchDir {
+ public:
+  ScratchDir() {
     const std::filesystem::path base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path();
-    std::filesystem::path d = base / ("sieve-fuzz-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    std::atexit([] { std::filesystem::remove_all(scratch_dir()); });
-    return d;
-  }();
-  return dir;
+    path_ = base / ("sieve-fuzz-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(path_);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline const std::filesystem::path& scratch_dir() {
+  static const ScratchDir dir;
+  return dir.path();
 }
 
 inline std::filesystem::path write_scratch(const std::string& name, std::string_view bytes) {
