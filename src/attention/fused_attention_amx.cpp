@@ -91,15 +91,12 @@ bool fused_attention(const HeadView& head, int64_t n, int64_t d, float scale, He
       for (int64_t jj = 0; jj < kKeys; ++jj) kt[c2 * np + j0 + jj] = key_rows[jj * d2 + c2];
   }
   // V: rows 2 j2 and 2 j2 + 1 interleaved value by value.
-  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                                              21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   for (int64_t j2 = 0; j2 < pairs; ++j2) {
     const int64_t ja = 2 * j2, jb = ja + 1;
     for (int64_t c = 0; c < d; c += 16) {
       const __m512 a = ja < n ? _mm512_loadu_ps(head.v + ja * head.qkv_stride + c) : _mm512_setzero_ps();
       const __m512 b = jb < n ? _mm512_loadu_ps(head.v + jb * head.qkv_stride + c) : _mm512_setzero_ps();
-      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16(a)), to_bf16(b), 1);
-      _mm512_storeu_si512(v2 + j2 * d + c, _mm512_permutexvar_epi16(interleave, both));
+      _mm512_storeu_si512(v2 + j2 * d + c, avx512::bf16_value_pairs(a, b));
     }
   }
 

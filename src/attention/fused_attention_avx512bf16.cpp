@@ -38,12 +38,6 @@ void round_row_to_pairs(const float* row, float scale, uint32_t* pairs) {
                         (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(row + 16 * c), s)));
 }
 
-// 16 pairs (a[c], b[c]) of two rows' columns c .. c + 15, a in the low halves.
-__m512i interleave_to_pairs(__m512 a, __m512 b) {
-  const __m512i low = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(a));
-  const __m512i high = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(b));
-  return _mm512_or_si512(low, _mm512_slli_epi32(high, 16));
-}
 
 // head_dim = 16 * kVecs. Layouts, all in bf16 pairs (uint32):
 //   kt[c2][j]      = (K[j][2 c2], K[j][2 c2 + 1]) * scale: a 16-wide block of scores is a chain of
@@ -82,7 +76,7 @@ void attend(const HeadView& head, int64_t n, float scale, HeadStatistics stats) 
     for (int c = 0; c < kVecs; ++c) {
       const __m512 a = j < n ? _mm512_loadu_ps(va + 16 * c) : _mm512_setzero_ps();
       const __m512 b = j + 1 < n ? _mm512_loadu_ps(vb + 16 * c) : _mm512_setzero_ps();
-      _mm512_storeu_si512(v2 + j2 * d + 16 * c, interleave_to_pairs(a, b));
+      _mm512_storeu_si512(v2 + j2 * d + 16 * c, avx512::bf16_value_pairs(a, b));
     }
   }
 
