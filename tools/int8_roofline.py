@@ -63,6 +63,9 @@ class Shape:
         return [(self.hidden, self.hidden, 4), (self.hidden, self.ffn, 1), (self.ffn, self.hidden, 1)]
 
 
+PROBE_COLUMNS = ["u8s8", "bf16", "f32"]  # onednn_version_probe's precisions, in its column order
+
+
 def read_probe(paths, column: str = "u8s8"):
     """{(rows, K, N): microseconds} of one column ('u8s8', 'bf16' or 'f32') of onednn_version_probe's
     lines 'rows K N  u8s8 us  bf16 us  f32 us us'; over several runs, each cell's fastest (the bound
@@ -72,9 +75,9 @@ def read_probe(paths, column: str = "u8s8"):
         found = False
         for line in path.read_text().splitlines():
             parts = line.split()
-            if len(parts) >= 10 and parts[3:9:2] == ["u8s8", "bf16", "f32"]:
+            if len(parts) >= 10 and parts[3:9:2] == PROBE_COLUMNS:
                 key = (int(parts[0]), int(parts[1]), int(parts[2]))
-                us = float(parts[4 + 2 * ["u8s8", "bf16", "f32"].index(column)])
+                us = float(parts[4 + 2 * PROBE_COLUMNS.index(column)])
                 cells[key] = min(us, cells.get(key, us))
                 found = True
         if not found:
