@@ -3,7 +3,10 @@
 // dense attention (one head and the whole encoder), composition with cascade pruning, the spec.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
 #include <random>
 
 #include "attention/cta.h"
@@ -87,6 +90,44 @@ TEST(CtaClustering, EqualCodesShareAClusterNumberedByFirstAppearance) {
     ASSERT_EQ(b.table[static_cast<size_t>(i)], it->second);
   }
   EXPECT_EQ(b.clusters, static_cast<int32_t>(seen.size()));
+}
+
+// cluster_codes packs small codes into one 64-bit key (64 / l bits a value) and keeps a general
+// map for the rest: both give the grouping by whole code, at the edges of the packed range too.
+TEST(CtaClustering, PackedAndGeneralPathsGroupByWholeCode) {
+  std::mt19937_64 rng(5);
+  auto grouping = [](const std::vector<int64_t>& codes, int64_t n, int l) {
+    std::map<std::vector<int64_t>, int32_t> seen;
+    std::vector<int32_t> table;
+    for (int64_t i = 0; i < n; ++i) {
+      const std::vector<int64_t> key(codes.begin() + i * l, codes.begin() + (i + 1) * l);
+      table.push_back(seen.emplace(key, static_cast<int32_t>(seen.size())).first->second);
+    }
+    return table;
+  };
+  struct Case { int l; std::vector<int64_t> values; };  // codes drawn from `values`
+  const int64_t big = int64_t{1} << 40;
+  const std::vector<Case> cases{
+      {6, {-512, -511, 0, 1, 510, 511}},                 // 10-bit fields: the edges still pack
+      {6, {-512, 0, 511, 512}},                          // 512 does not fit: general path
+      {6, {-513, -1, 0}},                                // nor does -513
+      {2, {-(int64_t{1} << 31), 0, (int64_t{1} << 31) - 1}},  // 32-bit fields (key pairs)
+      {2, {-big, 0, big}},
+      {1, {std::numeric_limits<int64_t>::min(), -1, 0, std::numeric_limits<int64_t>::max()}},  // the code is the key
+      {20, {-1, 0, 1}},                                  // 3-bit fields are too narrow: general path
+  };
+  for (const Case& c : cases) {
+    const int64_t n = 500;
+    std::vector<int64_t> codes(static_cast<size_t>(n * c.l));
+    for (auto& v : codes) v = c.values[rng() % c.values.size()];
+    const Clustering got = cluster_codes(codes.data(), n, c.l);
+    const std::vector<int32_t> want = grouping(codes, n, c.l);
+    EXPECT_EQ(got.table, want) << "l = " << c.l << ", largest value " << c.values.back();
+    EXPECT_EQ(got.clusters, *std::max_element(want.begin(), want.end()) + 1);
+  }
+  // Codes that differ only in a high field, or only by one field's sign, stay apart.
+  const std::vector<int64_t> near{0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, -1, 1, 0, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0};
+  EXPECT_EQ(cluster_codes(near.data(), 4, 6).clusters, 4);
 }
 
 // Inputs for one head: n tokens of dimension dw drawn around a few cluster centres.
