@@ -320,6 +320,13 @@ Clustering cluster_codes(const int64_t* codes, int64_t n, int l) {
 
 namespace {
 
+// Slots of an open-addressing map for n items: a power of two, at most half full.
+size_t map_capacity(int64_t n) {
+  size_t capacity = 16;
+  while (capacity < static_cast<size_t>(2 * n)) capacity *= 2;
+  return capacity;
+}
+
 // Each item's whole code packed into one 64-bit key, 64 / l bits per hash value, when every value
 // fits its field (LSH codes are small integers, a few dozen buckets either side of 0). Packing is
 // then one-to-one, so equal keys mean equal codes. False when some value does not fit.
@@ -350,9 +357,10 @@ bool pack_codes(const int64_t* codes, int64_t n, int l, std::vector<uint64_t>& k
 // half of the per-head compression on 400-token e5 documents; this path cut them by 38 %, 2026-12-06).
 void cluster_keys(const std::vector<uint64_t>& keys, Clustering& out) {
   const int64_t n = static_cast<int64_t>(keys.size());
-  int shift = 64 - 4;
-  size_t capacity = 16;
-  while (capacity < static_cast<size_t>(2 * n)) capacity *= 2, --shift;
+  out.table.resize(static_cast<size_t>(n));
+  out.clusters = 0;
+  const size_t capacity = map_capacity(n);
+  const int shift = 64 - std::countr_zero(capacity);  // the hash's top log2(capacity) bits pick the slot
   thread_local std::vector<int32_t> slots;  // slot -> cluster, -1 empty
   thread_local std::vector<uint64_t> slot_keys;
   slots.assign(capacity, -1);
@@ -377,8 +385,7 @@ void cluster_codes(const int64_t* codes, int64_t n, int l, Clustering& out) {
     return;
   }
   // Some value too large to pack (w -> 0, or l > 16): the general map keyed by the whole code.
-  size_t capacity = 16;
-  while (capacity < static_cast<size_t>(2 * n)) capacity *= 2;
+  const size_t capacity = map_capacity(n);
   thread_local std::vector<int32_t> slots, first;  // slot -> cluster (-1 empty); cluster -> first item
   slots.assign(capacity, -1);
   first.clear();
@@ -410,10 +417,13 @@ void cluster_means(const float* x, int64_t x_stride, int64_t dim, const Clusteri
 }
 
 KeyPairs key_pairs(const int32_t* ct1, const int32_t* ct2, int64_t n) {
-  thread_local std::vector<int64_t> codes;
-  codes.resize(static_cast<size_t>(2 * n));
-  for (int64_t j = 0; j < n; ++j) codes[static_cast<size_t>(2 * j)] = ct1[j], codes[static_cast<size_t>(2 * j + 1)] = ct2[j];
-  Clustering c = cluster_codes(codes.data(), n, 2);
+  // Cluster numbers are non-negative int32, so (ct1, ct2) packs into one key as is.
+  thread_local std::vector<uint64_t> keys;
+  keys.resize(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j)
+    keys[static_cast<size_t>(j)] = (static_cast<uint64_t>(static_cast<uint32_t>(ct1[j])) << 32) | static_cast<uint32_t>(ct2[j]);
+  Clustering c;
+  cluster_keys(keys, c);
   KeyPairs p;
   p.ct1.resize(static_cast<size_t>(c.clusters));
   p.ct2.resize(static_cast<size_t>(c.clusters));

@@ -38,7 +38,6 @@ void round_row_to_pairs(const float* row, float scale, uint32_t* pairs) {
                         (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(row + 16 * c), s)));
 }
 
-
 // head_dim = 16 * kVecs. Layouts, all in bf16 pairs (uint32):
 //   kt[c2][j]      = (K[j][2 c2], K[j][2 c2 + 1]) * scale: a 16-wide block of scores is a chain of
 //                    vdpbf16ps of one broadcast Q pair against 16 keys
