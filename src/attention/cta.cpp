@@ -377,14 +377,14 @@ void cluster_keys(const std::vector<uint64_t>& keys, Clustering& out) {
 }  // namespace
 
 void cluster_codes(const int64_t* codes, int64_t n, int l, Clustering& out) {
-  out.table.resize(static_cast<size_t>(n));
-  out.clusters = 0;
   thread_local std::vector<uint64_t> keys;
   if (pack_codes(codes, n, l, keys)) {
     cluster_keys(keys, out);
     return;
   }
   // Some value too large to pack (w -> 0, or l > 16): the general map keyed by the whole code.
+  out.table.resize(static_cast<size_t>(n));
+  out.clusters = 0;
   const size_t capacity = map_capacity(n);
   thread_local std::vector<int32_t> slots, first;  // slot -> cluster (-1 empty); cluster -> first item
   slots.assign(capacity, -1);
