@@ -27,19 +27,26 @@ if [[ ! -f $CONTROL/cta.json || ! -f $MORE/calibration-dense-more.json ]]; then
 fi
 mkdir -p "$OUT"
 [[ -f $TRAIN ]] || { cat out/data/sst2-mixed-train-e5-sst2.tsv; tail -n +2 out/data/sst2-mixed-train2400s2-e5-sst2.tsv; } >"$TRAIN"
-if [[ ! -f $MODEL/cta.json ]]; then
+# finetune_from_control MODEL LOG ARGS...: one epoch from the control, distilled from it (unless MODEL exists).
+finetune_from_control() {
+  local model=$1 log=$2; shift 2
+  [[ -f $model/cta.json ]] && return
   MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 "$TRAIN_PY" tools/finetune_cta.py --model "$CONTROL" \
-    --teacher "$CONTROL" --cta w=20,l=6,seed=0,share=layer --spatten tokens=0.25 --train "$TRAIN" \
-    --calibration out/data/sst2-mixed-calibration-e5-sst2.tsv --out "$MODEL" --lr 3e-5 --threads 2 --epochs 1 \
-    --distill-alpha 0.9 --distill-hidden 3 >"$OUT/finetune.log" 2>&1
-fi
+    --teacher "$CONTROL" --calibration out/data/sst2-mixed-calibration-e5-sst2.tsv --out "$model" --threads 2 --epochs 1 \
+    --distill-alpha 0.9 --distill-hidden 3 "$@" >"$log" 2>&1
+}
+# pick NAME: the calibration picks of $OUT/calibration[-NAME].json against the control, into the array picks.
+pick() {
+  "$PY" tools/select_cta.py --dense "$MORE/calibration-dense-more.json" "$OUT/calibration$1.json" --budget 1.0 \
+    --out "$OUT/picks$1.json" >"$OUT/picks$1.txt"
+  picks=(); while read -r spec; do picks+=(-p "$spec"); done <"$OUT/picks$1.txt"
+}
+finetune_from_control "$MODEL" "$OUT/finetune.log" --cta w=20,l=6,seed=0,share=layer --spatten tokens=0.25 --train "$TRAIN" --lr 3e-5
 EVAL=(build/sieve eval --threads 2 --batch-size 32 --data "$CAL")
 grid=(); for t in tokens=0.2 tokens=0.25 tokens=0.3; do for w in 18 20 22; do grid+=(-p "spatten:$t+cta:w=$w,share=layer"); done; done
 [[ -f $OUT/calibration.json ]] || "${EVAL[@]}" --model "$MODEL" -p cta:w=20,share=layer "${grid[@]}" \
   --json "$OUT/calibration.json" >"$OUT/calibration.txt"
-"$PY" tools/select_cta.py --dense "$MORE/calibration-dense-more.json" "$OUT/calibration.json" --budget 1.0 \
-  --out "$OUT/picks.json" >"$OUT/picks.txt"
-picks=(); while read -r spec; do picks+=(-p "$spec"); done <"$OUT/picks.txt"
+pick ""
 VAL=out/data/sst2-mixed-validation-e5-sst2.tsv
 for b in 1 32; do
   for m in "$CONTROL" "$MODEL"; do
@@ -49,17 +56,11 @@ for b in 1 32; do
 done
 # The per-head reading: CTA-1 starts at w = 16 on e5 (RL 0.42, RA 0.17).
 PER_HEAD=models/e5-sst2-mixed-from-control-w16-kd
-if [[ ! -f $PER_HEAD/cta.json ]]; then
-  MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 "$TRAIN_PY" tools/finetune_cta.py --model "$CONTROL" \
-    --teacher "$CONTROL" --cta w=16,l=6,seed=0 --train out/data/sst2-mixed-train2400s2-e5-sst2.tsv \
-    --calibration out/data/sst2-mixed-calibration-e5-sst2.tsv --out "$PER_HEAD" --lr 5e-5 --threads 2 --epochs 1 \
-    --distill-alpha 0.9 --distill-hidden 3 >"$OUT/finetune-per-head.log" 2>&1
-fi
+finetune_from_control "$PER_HEAD" "$OUT/finetune-per-head.log" --cta w=16,l=6,seed=0 \
+  --train out/data/sst2-mixed-train2400s2-e5-sst2.tsv --lr 5e-5
 [[ -f $OUT/calibration-per-head.json ]] || "${EVAL[@]}" --model "$PER_HEAD" -p cta:w=14 -p cta:w=16 -p cta:w=20 \
   -p spatten:tokens=0.5+cta:w=16 -p spatten:tokens=0.3+cta:w=16 --json "$OUT/calibration-per-head.json" >"$OUT/calibration-per-head.txt"
-"$PY" tools/select_cta.py --dense "$MORE/calibration-dense-more.json" "$OUT/calibration-per-head.json" --budget 1.0 \
-  --out "$OUT/picks-per-head.json" >"$OUT/picks-per-head.txt"
-picks=(); while read -r spec; do picks+=(-p "$spec"); done <"$OUT/picks-per-head.txt"
+pick -per-head
 for b in 1 32; do
   [[ -f $OUT/validation-per-head-b$b.json ]] || build/sieve eval --threads 2 --batch-size "$b" --data "$VAL" --model "$PER_HEAD" \
     "${picks[@]}" --json "$OUT/validation-per-head-b$b.json" >"$OUT/validation-per-head-b$b.txt"
